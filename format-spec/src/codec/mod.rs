@@ -1,0 +1,1 @@
+//! Codec bitstreams (see format-spec/CODECS.md). Work in progress.

@@ -1,0 +1,1 @@
+//! Encryption constructions (see format-spec/ENCRYPTION.md). Work in progress.
