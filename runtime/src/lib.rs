@@ -1,1 +1,39 @@
-//! placeholder
+//! # tic-runtime: load tic artifacts
+//!
+//! Opens an artifact inside the customer's environment and hands out its
+//! tensors: the signature is checked against pinned keys before anything in
+//! the header is trusted, each chunk is checked against its signed digest
+//! before it is decrypted or decoded, and every tensor is checked against
+//! the digest of its original bytes. Never depends on the compiler.
+//!
+//! ```no_run
+//! use tic_runtime::{Artifact, OpenOptions, Trust};
+//! let key = tic_runtime::read_public_key("signing.pub".as_ref())?;
+//! let opts = OpenOptions { trust: Trust { keys: vec![key], allow_unsigned: false }, ..Default::default() };
+//! let art = Artifact::open("model.tic", &opts)?;
+//! let bytes = art.read_tensor("embeddings.word_embeddings.weight")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod artifact;
+mod error;
+mod extract;
+mod keys;
+
+pub use artifact::{Artifact, OpenOptions, SignatureStatus, Trust};
+pub use error::{ErrorKind, RuntimeError};
+pub use extract::ExtractReport;
+pub use keys::{read_identities, read_public_key, read_trusted_keys, KeyFileError};
+pub use tic_format;
+
+/// Reports progress of long operations (the CLI draws a bar with it).
+pub trait Progress: Sync {
+    fn start(&self, _what: &str, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// A [`Progress`] that reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}

@@ -1,0 +1,280 @@
+//! Bounded, order-preserving parsing of a safetensors file's header.
+//!
+//! The reference parser reads the JSON into a hash map, which silently
+//! drops a repeated tensor name; this one keeps every entry so duplicates
+//! are refused, names the tensor in every error, and checks offsets
+//! against the real data length with checked arithmetic.
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::dtype::DType;
+use crate::limits::MAX_ST_HEADER_LEN;
+
+/// One tensor as the safetensors header describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StTensor {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<u64>,
+    /// Byte range within the data section (after the header).
+    pub begin: u64,
+    pub end: u64,
+}
+
+/// What is wrong with a safetensors file. The caller adds the file's name.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StError {
+    #[error("the file is {0} bytes, too short to hold the 8-byte header length; it is not a safetensors file or is truncated")]
+    TooShort(u64),
+    #[error("the header length is {n} bytes, over the {limit}-byte cap; the file is corrupt or not a safetensors file")]
+    HeaderTooLarge { n: u64, limit: u64 },
+    #[error("the header length says {n} bytes but only {available} follow; the file is truncated")]
+    HeaderPastEnd { n: u64, available: u64 },
+    #[error("the header is not valid UTF-8")]
+    NotUtf8,
+    #[error("the header is not valid JSON: {0}")]
+    BadJson(String),
+    #[error("the header is not a JSON object")]
+    NotAnObject,
+    #[error("tensor `{0}` appears twice in the header")]
+    DuplicateName(String),
+    #[error("tensor `{tensor}`: {why}")]
+    BadEntry { tensor: String, why: String },
+    #[error("tensor `{tensor}` has dtype {dtype:?}, which tic does not support (supported: {supported})")]
+    UnknownDType { tensor: String, dtype: String, supported: String },
+    #[error("tensor `{0}`: the shape's element count overflows 64 bits")]
+    ShapeOverflow(String),
+    #[error("tensor `{tensor}`: shape {shape:?} of {dtype} needs {expected} bytes but data_offsets give {actual}")]
+    SizeMismatch { tensor: String, shape: Vec<u64>, dtype: DType, expected: u64, actual: u64 },
+    #[error("tensor `{tensor}` starts at data offset {begin} but the previous tensor ends at {expected}: tensors {kind}")]
+    Gap { tensor: String, begin: u64, expected: u64, kind: &'static str },
+    #[error("tensor `{tensor}` ends at data offset {end} but the data section is {data_len} bytes: the file is truncated or the offsets are wrong")]
+    PastEnd { tensor: String, end: u64, data_len: u64 },
+    #[error("the data section is {data_len} bytes but the tensors cover only {covered}: {trailing} bytes belong to no tensor")]
+    TrailingData { data_len: u64, covered: u64, trailing: u64 },
+    #[error("`__metadata__` must map strings to strings")]
+    BadMetadata,
+}
+
+/// Reads the 8-byte little-endian header length and checks it against the
+/// cap and the file's length. Returns N (the JSON header's byte length).
+pub fn header_len(first8: [u8; 8], file_len: u64) -> Result<u64, StError> {
+    if file_len < 8 {
+        return Err(StError::TooShort(file_len));
+    }
+    let n = u64::from_le_bytes(first8);
+    if n > MAX_ST_HEADER_LEN {
+        return Err(StError::HeaderTooLarge {
+            n,
+            limit: MAX_ST_HEADER_LEN,
+        });
+    }
+    if n > file_len - 8 {
+        return Err(StError::HeaderPastEnd {
+            n,
+            available: file_len - 8,
+        });
+    }
+    Ok(n)
+}
+
+struct Ordered(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, val)) = m.next_entry::<String, Value>()? {
+                    v.push((k, val));
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Parses the JSON header (the N bytes after the length prefix) of a file
+/// whose data section is `data_len` bytes. Returns the tensors sorted by
+/// data offset, after checking that they tile the data section exactly.
+pub fn parse_header(json: &[u8], data_len: u64) -> Result<Vec<StTensor>, StError> {
+    let text = std::str::from_utf8(json).map_err(|_| StError::NotUtf8)?;
+    // The reference writer pads the JSON with trailing spaces.
+    let ordered: Ordered = serde_json::from_str(text.trim_end_matches(' ')).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            StError::NotAnObject
+        } else {
+            StError::BadJson(e.to_string())
+        }
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    let mut tensors = Vec::with_capacity(ordered.0.len());
+    for (name, value) in ordered.0 {
+        if !seen.insert(name.clone()) {
+            return Err(StError::DuplicateName(name));
+        }
+        if name == "__metadata__" {
+            let ok = value.as_object().is_some_and(|m| m.values().all(Value::is_string));
+            if !ok {
+                return Err(StError::BadMetadata);
+            }
+            continue;
+        }
+        tensors.push(parse_entry(name, &value)?);
+    }
+    tensors.sort_by_key(|t| (t.begin, t.end));
+    let mut at = 0u64;
+    for t in &tensors {
+        if t.begin != at {
+            return Err(StError::Gap {
+                tensor: t.name.clone(),
+                begin: t.begin,
+                expected: at,
+                kind: if t.begin > at { "leave a hole" } else { "overlap" },
+            });
+        }
+        if t.end > data_len {
+            return Err(StError::PastEnd {
+                tensor: t.name.clone(),
+                end: t.end,
+                data_len,
+            });
+        }
+        at = t.end;
+    }
+    if at != data_len {
+        return Err(StError::TrailingData {
+            data_len,
+            covered: at,
+            trailing: data_len - at,
+        });
+    }
+    Ok(tensors)
+}
+
+fn parse_entry(name: String, v: &Value) -> Result<StTensor, StError> {
+    let bad = |why: &str| StError::BadEntry {
+        tensor: name.clone(),
+        why: why.to_string(),
+    };
+    let obj = v.as_object().ok_or_else(|| bad("entry is not a JSON object"))?;
+    let dtype_s = obj
+        .get("dtype")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("missing or non-string `dtype`"))?;
+    let dtype = DType::from_name(dtype_s).ok_or_else(|| StError::UnknownDType {
+        tensor: name.clone(),
+        dtype: dtype_s.to_string(),
+        supported: DType::all().map(|d| d.name()).collect::<Vec<_>>().join(", "),
+    })?;
+    let shape = obj
+        .get("shape")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("missing or non-array `shape`"))?
+        .iter()
+        .map(|d| d.as_u64().ok_or_else(|| bad("`shape` holds something other than a non-negative integer")))
+        .collect::<Result<Vec<u64>, _>>()?;
+    if shape.len() > crate::limits::MAX_RANK {
+        return Err(bad("rank over 16"));
+    }
+    let offs = obj
+        .get("data_offsets")
+        .and_then(Value::as_array)
+        .filter(|a| a.len() == 2)
+        .ok_or_else(|| bad("`data_offsets` must be an array of two integers"))?;
+    let begin = offs[0].as_u64().ok_or_else(|| bad("`data_offsets` must be non-negative integers"))?;
+    let end = offs[1].as_u64().ok_or_else(|| bad("`data_offsets` must be non-negative integers"))?;
+    if end < begin {
+        return Err(bad("`data_offsets` end before they begin"));
+    }
+    let elems = shape
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| StError::ShapeOverflow(name.clone()))?;
+    let expected = elems
+        .checked_mul(dtype.size() as u64)
+        .ok_or_else(|| StError::ShapeOverflow(name.clone()))?;
+    if expected != end - begin {
+        return Err(StError::SizeMismatch {
+            tensor: name,
+            shape,
+            dtype,
+            expected,
+            actual: end - begin,
+        });
+    }
+    Ok(StTensor {
+        name,
+        dtype,
+        shape,
+        begin,
+        end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(json: &str, len: u64) -> Result<Vec<StTensor>, StError> {
+        parse_header(json.as_bytes(), len)
+    }
+
+    #[test]
+    fn sorts_by_offset_and_accepts_padding() {
+        let t = p(
+            r#"{"b":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]},"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}   "#,
+            8,
+        )
+        .unwrap();
+        assert_eq!(t[0].name, "a");
+        assert_eq!(t[1].name, "b");
+    }
+
+    #[test]
+    fn each_error() {
+        let e = |j: &str, n| p(j, n).unwrap_err();
+        assert_eq!(e("{", 0).to_string().contains("not valid JSON"), true);
+        assert_eq!(e("[]", 0), StError::NotAnObject);
+        assert!(matches!(
+            e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, 8),
+            StError::DuplicateName(n) if n == "a"
+        ));
+        assert!(matches!(e(r#"{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}"#, 1), StError::UnknownDType { .. }));
+        assert!(matches!(
+            e(r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,4]}}"#, 4),
+            StError::ShapeOverflow(_)
+        ));
+        assert!(matches!(e(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#, 4), StError::SizeMismatch { .. }));
+        assert!(matches!(
+            e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}"#, 8),
+            StError::Gap { kind: "overlap", .. }
+        ));
+        assert!(matches!(
+            e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#, 12),
+            StError::Gap { kind: "leave a hole", .. }
+        ));
+        assert!(matches!(e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 2), StError::PastEnd { .. }));
+        assert!(matches!(e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 6), StError::TrailingData { .. }));
+        assert_eq!(e(r#"{"__metadata__":{"a":1}}"#, 0), StError::BadMetadata);
+        assert!(matches!(e(r#"{"a":{"dtype":"F32","shape":[1]}}"#, 0), StError::BadEntry { .. }));
+        assert_eq!(parse_header(&[0xff, 0xfe], 0).unwrap_err(), StError::NotUtf8);
+    }
+
+    #[test]
+    fn header_len_checks() {
+        assert_eq!(header_len([0; 8], 4), Err(StError::TooShort(4)));
+        assert!(matches!(header_len(u64::MAX.to_le_bytes(), 100), Err(StError::HeaderTooLarge { .. })));
+        assert!(matches!(header_len(50u64.to_le_bytes(), 20), Err(StError::HeaderPastEnd { .. })));
+        assert_eq!(header_len(12u64.to_le_bytes(), 20), Ok(12));
+    }
+}

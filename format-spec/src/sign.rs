@@ -1,0 +1,217 @@
+//! The Ed25519 signature over the header (SPEC.md §5), and key files.
+//!
+//! The signed message is short and fixed-size, so that keys held in an HSM
+//! or a cloud KMS can sign it: the context string, the version, and the
+//! SHA-256 of the exact header bytes read from the file.
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use thiserror::Error;
+
+use crate::wire::{Reader, Writer};
+
+/// Domain separation: the first bytes of every signed message.
+pub const SIGNATURE_CONTEXT: &[u8; 26] = b"tic artifact signature v1\0";
+/// Bytes in the signed message: context, major, minor, header digest.
+pub const SIGNED_MESSAGE_LEN: usize = 26 + 2 + 2 + 32;
+/// Bytes in the signature section: algorithm, public key, signature.
+pub const SIGNATURE_SECTION_LEN: usize = 2 + 32 + 64;
+/// Algorithm number of Ed25519 in the signature section.
+pub const ALG_ED25519: u16 = 1;
+
+/// The exact bytes an Ed25519 key signs for a header.
+pub fn signed_message(major: u16, minor: u16, header: &[u8]) -> [u8; SIGNED_MESSAGE_LEN] {
+    let mut m = [0u8; SIGNED_MESSAGE_LEN];
+    m[..26].copy_from_slice(SIGNATURE_CONTEXT);
+    m[26..28].copy_from_slice(&major.to_le_bytes());
+    m[28..30].copy_from_slice(&minor.to_le_bytes());
+    m[30..].copy_from_slice(ring::digest::digest(&ring::digest::SHA256, header).as_ref());
+    m
+}
+
+/// Errors about keys and signatures.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SignError {
+    #[error("not an Ed25519 private key in PKCS#8 PEM ({0}); make one with `tic keygen` or `openssl genpkey -algorithm ed25519`")]
+    BadPrivateKey(String),
+    #[error("not an Ed25519 public key in SubjectPublicKeyInfo PEM ({0}); export one with `openssl pkey -in KEY -pubout` or use the .pub written by `tic keygen`")]
+    BadPublicKey(String),
+    #[error("the signature section is malformed: {0}")]
+    BadSection(&'static str),
+    #[error("the signature by key {fingerprint} does not verify: the artifact was modified after signing (or the signature is malformed or non-canonical)")]
+    BadSignature { fingerprint: String },
+    #[error("an externally made signature must be exactly 64 bytes (raw Ed25519), got {0}")]
+    BadSignatureLength(usize),
+    #[error("could not encode the key: {0}")]
+    Encode(String),
+    #[error("the system random number generator failed")]
+    Rng,
+}
+
+/// A short, stable name for a public key: `ed25519:` and the first 8 bytes
+/// of SHA-256 over the raw 32-byte key, in hex.
+pub fn fingerprint(key: &VerifyingKey) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let hex: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("ed25519:{hex}")
+}
+
+/// Makes a new signing key from the system's randomness.
+pub fn generate_key() -> Result<SigningKey, SignError> {
+    use ring::rand::SecureRandom;
+    let mut seed = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut seed).map_err(|_| SignError::Rng)?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Reads a PKCS#8 PEM private key (as written by `tic keygen` or OpenSSL).
+pub fn parse_private_key_pem(pem: &str) -> Result<SigningKey, SignError> {
+    SigningKey::from_pkcs8_pem(pem.trim()).map_err(|e| SignError::BadPrivateKey(e.to_string()))
+}
+
+/// Reads a SubjectPublicKeyInfo PEM public key.
+pub fn parse_public_key_pem(pem: &str) -> Result<VerifyingKey, SignError> {
+    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| SignError::BadPublicKey(e.to_string()))
+}
+
+/// PKCS#8 v1 PEM of a private key (the form `openssl genpkey` writes).
+pub fn private_key_pem(key: &SigningKey) -> Result<String, SignError> {
+    // PKCS#8 v1 (no embedded public key) is what OpenSSL writes and reads everywhere.
+    let der = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_der()
+    .map_err(|e| SignError::Encode(e.to_string()))?;
+    der.to_pem("PRIVATE KEY", ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map(|s| s.to_string())
+        .map_err(|e| SignError::Encode(e.to_string()))
+}
+
+/// SubjectPublicKeyInfo PEM of a public key.
+pub fn public_key_pem(key: &VerifyingKey) -> Result<String, SignError> {
+    key.to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| SignError::Encode(e.to_string()))
+}
+
+/// The signature section: who signed and the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureSection {
+    pub public_key: [u8; 32],
+    pub signature: [u8; 64],
+}
+
+impl SignatureSection {
+    /// Signs a header with a key held in memory.
+    pub fn sign(key: &SigningKey, major: u16, minor: u16, header: &[u8]) -> SignatureSection {
+        let sig = key.sign(&signed_message(major, minor, header));
+        SignatureSection {
+            public_key: key.verifying_key().to_bytes(),
+            signature: sig.to_bytes(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u16(ALG_ED25519);
+        w.bytes(&self.public_key);
+        w.bytes(&self.signature);
+        w.buf
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<SignatureSection, SignError> {
+        let mut r = Reader::new(bytes, "signature section");
+        let alg = r.u16("algorithm").map_err(|_| SignError::BadSection("truncated"))?;
+        if alg != ALG_ED25519 {
+            return Err(SignError::BadSection("unknown signature algorithm (only 1 = Ed25519 is defined)"));
+        }
+        let public_key = r.array("public key").map_err(|_| SignError::BadSection("truncated"))?;
+        let signature = r.array("signature").map_err(|_| SignError::BadSection("truncated"))?;
+        r.finish().map_err(|_| SignError::BadSection("trailing bytes"))?;
+        Ok(SignatureSection { public_key, signature })
+    }
+
+    /// The embedded key's fingerprint (informational: trust comes only from
+    /// the caller's pinned keys).
+    pub fn fingerprint(&self) -> String {
+        match VerifyingKey::from_bytes(&self.public_key) {
+            Ok(k) => fingerprint(&k),
+            Err(_) => "ed25519:<invalid key>".to_string(),
+        }
+    }
+
+    /// Checks the signature with `trusted`, which must be the key the
+    /// section names; uses strict verification (canonical S, no small-order
+    /// points).
+    pub fn verify(&self, trusted: &VerifyingKey, major: u16, minor: u16, header: &[u8]) -> Result<(), SignError> {
+        let bad = || SignError::BadSignature {
+            fingerprint: fingerprint(trusted),
+        };
+        if trusted.as_bytes() != &self.public_key {
+            return Err(bad());
+        }
+        let sig = Signature::from_bytes(&self.signature);
+        trusted
+            .verify_strict(&signed_message(major, minor, header), &sig)
+            .map_err(|_| bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip_and_fingerprint() {
+        let k = generate_key().unwrap();
+        let pem = private_key_pem(&k).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let k2 = parse_private_key_pem(&pem).unwrap();
+        assert_eq!(k.to_bytes(), k2.to_bytes());
+        let pubpem = public_key_pem(&k.verifying_key()).unwrap();
+        let v = parse_public_key_pem(&pubpem).unwrap();
+        assert_eq!(v, k.verifying_key());
+        let fp = fingerprint(&v);
+        assert_eq!(fp.len(), "ed25519:".len() + 16);
+    }
+
+    #[test]
+    fn sign_verify_and_reject() {
+        let k = generate_key().unwrap();
+        let other = generate_key().unwrap();
+        let s = SignatureSection::sign(&k, 1, 0, b"header");
+        let s2 = SignatureSection::parse(&s.to_bytes()).unwrap();
+        assert_eq!(s, s2);
+        s.verify(&k.verifying_key(), 1, 0, b"header").unwrap();
+        assert!(s.verify(&k.verifying_key(), 1, 0, b"headeR").is_err());
+        assert!(s.verify(&k.verifying_key(), 1, 1, b"header").is_err());
+        assert!(s.verify(&other.verifying_key(), 1, 0, b"header").is_err());
+    }
+
+    #[test]
+    fn rejects_non_canonical_s() {
+        let k = generate_key().unwrap();
+        let mut s = SignatureSection::sign(&k, 1, 0, b"h");
+        // Add the group order L to S: same value mod L, but non-canonical.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = s.signature[32 + i] as u16 + L[i] as u16 + carry;
+            s.signature[32 + i] = v as u8;
+            carry = v >> 8;
+        }
+        assert!(s.verify(&k.verifying_key(), 1, 0, b"h").is_err());
+    }
+
+    #[test]
+    fn rejects_non_ed25519_public_key() {
+        // An X25519 SPKI (OID 1.3.101.110) is not an Ed25519 key.
+        let x25519 = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEAu4P4q3N8dGh1QkW6fVy2E6yBvPoF2dF7s3ZQPbb8sXY=\n-----END PUBLIC KEY-----\n";
+        assert!(matches!(parse_public_key_pem(x25519), Err(SignError::BadPublicKey(_))));
+        assert!(matches!(parse_private_key_pem("hello"), Err(SignError::BadPrivateKey(_))));
+    }
+}

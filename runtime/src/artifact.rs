@@ -1,0 +1,396 @@
+//! Opening an artifact: the signature first, then the header, then chunks
+//! on demand, each checked against its digest before it is decrypted or
+//! decoded.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use rayon::prelude::*;
+use tic_format::crypto::{self, Identity, PayloadKey, RecipientsSection};
+use tic_format::header::{Preamble, PREAMBLE_LEN};
+use tic_format::sign::SignatureSection;
+use tic_format::{codec, ChunkEntry, Encryption, FormatError, Header, TensorEntry};
+
+use crate::error::RuntimeError;
+
+/// Which keys the caller trusts, and whether unsigned artifacts may be read.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// Pinned signer keys. The artifact's signature must be by one of them.
+    pub keys: Vec<VerifyingKey>,
+    /// Accept an artifact without a signature (or, when `keys` is empty,
+    /// without checking its signature). Chunk digests are still checked.
+    pub allow_unsigned: bool,
+}
+
+/// How to open an artifact.
+#[derive(Default)]
+pub struct OpenOptions {
+    pub trust: Trust,
+    /// Identities to decrypt with (age identities or symmetric keys). Not
+    /// needed to verify, only to read tensors of an encrypted artifact.
+    pub identities: Vec<Identity>,
+}
+
+/// What the signature check found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignatureStatus {
+    /// Signed by this trusted key, and the signature verified.
+    Verified { fingerprint: String },
+    /// Signed, but not checked: no trusted keys were given and unsigned
+    /// reading was allowed.
+    NotChecked { fingerprint: String },
+    /// Not signed; reading was allowed.
+    Unsigned,
+}
+
+/// An open artifact. Reads go straight to the file with positioned reads,
+/// so it can be shared across threads; nothing is read until asked for.
+pub struct Artifact {
+    path: PathBuf,
+    file: File,
+    preamble: Preamble,
+    header: Header,
+    signature: SignatureStatus,
+    recipients: Option<RecipientsSection>,
+    key: Option<PayloadKey>,
+}
+
+fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, RuntimeError> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset).map_err(|source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(buf)
+}
+
+impl Artifact {
+    /// Opens `path`: checks the preamble against the file's length, checks
+    /// the signature over the raw header bytes against the trusted keys,
+    /// and only then parses the header. With identities given, unwraps the
+    /// file key and checks its commitment.
+    pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Artifact, RuntimeError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| RuntimeError::Io {
+            path: path.clone(),
+            source,
+        };
+        let fmt = |source| RuntimeError::Format {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        if file_len < PREAMBLE_LEN as u64 {
+            return Err(fmt(if file_len >= 8 && read_at(&file, &path, 0, 8)? != tic_format::header::MAGIC {
+                FormatError::BadMagic
+            } else {
+                FormatError::Truncated {
+                    what: "preamble",
+                    field: "preamble",
+                    offset: file_len,
+                }
+            }));
+        }
+        let mut pre = [0u8; PREAMBLE_LEN];
+        file.read_exact_at(&mut pre, 0).map_err(io)?;
+        let preamble = Preamble::parse(&pre, file_len).map_err(fmt)?;
+        // Lengths are now bounded by the limits and by the real file size.
+        let header_bytes = read_at(&file, &path, preamble.header_offset(), preamble.header_len)?;
+        let sig_bytes = read_at(&file, &path, preamble.signature_offset(), preamble.signature_len)?;
+        let signature = check_signature(&path, &preamble, &header_bytes, &sig_bytes, &opts.trust)?;
+
+        let header = Header::parse(&header_bytes).map_err(fmt)?;
+        if header.payload_len != preamble.payload_len {
+            return Err(fmt(FormatError::Inconsistent(format!(
+                "the preamble says the payload is {} bytes but the signed header says {}",
+                preamble.payload_len, header.payload_len
+            ))));
+        }
+        let recipients = match (&header.encryption, preamble.recipients_len) {
+            (Encryption::None, 0) => None,
+            (Encryption::None, _) => {
+                return Err(RuntimeError::RecipientsMismatch {
+                    path,
+                    what: "present although the header says the payload is not encrypted",
+                })
+            }
+            (Encryption::ChaCha20Poly1305 { .. }, 0) => {
+                return Err(RuntimeError::RecipientsMismatch { path, what: "missing" })
+            }
+            (Encryption::ChaCha20Poly1305 { .. }, n) => {
+                let bytes = read_at(&file, &path, preamble.recipients_offset(), n)?;
+                Some(RecipientsSection::parse(&bytes).map_err(|source| RuntimeError::Crypto {
+                    path: path.clone(),
+                    source,
+                })?)
+            }
+        };
+        let key = match (&header.encryption, &recipients) {
+            (Encryption::ChaCha20Poly1305 { salt, commitment }, Some(r)) if !opts.identities.is_empty() => {
+                let crypto_err = |source| RuntimeError::Crypto {
+                    path: path.clone(),
+                    source,
+                };
+                let file_key = r.unwrap(&opts.identities).map_err(crypto_err)?;
+                Some(crypto::check_commitment(&file_key, salt, commitment).map_err(crypto_err)?)
+            }
+            _ => None,
+        };
+        Ok(Artifact {
+            path,
+            file,
+            preamble,
+            header,
+            signature,
+            recipients,
+            key,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+    pub fn preamble(&self) -> &Preamble {
+        &self.preamble
+    }
+    pub fn signature(&self) -> &SignatureStatus {
+        &self.signature
+    }
+    /// The recipients section of an encrypted artifact.
+    pub fn recipients(&self) -> Option<&RecipientsSection> {
+        self.recipients.as_ref()
+    }
+    /// Whether tensors can be read: not encrypted, or a matching identity was given.
+    pub fn can_decrypt(&self) -> bool {
+        !self.header.is_encrypted() || self.key.is_some()
+    }
+
+    /// The first tensor with this name (blobs have no name).
+    pub fn tensor(&self, name: &str) -> Result<&TensorEntry, RuntimeError> {
+        self.header
+            .tensors
+            .iter()
+            .find(|t| !t.name.is_empty() && t.name == name)
+            .ok_or_else(|| RuntimeError::TensorNotFound {
+                path: self.path.clone(),
+                name: name.to_string(),
+            })
+    }
+
+    /// Reads a chunk's stored bytes and checks them against the signed
+    /// digest. Nothing unchecked leaves this function.
+    pub fn read_stored_chunk(&self, index: u64, tensor: &TensorEntry) -> Result<Vec<u8>, RuntimeError> {
+        let c = &self.header.chunks[index as usize];
+        let mut buf = Vec::new();
+        self.read_stored_chunk_into(index, c, tensor, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_stored_chunk_into(
+        &self,
+        index: u64,
+        c: &ChunkEntry,
+        tensor: &TensorEntry,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), RuntimeError> {
+        buf.resize(c.stored_len as usize, 0);
+        self.file
+            .read_exact_at(buf, self.preamble.payload_offset() + c.offset)
+            .map_err(|source| RuntimeError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if tic_format::sha256(buf) != c.sha256 {
+            return Err(RuntimeError::ChunkDigest {
+                path: self.path.clone(),
+                tensor: display_name(tensor),
+                chunk: index,
+            });
+        }
+        Ok(())
+    }
+
+    /// Turns checked stored bytes into the chunk's original bytes in `out`.
+    fn decode_chunk(
+        &self,
+        index: u64,
+        stored: &[u8],
+        tensor: &TensorEntry,
+        scratch: &mut Vec<u8>,
+        out: &mut [u8],
+    ) -> Result<(), RuntimeError> {
+        let plain: &[u8] = match &self.key {
+            None if self.header.is_encrypted() => {
+                return Err(RuntimeError::NeedIdentity {
+                    path: self.path.clone(),
+                    recipients: self.recipients.as_ref().map_or(0, |r| r.entries.len()),
+                })
+            }
+            None => stored,
+            Some(key) => {
+                let last = index + 1 == self.header.chunks.len() as u64;
+                scratch.resize(stored.len().saturating_sub(crypto::TAG_LEN), 0);
+                crypto::open_chunk_into(key, index, last, stored, scratch).map_err(|_| RuntimeError::Decrypt {
+                    path: self.path.clone(),
+                    tensor: display_name(tensor),
+                    chunk: index,
+                })?;
+                scratch
+            }
+        };
+        codec::decode_chunk(&tensor.codec, tensor.dtype.size(), plain, out).map_err(|source| RuntimeError::Decode {
+            path: self.path.clone(),
+            tensor: display_name(tensor),
+            source,
+        })
+    }
+
+    /// Decodes a run of chunks of one tensor into `out` (their concatenated
+    /// original bytes), in parallel.
+    pub(crate) fn decode_chunks_into(
+        &self,
+        tensor: &TensorEntry,
+        chunks: &[(u64, &ChunkEntry)],
+        out: &mut [u8],
+    ) -> Result<(), RuntimeError> {
+        let mut slices = Vec::with_capacity(chunks.len());
+        let mut rest = out;
+        for (i, c) in chunks {
+            let (head, tail) = rest.split_at_mut(c.orig_len as usize);
+            slices.push((*i, *c, head));
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(RuntimeError::Internal("chunk lengths do not fill the output".into()));
+        }
+        slices.into_par_iter().try_for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(stored, scratch), (i, c, out)| {
+                self.read_stored_chunk_into(i, c, tensor, stored)?;
+                self.decode_chunk(i, stored, tensor, scratch, out)
+            },
+        )
+    }
+
+    /// Reads one tensor into `out` (exactly its original length): every
+    /// chunk is checked, decrypted and decoded, then the whole tensor is
+    /// checked against its digest. On error `out` is zeroed.
+    pub fn read_tensor_into(&self, tensor: &TensorEntry, out: &mut [u8]) -> Result<(), RuntimeError> {
+        if out.len() as u64 != tensor.orig_len {
+            return Err(RuntimeError::BufferSize {
+                tensor: display_name(tensor),
+                got: out.len(),
+                want: tensor.orig_len,
+            });
+        }
+        let chunks: Vec<_> = self.header.tensor_chunks(tensor).collect();
+        let r = self.decode_chunks_into(tensor, &chunks, out).and_then(|_| {
+            if tic_format::sha256(out) != tensor.sha256 {
+                return Err(RuntimeError::TensorDigest {
+                    path: self.path.clone(),
+                    tensor: display_name(tensor),
+                });
+            }
+            Ok(())
+        });
+        if r.is_err() {
+            out.fill(0);
+        }
+        r
+    }
+
+    /// Reads one tensor by name into a new buffer.
+    pub fn read_tensor(&self, name: &str) -> Result<Vec<u8>, RuntimeError> {
+        let t = self.tensor(name)?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(t.orig_len as usize).map_err(|_| RuntimeError::Internal(format!(
+            "cannot allocate {} bytes for tensor {}",
+            t.orig_len, t.name
+        )))?;
+        out.resize(t.orig_len as usize, 0);
+        self.read_tensor_into(t, &mut out)?;
+        Ok(out)
+    }
+
+    /// Checks every stored chunk against its digest, in parallel, without
+    /// decrypting or decoding. With a verified signature this proves every
+    /// byte of the artifact is what the signer made.
+    pub fn verify_chunks(&self, progress: &dyn crate::Progress) -> Result<(), RuntimeError> {
+        let owner = chunk_owners(&self.header);
+        progress.start("verifying", self.header.payload_len);
+        let r = self.header.chunks.par_iter().enumerate().try_for_each_init(Vec::new, |buf, (i, c)| {
+            let t = &self.header.tensors[owner[i]];
+            self.read_stored_chunk_into(i as u64, c, t, buf)?;
+            progress.advance(c.stored_len);
+            Ok(())
+        });
+        progress.finish();
+        r
+    }
+}
+
+/// For each chunk, the index of the tensor that owns it.
+pub(crate) fn chunk_owners(h: &Header) -> Vec<usize> {
+    let mut v = Vec::with_capacity(h.chunks.len());
+    for (ti, t) in h.tensors.iter().enumerate() {
+        v.extend(std::iter::repeat_n(ti, t.chunk_count as usize));
+    }
+    v
+}
+
+/// A tensor's name for messages; a blob is named by its file.
+pub(crate) fn display_name(t: &TensorEntry) -> String {
+    if t.name.is_empty() {
+        "(file contents)".to_string()
+    } else {
+        format!("`{}`", t.name)
+    }
+}
+
+fn check_signature(
+    path: &Path,
+    pre: &Preamble,
+    header: &[u8],
+    sig: &[u8],
+    trust: &Trust,
+) -> Result<SignatureStatus, RuntimeError> {
+    let path = path.to_path_buf();
+    if sig.is_empty() {
+        return if trust.allow_unsigned {
+            Ok(SignatureStatus::Unsigned)
+        } else {
+            Err(RuntimeError::Unsigned { path })
+        };
+    }
+    let section = SignatureSection::parse(sig).map_err(|source| RuntimeError::Signature {
+        path: path.clone(),
+        source,
+    })?;
+    let fingerprint = section.fingerprint();
+    if trust.keys.is_empty() {
+        return if trust.allow_unsigned {
+            Ok(SignatureStatus::NotChecked { fingerprint })
+        } else {
+            Err(RuntimeError::NoTrustedKeys { path, fingerprint })
+        };
+    }
+    let key = trust
+        .keys
+        .iter()
+        .find(|k| k.as_bytes() == &section.public_key)
+        .ok_or_else(|| RuntimeError::UntrustedSigner {
+            path: path.clone(),
+            fingerprint: fingerprint.clone(),
+        })?;
+    section
+        .verify(key, pre.major, pre.minor, header)
+        .map_err(|source| RuntimeError::Signature { path, source })?;
+    Ok(SignatureStatus::Verified { fingerprint })
+}

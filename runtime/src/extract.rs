@@ -1,0 +1,193 @@
+//! Restoring an artifact's original files, byte for byte.
+//!
+//! Files are written into a staging directory beside the output and renamed
+//! into place only when every file has been restored and matches its
+//! digest, so a failure or a crash never leaves a half-written model.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tic_format::{FileEntry, FileKind, TensorEntry};
+
+use crate::artifact::Artifact;
+use crate::error::RuntimeError;
+use crate::Progress;
+
+/// Original bytes decoded per window; windows are decoded in parallel
+/// while the previous one is hashed and written.
+const WINDOW_BYTES: u64 = 64 << 20;
+
+/// What `extract` wrote.
+#[derive(Clone, Debug)]
+pub struct ExtractReport {
+    pub files: Vec<PathBuf>,
+    pub bytes: u64,
+}
+
+impl Artifact {
+    /// Restores every original file under `out_dir`, which must not exist
+    /// unless `force` is set (it is then replaced, only after success).
+    pub fn extract(&self, out_dir: &Path, force: bool, progress: &dyn Progress) -> Result<ExtractReport, RuntimeError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RuntimeError::Io { path, source }
+        };
+        if out_dir.symlink_metadata().is_ok() && !force {
+            return Err(RuntimeError::OutputExists {
+                path: out_dir.to_path_buf(),
+            });
+        }
+        let parent = match out_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".tic-extract-")
+            .tempdir_in(&parent)
+            .map_err(io(&parent))?;
+
+        let h = self.header();
+        progress.start("restoring", h.files.iter().map(|f| f.size).sum());
+        let mut report = ExtractReport {
+            files: Vec::new(),
+            bytes: 0,
+        };
+        for f in &h.files {
+            let dest = staging.path().join(&f.path);
+            if let Some(d) = dest.parent() {
+                fs::create_dir_all(d).map_err(io(d))?;
+            }
+            self.restore_file(f, &dest, progress)?;
+            report.files.push(out_dir.join(&f.path));
+            report.bytes += f.size;
+        }
+        progress.finish();
+
+        // Swap into place: move any old output aside, rename, then delete it.
+        let staged = staging.keep();
+        if out_dir.symlink_metadata().is_ok() {
+            let old = tempfile::Builder::new()
+                .prefix(".tic-old-")
+                .tempdir_in(&parent)
+                .map_err(io(&parent))?
+                .keep();
+            let aside = old.join("old");
+            fs::rename(out_dir, &aside).map_err(io(out_dir))?;
+            fs::rename(&staged, out_dir).map_err(io(out_dir))?;
+            let _ = fs::remove_dir_all(&old);
+        } else {
+            fs::rename(&staged, out_dir).map_err(io(out_dir))?;
+        }
+        Ok(report)
+    }
+
+    fn restore_file(&self, f: &FileEntry, dest: &Path, progress: &dyn Progress) -> Result<(), RuntimeError> {
+        let h = self.header();
+        let tensors = h.file_tensors(f);
+        if f.kind == FileKind::Safetensors {
+            check_st_header(self.path(), f, tensors)?;
+        }
+        let io = |source| RuntimeError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let file = fs::File::create(dest).map_err(io)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        out.write_all(&f.st_header).map_err(io)?;
+        digest.update(&f.st_header);
+        progress.advance(f.st_header.len() as u64);
+
+        // Windows of chunks across the file's tensors, each window decoded
+        // in parallel; window k+1 decodes while window k is written.
+        let mut windows: Vec<Vec<(&TensorEntry, Vec<(u64, &tic_format::ChunkEntry)>)>> = Vec::new();
+        let mut cur: Vec<(&TensorEntry, Vec<_>)> = Vec::new();
+        let mut cur_bytes = 0u64;
+        for t in tensors {
+            for (i, c) in h.tensor_chunks(t) {
+                if cur_bytes >= WINDOW_BYTES {
+                    windows.push(std::mem::take(&mut cur));
+                    cur_bytes = 0;
+                }
+                match cur.last_mut() {
+                    Some((lt, v)) if std::ptr::eq(*lt, t) => v.push((i, c)),
+                    _ => cur.push((t, vec![(i, c)])),
+                }
+                cur_bytes += c.orig_len;
+            }
+        }
+        if !cur.is_empty() {
+            windows.push(cur);
+        }
+        let decode = |w: &Vec<(&TensorEntry, Vec<(u64, &tic_format::ChunkEntry)>)>| -> Result<Vec<Vec<u8>>, RuntimeError> {
+            use rayon::prelude::*;
+            w.par_iter()
+                .map(|(t, chunks)| {
+                    let len: u64 = chunks.iter().map(|(_, c)| c.orig_len).sum();
+                    let mut buf = vec![0u8; len as usize];
+                    self.decode_chunks_into(t, chunks, &mut buf)?;
+                    Ok(buf)
+                })
+                .collect()
+        };
+        let mut pending = match windows.first() {
+            Some(w) => Some(decode(w)?),
+            None => None,
+        };
+        for k in 0..windows.len() {
+            let bufs = pending.take().expect("window decoded");
+            let (written, next) = rayon::join(
+                || -> Result<(), RuntimeError> {
+                    for b in &bufs {
+                        out.write_all(b).map_err(io)?;
+                        digest.update(b);
+                        progress.advance(b.len() as u64);
+                    }
+                    Ok(())
+                },
+                || windows.get(k + 1).map(&decode),
+            );
+            written?;
+            pending = next.transpose()?;
+        }
+        out.flush().map_err(io)?;
+        out.into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)?;
+        if digest.finish().as_ref() != f.sha256 {
+            return Err(RuntimeError::FileDigest {
+                path: self.path().to_path_buf(),
+                file: f.path.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a stored safetensors header describes exactly the tensor
+/// entries that follow it (names, dtypes, shapes, offsets).
+fn check_st_header(artifact: &Path, f: &FileEntry, tensors: &[TensorEntry]) -> Result<(), RuntimeError> {
+    let bad = |why: String| RuntimeError::StHeaderMismatch {
+        path: artifact.to_path_buf(),
+        file: f.path.clone(),
+        why,
+    };
+    let n = u64::from_le_bytes(f.st_header[..8].try_into().expect("checked length"));
+    if n != f.st_header.len() as u64 - 8 {
+        return Err(bad(format!("its length prefix says {n} bytes")));
+    }
+    let data_len = f.size - f.st_header.len() as u64;
+    let st = tic_format::safetensors::parse_header(&f.st_header[8..], data_len).map_err(|e| bad(e.to_string()))?;
+    if st.len() != tensors.len() {
+        return Err(bad(format!("{} tensors in the JSON, {} entries", st.len(), tensors.len())));
+    }
+    for (s, t) in st.iter().zip(tensors) {
+        if s.name != t.name || s.dtype != t.dtype || s.shape != t.shape || s.end - s.begin != t.orig_len {
+            return Err(bad(format!("entry `{}` differs from the JSON's `{}`", t.name, s.name)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Reading key files: trusted public keys and decryption identities.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use thiserror::Error;
+use tic_format::crypto::{self, Identity};
+use tic_format::sign;
+
+/// Key files are small; anything larger is not a key file.
+const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// A key file that cannot be used, with what to do about it.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{path}: the file is {size} bytes, too large to be a key file")]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{path}: {source}")]
+    Sign { path: PathBuf, #[source] source: sign::SignError },
+    #[error("{path}: {source}")]
+    Crypto { path: PathBuf, #[source] source: crypto::CryptoError },
+    #[error("{path}: the directory holds no *.pub files; put trusted Ed25519 public keys (PEM) there")]
+    EmptyKeyDir { path: PathBuf },
+}
+
+fn read_small(path: &Path) -> Result<Vec<u8>, KeyFileError> {
+    let io = |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_KEY_FILE {
+        return Err(KeyFileError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Reads an Ed25519 public key (SubjectPublicKeyInfo PEM).
+pub fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyFileError> {
+    let bytes = read_small(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    sign::parse_public_key_pem(&text).map_err(|source| KeyFileError::Sign {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads trusted keys from files, or from every `*.pub` file of a directory.
+pub fn read_trusted_keys(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, KeyFileError> {
+    let mut keys = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|source| KeyFileError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "pub"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(KeyFileError::EmptyKeyDir { path: p.clone() });
+            }
+            for f in files {
+                keys.push(read_public_key(&f)?);
+            }
+        } else {
+            keys.push(read_public_key(p)?);
+        }
+    }
+    Ok(keys)
+}
+
+/// Reads decryption identities: an age identity file (`age-keygen`
+/// output), or a symmetric key file (32 raw bytes, 64 hex digits or base64).
+pub fn read_identities(path: &Path) -> Result<Vec<Identity>, KeyFileError> {
+    let bytes = read_small(path)?;
+    let crypto_err = |source| KeyFileError::Crypto {
+        path: path.to_path_buf(),
+        source,
+    };
+    let is_age = std::str::from_utf8(&bytes).is_ok_and(|t| t.contains("AGE-SECRET-KEY-"));
+    if is_age {
+        crypto::parse_identity_file(std::str::from_utf8(&bytes).expect("checked")).map_err(crypto_err)
+    } else {
+        let key = crypto::read_symmetric_key_file(&bytes).map_err(crypto_err)?;
+        Ok(vec![Identity::Symmetric(key)])
+    }
+}
