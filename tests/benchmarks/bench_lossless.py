@@ -103,18 +103,14 @@ def machine_info() -> dict:
     }
 
 
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def timed(fn, warmup: int, repeat: int, before=None) -> tuple[list[float], object]:
-    """Run fn() warmup + repeat times; return the timed durations and the last result.
-    before() runs untimed ahead of every call (clearing outputs, copying buffers)."""
+def timed(fn, warmup: int, repeat: int, before=lambda: None) -> tuple[list[float], object]:
+    """Run fn(before()) warmup + repeat times; before() is untimed (clearing
+    outputs, copying buffers). Return the timed durations and the last result."""
     times, result = [], None
     for i in range(warmup + repeat):
-        arg = before() if before else None
+        arg = before()
         t0 = time.perf_counter()
-        result = fn(arg) if before else fn()
+        result = fn(arg)
         dt = time.perf_counter() - t0
         if i >= warmup:
             times.append(dt)
@@ -172,9 +168,9 @@ class Tic:
             if proc.returncode == 0:
                 if flag == "--version":
                     self.version = proc.stdout.strip()
-                times, _ = timed(lambda: subprocess.run([str(self.binary), flag], capture_output=True,
+                times, _ = timed(lambda _: subprocess.run([str(self.binary), flag], capture_output=True,
                                                         timeout=60), warmup, max(repeat, 5))
-                self.startup_s = {"command": f"tic {flag}", "median_s": median(times)}
+                self.startup_s = {"command": f"tic {flag}", "median_s": statistics.median(times)}
                 return
 
     def measure(self, src: Path, threads: int, work: Path, warmup: int, repeat: int) -> dict:
@@ -314,7 +310,7 @@ def label(path: Path) -> str:
 
 
 def summarize(raw: dict, orig: int) -> dict:
-    c, d = median(raw["compress_s"]), median(raw["decompress_s"])
+    c, d = statistics.median(raw["compress_s"]), statistics.median(raw["decompress_s"])
     return {
         "size": raw["size"],
         "size_pct": 100.0 * raw["size"] / orig,
