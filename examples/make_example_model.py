@@ -335,8 +335,8 @@ dtype alignment then name, header padded with spaces to a multiple of 8.
 
 ## Use with tic
 
-    tic compile examples/model -o model.tic
-    tic decompress model.tic -o out/
+    tic compile --unsigned examples/model -o model.tic
+    tic decompress --allow-unsigned model.tic -o out/
 """
 
 
