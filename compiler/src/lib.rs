@@ -1,1 +1,19 @@
-//! placeholder
+//! # tic-compiler: write tic artifacts
+//!
+//! Turns a safetensors model (one file or a Hugging Face directory) into one
+//! artifact: every input is checked, every tensor gets the smallest lossless
+//! codec among the candidates, chunks are encoded in parallel and streamed
+//! into a temporary file that is renamed into place only when complete, then
+//! signed and optionally encrypted. Also holds the tools that amend an
+//! existing artifact's signature or recipients. The `tic` binary in this
+//! package is the thin command line over this crate and `tic-runtime`.
+#![forbid(unsafe_code)]
+
+mod amend;
+mod compile;
+mod error;
+mod input;
+
+pub use amend::{attach_signature, signing_message};
+pub use compile::{compile, CompileOptions, CompileReport, DEFAULT_CHUNK_BYTES};
+pub use error::{AmendError, CompileError};

@@ -1,1 +1,464 @@
-fn main(){}
+//! `tic`: the command line. Glue only: parse arguments, call the compiler
+//! and runtime libraries, print, and map errors to exit codes:
+//! 0 success (verified), 1 verification failed, 2 usage or I/O error,
+//! 3 internal error.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tic_compiler::{AmendError, CompileError, CompileOptions};
+use tic_runtime::{Artifact, ErrorKind, OpenOptions, RuntimeError, Trust};
+
+mod report;
+
+#[derive(Parser)]
+#[command(
+    name = "tic",
+    version,
+    about = "Compile, sign, encrypt and verify model weight artifacts"
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// No progress bars.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct TrustArgs {
+    /// Trusted Ed25519 public key (PEM), or a directory of *.pub keys; repeatable.
+    #[arg(long = "trusted-key", value_name = "KEY")]
+    trusted_keys: Vec<PathBuf>,
+    /// Accept an unsigned artifact (or skip the signature check when no key is given).
+    #[arg(long)]
+    allow_unsigned: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile a safetensors file or model directory into an artifact.
+    Compile {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Sign with this Ed25519 private key (PKCS#8 PEM).
+        #[arg(long, value_name = "KEY", conflicts_with = "unsigned")]
+        sign: Option<PathBuf>,
+        /// Leave the artifact unsigned on purpose (to sign later with an HSM or KMS).
+        #[arg(long)]
+        unsigned: bool,
+        /// Encrypt to an age X25519 recipient (age1...); repeatable.
+        #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+        encrypt_to: Vec<String>,
+        /// Encrypt to a raw 32-byte symmetric key file (raw, hex or base64); repeatable.
+        #[arg(long = "encrypt-key", value_name = "FILE")]
+        encrypt_key: Vec<PathBuf>,
+        /// Original bytes per chunk.
+        #[arg(long, default_value_t = tic_compiler::DEFAULT_CHUNK_BYTES)]
+        chunk_size: u64,
+        /// Replace the output if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore the original files, byte for byte, after verifying.
+    Decompress {
+        artifact: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Identity to decrypt with: an age identity file or a symmetric key file.
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show what an artifact holds.
+    Inspect {
+        artifact: PathBuf,
+        /// Check the signature against these keys too.
+        #[arg(long = "trusted-key", value_name = "KEY")]
+        trusted_keys: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify signature and every chunk's digest (no decryption key needed).
+    Verify {
+        artifact: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Fail if any tensor is lossy.
+        #[arg(long)]
+        require_lossless: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an Ed25519 signing key pair: PREFIX.key (0600) and PREFIX.pub.
+    Keygen {
+        #[arg(short, long, value_name = "PREFIX")]
+        output: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the exact 62 bytes to sign with an external Ed25519 key (HSM, KMS).
+    SigningMessage {
+        artifact: PathBuf,
+        /// Write the raw bytes here instead of printing hex.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Attach an externally made Ed25519 signature (64 raw bytes).
+    AttachSignature {
+        artifact: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        signature: PathBuf,
+        /// The signer's public key (PEM); the signature must verify with it.
+        #[arg(long, value_name = "KEY")]
+        public_key: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Exit codes, documented in the README.
+const EXIT_VERIFY_FAILED: u8 = 1;
+const EXIT_USAGE_OR_IO: u8 = 2;
+const EXIT_INTERNAL: u8 = 3;
+
+/// An error with the exit code it maps to.
+struct Failure {
+    code: u8,
+    err: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let err: anyhow::Error = e.into();
+        Failure {
+            code: exit_code(&err),
+            err,
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let from_kind = |k: ErrorKind| match k {
+        ErrorKind::Verification => EXIT_VERIFY_FAILED,
+        ErrorKind::Internal => EXIT_INTERNAL,
+        _ => EXIT_USAGE_OR_IO,
+    };
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<RuntimeError>() {
+            return from_kind(e.kind());
+        }
+        if let Some(e) = cause.downcast_ref::<AmendError>() {
+            return match e {
+                AmendError::Runtime(r) => from_kind(r.kind()),
+                AmendError::Sign(_) => EXIT_VERIFY_FAILED,
+                _ => EXIT_USAGE_OR_IO,
+            };
+        }
+        if let Some(CompileError::Internal(_)) = cause.downcast_ref::<CompileError>() {
+            return EXIT_INTERNAL;
+        }
+        if cause.downcast_ref::<report::PolicyFailure>().is_some() {
+            return EXIT_VERIFY_FAILED;
+        }
+    }
+    EXIT_USAGE_OR_IO
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TIC_LOG").unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+        {
+            eprintln!("tic: cannot start {n} threads: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    }
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("tic: error: {:#}", f.err);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn progress(quiet: bool) -> Box<dyn tic_runtime::Progress> {
+    if quiet || !std::io::stderr().is_terminal() {
+        Box::new(tic_runtime::NoProgress)
+    } else {
+        Box::new(report::Bar::default())
+    }
+}
+
+fn open_with(path: &Path, trust: &TrustArgs, identities: &[PathBuf]) -> Result<Artifact, Failure> {
+    let keys = tic_runtime::read_trusted_keys(&trust.trusted_keys)?;
+    let mut ids = Vec::new();
+    for p in identities {
+        ids.extend(tic_runtime::read_identities(p)?);
+    }
+    Ok(Artifact::open(
+        path,
+        &OpenOptions {
+            trust: Trust {
+                keys,
+                allow_unsigned: trust.allow_unsigned,
+            },
+            identities: ids,
+        },
+    )?)
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let quiet = cli.quiet;
+    match cli.cmd {
+        Cmd::Compile {
+            input,
+            output,
+            sign,
+            unsigned,
+            encrypt_to,
+            encrypt_key,
+            chunk_size,
+            force,
+        } => {
+            let signing_key = match &sign {
+                Some(p) => Some(read_signing_key(p)?),
+                None => None,
+            };
+            let mut recipients = Vec::new();
+            for r in &encrypt_to {
+                recipients.push(
+                    tic_format::crypto::parse_recipient(r)
+                        .with_context(|| format!("--encrypt-to {r}"))?,
+                );
+            }
+            for p in &encrypt_key {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let key = tic_format::crypto::read_symmetric_key_file(&bytes)
+                    .with_context(|| format!("{}", p.display()))?;
+                recipients.push(tic_format::crypto::Recipient::Symmetric(key));
+            }
+            if signing_key.is_none() && !unsigned {
+                tracing::warn!("the artifact will be unsigned: pass --sign KEY to sign it, or --unsigned to say this is intended");
+            }
+            if chunk_size == 0 || chunk_size > tic_format::limits::MAX_CHUNK_ORIG_LEN / 2 {
+                return Err(anyhow::anyhow!("--chunk-size must be between 1 and 32 MiB").into());
+            }
+            let opts = CompileOptions {
+                signing_key,
+                recipients,
+                chunk_bytes: chunk_size,
+                force,
+            };
+            let bar = progress(quiet);
+            let start = std::time::Instant::now();
+            let r = tic_compiler::compile(&input, &output, &opts, bar.as_ref())?;
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "{}: {} files, {} tensors, {} -> {} bytes ({:.2}%), {:.1} MB/s{}{}",
+                r.output.display(),
+                r.files,
+                r.tensors,
+                r.original_bytes,
+                r.artifact_bytes,
+                100.0 * r.artifact_bytes as f64 / r.original_bytes.max(1) as f64,
+                r.original_bytes as f64 / secs / 1e6,
+                r.signer
+                    .map(|s| format!(", signed by {s}"))
+                    .unwrap_or_else(|| ", unsigned".into()),
+                if r.recipients > 0 {
+                    format!(", encrypted to {} recipient(s)", r.recipients)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(0)
+        }
+        Cmd::Decompress {
+            artifact,
+            output,
+            trust,
+            identity,
+            force,
+        } => {
+            let art = open_with(&artifact, &trust, &identity)?;
+            if art.header().is_encrypted() && !art.can_decrypt() {
+                return Err(RuntimeError::NeedIdentity {
+                    path: artifact.clone(),
+                    recipients: art.recipients().map_or(0, |r| r.entries.len()),
+                }
+                .into());
+            }
+            let bar = progress(quiet);
+            let r = art.extract(&output, force, bar.as_ref())?;
+            println!(
+                "restored {} files ({} bytes) into {}",
+                r.files.len(),
+                r.bytes,
+                output.display()
+            );
+            if !art.header().all_lossless() {
+                let lossy: Vec<_> = art
+                    .header()
+                    .tensors
+                    .iter()
+                    .filter(|t| t.lossy.is_some())
+                    .map(|t| t.name.as_str())
+                    .collect();
+                println!(
+                    "note: the output is not byte-identical to the original: {} tensor(s) were lossy-coded: {}",
+                    lossy.len(),
+                    lossy.join(", ")
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Inspect {
+            artifact,
+            trusted_keys,
+            json,
+        } => {
+            let trust = TrustArgs {
+                allow_unsigned: trusted_keys.is_empty(),
+                trusted_keys,
+            };
+            let art = open_with(&artifact, &trust, &[])?;
+            let rep = report::Report::new(&art);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rep.inspect_json())?);
+            } else {
+                rep.print_inspect(&mut std::io::stdout().lock())?;
+            }
+            Ok(0)
+        }
+        Cmd::Verify {
+            artifact,
+            trust,
+            require_lossless,
+            json,
+        } => report::verify(
+            &artifact,
+            &trust.trusted_keys,
+            trust.allow_unsigned,
+            require_lossless,
+            json,
+            quiet,
+        ),
+        Cmd::Keygen { output, force } => {
+            let key = tic_format::sign::generate_key()?;
+            let priv_path = output.with_extension("key");
+            let pub_path = output.with_extension("pub");
+            for p in [&priv_path, &pub_path] {
+                if p.exists() && !force {
+                    return Err(anyhow::anyhow!(
+                        "{} already exists; pass --force to replace it",
+                        p.display()
+                    )
+                    .into());
+                }
+            }
+            write_private(
+                &priv_path,
+                tic_format::sign::private_key_pem(&key)?.as_bytes(),
+            )?;
+            std::fs::write(
+                &pub_path,
+                tic_format::sign::public_key_pem(&key.verifying_key())?,
+            )
+            .with_context(|| format!("writing {}", pub_path.display()))?;
+            println!(
+                "wrote {} and {} (key {})",
+                priv_path.display(),
+                pub_path.display(),
+                tic_format::sign::fingerprint(&key.verifying_key())
+            );
+            Ok(0)
+        }
+        Cmd::SigningMessage { artifact, output } => {
+            let m = tic_compiler::signing_message(&artifact)?;
+            match output {
+                Some(p) => {
+                    std::fs::write(&p, m).with_context(|| format!("writing {}", p.display()))?
+                }
+                None => println!("{}", tic_format::hex(&m)),
+            }
+            Ok(0)
+        }
+        Cmd::AttachSignature {
+            artifact,
+            signature,
+            public_key,
+            output,
+            force,
+        } => {
+            let sig = std::fs::read(&signature)
+                .with_context(|| format!("reading {}", signature.display()))?;
+            let key = tic_runtime::read_public_key(&public_key)?;
+            let fp = tic_compiler::attach_signature(&artifact, &sig, &key, &output, force)?;
+            println!("{}: signed by {fp}", output.display());
+            Ok(0)
+        }
+    }
+}
+
+fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("reading signing key {}", path.display()))?;
+    anyhow::ensure!(
+        meta.len() < 1 << 20,
+        "{}: too large to be a key file",
+        path.display()
+    );
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading signing key {}", path.display()))?;
+    tic_format::sign::parse_private_key_pem(&text).with_context(|| path.display().to_string())
+}
+
+/// Writes a private key readable by its owner only, atomically.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tic-key-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -49,7 +49,10 @@ const TABLE: &[(DType, u8, &str, usize, bool)] = &[
 
 impl DType {
     fn row(self) -> &'static (DType, u8, &'static str, usize, bool) {
-        TABLE.iter().find(|r| r.0 == self).expect("every dtype has a row")
+        TABLE
+            .iter()
+            .find(|r| r.0 == self)
+            .expect("every dtype has a row")
     }
     pub fn code(self) -> u8 {
         self.row().1

@@ -8,22 +8,40 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum FormatError {
-    #[error("not a tic artifact: the first 8 bytes are not the tic magic (is this the right file?)")]
+    #[error(
+        "not a tic artifact: the first 8 bytes are not the tic magic (is this the right file?)"
+    )]
     BadMagic,
     #[error("unsupported format version {major}.{minor}: this tic reads major version {supported}; upgrade tic to read it")]
-    UnsupportedVersion { major: u16, minor: u16, supported: u16 },
+    UnsupportedVersion {
+        major: u16,
+        minor: u16,
+        supported: u16,
+    },
     #[error("preamble flags are {flags:#x} but must be 0 in this version: the file is corrupt or needs a newer tic")]
     NonZeroFlags { flags: u32 },
     #[error("the {what} is truncated: field `{field}` at byte {offset} runs past its end; the artifact is damaged, fetch it again")]
-    Truncated { what: &'static str, field: &'static str, offset: u64 },
+    Truncated {
+        what: &'static str,
+        field: &'static str,
+        offset: u64,
+    },
     #[error("the {what} has {count} unexpected bytes after its last field; the artifact is damaged or was made by a different tool")]
     TrailingBytes { what: &'static str, count: u64 },
     #[error("{what} is {value}, over the limit of {limit}; the artifact is damaged or hostile")]
-    LimitExceeded { what: &'static str, value: u64, limit: u64 },
+    LimitExceeded {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
     #[error("the section lengths in the preamble add up to {expected} bytes but the file has {actual}: the artifact is truncated or has bytes appended; fetch it again")]
     LengthMismatch { expected: u64, actual: u64 },
     #[error("field `{field}` of the {what} at byte {offset} is not valid UTF-8")]
-    BadUtf8 { what: &'static str, field: &'static str, offset: u64 },
+    BadUtf8 {
+        what: &'static str,
+        field: &'static str,
+        offset: u64,
+    },
     #[error("unknown dtype code {code} for tensor `{tensor}`; the artifact needs a newer tic")]
     UnknownDType { tensor: String, code: u8 },
     #[error("unknown {what} {value}; the artifact needs a newer tic")]
@@ -35,7 +53,11 @@ pub enum FormatError {
     #[error("the header is inconsistent: {0}; the artifact is damaged or was not made by a conforming writer")]
     Inconsistent(String),
     #[error("tensor `{tensor}`: {source}")]
-    Codec { tensor: String, #[source] source: crate::codec::CodecError },
+    Codec {
+        tensor: String,
+        #[source]
+        source: crate::codec::CodecError,
+    },
     #[error("the header uses critical extension {kind}, which this tic does not understand; upgrade tic")]
     UnknownCriticalExtension { kind: u16 },
     #[error("the signature section is malformed: {0}")]

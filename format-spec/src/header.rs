@@ -74,15 +74,24 @@ impl Preamble {
             payload_len: r.u64("payload_len")?,
         };
         limit("header length", p.header_len, MAX_HEADER_LEN)?;
-        limit("recipients section length", p.recipients_len, MAX_RECIPIENTS_LEN)?;
+        limit(
+            "recipients section length",
+            p.recipients_len,
+            MAX_RECIPIENTS_LEN,
+        )?;
         if p.signature_len != 0 && p.signature_len != crate::sign::SIGNATURE_SECTION_LEN as u64 {
             return Err(FormatError::BadSignatureSection(
                 "its length is neither 0 (unsigned) nor 98 bytes",
             ));
         }
-        let expected = [p.header_len, p.signature_len, p.recipients_len, p.payload_len]
-            .iter()
-            .try_fold(PREAMBLE_LEN as u64, |a, &b| a.checked_add(b));
+        let expected = [
+            p.header_len,
+            p.signature_len,
+            p.recipients_len,
+            p.payload_len,
+        ]
+        .iter()
+        .try_fold(PREAMBLE_LEN as u64, |a, &b| a.checked_add(b));
         match expected {
             Some(e) if e == file_len => Ok(p),
             Some(e) => Err(FormatError::LengthMismatch {
@@ -123,7 +132,10 @@ pub enum Encryption {
     None,
     /// ChaCha20-Poly1305 STREAM under a key derived from the file key and
     /// `salt`; `commitment` binds every recipient to the same file key.
-    ChaCha20Poly1305 { salt: [u8; 32], commitment: [u8; 32] },
+    ChaCha20Poly1305 {
+        salt: [u8; 32],
+        commitment: [u8; 32],
+    },
 }
 
 /// What kind of file an entry restores.
@@ -336,7 +348,11 @@ impl Header {
             let size = r.u64("file size")?;
             let sha256 = r.array("file sha256")?;
             let hlen = r.u32("st_header_len")? as usize;
-            limit("safetensors header length", hlen as u64, MAX_ST_HEADER_LEN + 8)?;
+            limit(
+                "safetensors header length",
+                hlen as u64,
+                MAX_ST_HEADER_LEN + 8,
+            )?;
             let st_header = r.bytes(hlen, "st_header")?.to_vec();
             files.push(FileEntry {
                 path,
@@ -367,7 +383,11 @@ impl Header {
             }
             let id = r.u16("codec id")?;
             let plen = r.u16("codec params_len")? as usize;
-            limit("codec parameter length", plen as u64, MAX_CODEC_PARAMS_LEN as u64)?;
+            limit(
+                "codec parameter length",
+                plen as u64,
+                MAX_CODEC_PARAMS_LEN as u64,
+            )?;
             let params = r.bytes(plen, "codec params")?.to_vec();
             let orig_len = r.u64("orig_len")?;
             let sha256 = r.array("tensor sha256")?;
@@ -440,7 +460,11 @@ impl Header {
             if critical {
                 return Err(FormatError::UnknownCriticalExtension { kind });
             }
-            extensions.push(Extension { kind, critical, data });
+            extensions.push(Extension {
+                kind,
+                critical,
+                data,
+            });
         }
         r.finish()?;
 
@@ -477,13 +501,23 @@ impl Header {
             }
             next_tensor += f.tensor_count as u64;
             if next_tensor > self.tensors.len() as u64 {
-                return bad(format!("file {:?} claims tensors past the end of the tensor table", f.path));
+                return bad(format!(
+                    "file {:?} claims tensors past the end of the tensor table",
+                    f.path
+                ));
             }
             let ts = &self.tensors[f.first_tensor as usize..next_tensor as usize];
-            let data: u64 = ts.iter().try_fold(0u64, |a, t| a.checked_add(t.orig_len)).unwrap_or(u64::MAX);
+            let data: u64 = ts
+                .iter()
+                .try_fold(0u64, |a, t| a.checked_add(t.orig_len))
+                .unwrap_or(u64::MAX);
             match f.kind {
                 FileKind::Blob => {
-                    if ts.len() != 1 || ts[0].dtype != DType::U8 || !ts[0].name.is_empty() || !f.st_header.is_empty() {
+                    if ts.len() != 1
+                        || ts[0].dtype != DType::U8
+                        || !ts[0].name.is_empty()
+                        || !f.st_header.is_empty()
+                    {
                         return bad(format!(
                             "blob file {:?} must have exactly one unnamed U8 entry and no safetensors header",
                             f.path
@@ -497,7 +531,10 @@ impl Header {
                     let mut names = std::collections::HashSet::new();
                     for t in ts {
                         if !names.insert(t.name.as_str()) {
-                            return bad(format!("tensor name {:?} repeats in file {:?}", t.name, f.path));
+                            return bad(format!(
+                                "tensor name {:?} repeats in file {:?}",
+                                t.name, f.path
+                            ));
                         }
                     }
                 }
@@ -527,10 +564,12 @@ impl Header {
                     t.name, t.shape, t.dtype, t.orig_len
                 ));
             }
-            t.codec.validate(t.dtype.size()).map_err(|source| FormatError::Codec {
-                tensor: t.name.clone(),
-                source,
-            })?;
+            t.codec
+                .validate(t.dtype.size())
+                .map_err(|source| FormatError::Codec {
+                    tensor: t.name.clone(),
+                    source,
+                })?;
             if t.codec.is_lossless() != t.lossy.is_none() {
                 return bad(format!(
                     "tensor `{}`: a lossy record must be present exactly when the codec is lossy",
@@ -545,7 +584,10 @@ impl Header {
             }
             next_chunk += t.chunk_count as u64;
             if next_chunk > self.chunks.len() as u64 {
-                return bad(format!("tensor `{}` claims chunks past the end of the chunk table", t.name));
+                return bad(format!(
+                    "tensor `{}` claims chunks past the end of the chunk table",
+                    t.name
+                ));
             }
             let cs = &self.chunks[t.first_chunk as usize..next_chunk as usize];
             let mut sum = 0u64;
@@ -577,7 +619,10 @@ impl Header {
         };
         for (i, c) in self.chunks.iter().enumerate() {
             if c.offset != offset {
-                return bad(format!("chunk {i} is at payload offset {} but {offset} was expected", c.offset));
+                return bad(format!(
+                    "chunk {i} is at payload offset {} but {offset} was expected",
+                    c.offset
+                ));
             }
             limit("chunk original length", c.orig_len, MAX_CHUNK_ORIG_LEN)?;
             limit("chunk stored length", c.stored_len, MAX_CHUNK_STORED_LEN)?;

@@ -27,7 +27,9 @@ pub mod wire;
 
 pub use dtype::DType;
 pub use error::FormatError;
-pub use header::{ChunkEntry, Encryption, FileEntry, FileKind, Header, LossyRecord, Preamble, TensorEntry};
+pub use header::{
+    ChunkEntry, Encryption, FileEntry, FileKind, Header, LossyRecord, Preamble, TensorEntry,
+};
 
 /// SHA-256 of some bytes.
 pub fn sha256(data: &[u8]) -> [u8; 32] {

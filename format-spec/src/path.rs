@@ -50,13 +50,17 @@ pub fn check_path_set<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<()
     for p in paths {
         check_relative_path(p)?;
         if !files.insert(p) || dirs.contains(p) {
-            return Err(FormatError::DuplicatePath { path: p.to_string() });
+            return Err(FormatError::DuplicatePath {
+                path: p.to_string(),
+            });
         }
         let mut end = 0;
         while let Some(i) = p[end..].find('/') {
             let dir = &p[..end + i];
             if files.contains(dir) {
-                return Err(FormatError::DuplicatePath { path: dir.to_string() });
+                return Err(FormatError::DuplicatePath {
+                    path: dir.to_string(),
+                });
             }
             dirs.insert(dir);
             end += i + 1;
@@ -71,14 +75,31 @@ mod tests {
 
     #[test]
     fn accepts_plain_relative_paths() {
-        for p in ["model.safetensors", "1_Pooling/config.json", "a/b/c.txt", "..hidden", "a..b"] {
+        for p in [
+            "model.safetensors",
+            "1_Pooling/config.json",
+            "a/b/c.txt",
+            "..hidden",
+            "a..b",
+        ] {
             check_relative_path(p).unwrap();
         }
     }
 
     #[test]
     fn rejects_escapes() {
-        for p in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.", "a\\b", "C:x", "a\0b"] {
+        for p in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/.",
+            "a\\b",
+            "C:x",
+            "a\0b",
+        ] {
             assert!(
                 matches!(check_relative_path(p), Err(FormatError::UnsafePath { .. })),
                 "{p:?} accepted"
@@ -89,8 +110,17 @@ mod tests {
     #[test]
     fn rejects_duplicates_and_file_dir_clashes() {
         assert!(check_path_set(["a", "b/c"]).is_ok());
-        assert!(matches!(check_path_set(["a", "a"]), Err(FormatError::DuplicatePath { .. })));
-        assert!(matches!(check_path_set(["a", "a/b"]), Err(FormatError::DuplicatePath { .. })));
-        assert!(matches!(check_path_set(["a/b", "a"]), Err(FormatError::DuplicatePath { .. })));
+        assert!(matches!(
+            check_path_set(["a", "a"]),
+            Err(FormatError::DuplicatePath { .. })
+        ));
+        assert!(matches!(
+            check_path_set(["a", "a/b"]),
+            Err(FormatError::DuplicatePath { .. })
+        ));
+        assert!(matches!(
+            check_path_set(["a/b", "a"]),
+            Err(FormatError::DuplicatePath { .. })
+        ));
     }
 }

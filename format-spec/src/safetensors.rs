@@ -44,17 +44,40 @@ pub enum StError {
     #[error("tensor `{tensor}`: {why}")]
     BadEntry { tensor: String, why: String },
     #[error("tensor `{tensor}` has dtype {dtype:?}, which tic does not support (supported: {supported})")]
-    UnknownDType { tensor: String, dtype: String, supported: String },
+    UnknownDType {
+        tensor: String,
+        dtype: String,
+        supported: String,
+    },
     #[error("tensor `{0}`: the shape's element count overflows 64 bits")]
     ShapeOverflow(String),
     #[error("tensor `{tensor}`: shape {shape:?} of {dtype} needs {expected} bytes but data_offsets give {actual}")]
-    SizeMismatch { tensor: String, shape: Vec<u64>, dtype: DType, expected: u64, actual: u64 },
+    SizeMismatch {
+        tensor: String,
+        shape: Vec<u64>,
+        dtype: DType,
+        expected: u64,
+        actual: u64,
+    },
     #[error("tensor `{tensor}` starts at data offset {begin} but the previous tensor ends at {expected}: tensors {kind}")]
-    Gap { tensor: String, begin: u64, expected: u64, kind: &'static str },
+    Gap {
+        tensor: String,
+        begin: u64,
+        expected: u64,
+        kind: &'static str,
+    },
     #[error("tensor `{tensor}` ends at data offset {end} but the data section is {data_len} bytes: the file is truncated or the offsets are wrong")]
-    PastEnd { tensor: String, end: u64, data_len: u64 },
+    PastEnd {
+        tensor: String,
+        end: u64,
+        data_len: u64,
+    },
     #[error("the data section is {data_len} bytes but the tensors cover only {covered}: {trailing} bytes belong to no tensor")]
-    TrailingData { data_len: u64, covered: u64, trailing: u64 },
+    TrailingData {
+        data_len: u64,
+        covered: u64,
+        trailing: u64,
+    },
     #[error("`__metadata__` must map strings to strings")]
     BadMetadata,
 }
@@ -123,7 +146,9 @@ pub fn parse_header(json: &[u8], data_len: u64) -> Result<Vec<StTensor>, StError
             return Err(StError::DuplicateName(name));
         }
         if name == "__metadata__" {
-            let ok = value.as_object().is_some_and(|m| m.values().all(Value::is_string));
+            let ok = value
+                .as_object()
+                .is_some_and(|m| m.values().all(Value::is_string));
             if !ok {
                 return Err(StError::BadMetadata);
             }
@@ -139,7 +164,11 @@ pub fn parse_header(json: &[u8], data_len: u64) -> Result<Vec<StTensor>, StError
                 tensor: t.name.clone(),
                 begin: t.begin,
                 expected: at,
-                kind: if t.begin > at { "leave a hole" } else { "overlap" },
+                kind: if t.begin > at {
+                    "leave a hole"
+                } else {
+                    "overlap"
+                },
             });
         }
         if t.end > data_len {
@@ -166,7 +195,9 @@ fn parse_entry(name: String, v: &Value) -> Result<StTensor, StError> {
         tensor: name.clone(),
         why: why.to_string(),
     };
-    let obj = v.as_object().ok_or_else(|| bad("entry is not a JSON object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("entry is not a JSON object"))?;
     let dtype_s = obj
         .get("dtype")
         .and_then(Value::as_str)
@@ -174,14 +205,20 @@ fn parse_entry(name: String, v: &Value) -> Result<StTensor, StError> {
     let dtype = DType::from_name(dtype_s).ok_or_else(|| StError::UnknownDType {
         tensor: name.clone(),
         dtype: dtype_s.to_string(),
-        supported: DType::all().map(|d| d.name()).collect::<Vec<_>>().join(", "),
+        supported: DType::all()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join(", "),
     })?;
     let shape = obj
         .get("shape")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("missing or non-array `shape`"))?
         .iter()
-        .map(|d| d.as_u64().ok_or_else(|| bad("`shape` holds something other than a non-negative integer")))
+        .map(|d| {
+            d.as_u64()
+                .ok_or_else(|| bad("`shape` holds something other than a non-negative integer"))
+        })
         .collect::<Result<Vec<u64>, _>>()?;
     if shape.len() > crate::limits::MAX_RANK {
         return Err(bad("rank over 16"));
@@ -191,8 +228,12 @@ fn parse_entry(name: String, v: &Value) -> Result<StTensor, StError> {
         .and_then(Value::as_array)
         .filter(|a| a.len() == 2)
         .ok_or_else(|| bad("`data_offsets` must be an array of two integers"))?;
-    let begin = offs[0].as_u64().ok_or_else(|| bad("`data_offsets` must be non-negative integers"))?;
-    let end = offs[1].as_u64().ok_or_else(|| bad("`data_offsets` must be non-negative integers"))?;
+    let begin = offs[0]
+        .as_u64()
+        .ok_or_else(|| bad("`data_offsets` must be non-negative integers"))?;
+    let end = offs[1]
+        .as_u64()
+        .ok_or_else(|| bad("`data_offsets` must be non-negative integers"))?;
     if end < begin {
         return Err(bad("`data_offsets` end before they begin"));
     }
@@ -249,32 +290,83 @@ mod tests {
             e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, 8),
             StError::DuplicateName(n) if n == "a"
         ));
-        assert!(matches!(e(r#"{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}"#, 1), StError::UnknownDType { .. }));
         assert!(matches!(
-            e(r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,4]}}"#, 4),
+            e(
+                r#"{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}"#,
+                1
+            ),
+            StError::UnknownDType { .. }
+        ));
+        assert!(matches!(
+            e(
+                r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,4]}}"#,
+                4
+            ),
             StError::ShapeOverflow(_)
         ));
-        assert!(matches!(e(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#, 4), StError::SizeMismatch { .. }));
         assert!(matches!(
-            e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}"#, 8),
-            StError::Gap { kind: "overlap", .. }
+            e(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#,
+                4
+            ),
+            StError::SizeMismatch { .. }
         ));
         assert!(matches!(
-            e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#, 12),
-            StError::Gap { kind: "leave a hole", .. }
+            e(
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}"#,
+                8
+            ),
+            StError::Gap {
+                kind: "overlap",
+                ..
+            }
         ));
-        assert!(matches!(e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 2), StError::PastEnd { .. }));
-        assert!(matches!(e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 6), StError::TrailingData { .. }));
+        assert!(matches!(
+            e(
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#,
+                12
+            ),
+            StError::Gap {
+                kind: "leave a hole",
+                ..
+            }
+        ));
+        assert!(matches!(
+            e(
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+                2
+            ),
+            StError::PastEnd { .. }
+        ));
+        assert!(matches!(
+            e(
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+                6
+            ),
+            StError::TrailingData { .. }
+        ));
         assert_eq!(e(r#"{"__metadata__":{"a":1}}"#, 0), StError::BadMetadata);
-        assert!(matches!(e(r#"{"a":{"dtype":"F32","shape":[1]}}"#, 0), StError::BadEntry { .. }));
-        assert_eq!(parse_header(&[0xff, 0xfe], 0).unwrap_err(), StError::NotUtf8);
+        assert!(matches!(
+            e(r#"{"a":{"dtype":"F32","shape":[1]}}"#, 0),
+            StError::BadEntry { .. }
+        ));
+        assert_eq!(
+            parse_header(&[0xff, 0xfe], 0).unwrap_err(),
+            StError::NotUtf8
+        );
     }
 
     #[test]
     fn header_len_checks() {
         assert_eq!(header_len([0; 8], 4), Err(StError::TooShort(4)));
-        assert!(matches!(header_len(u64::MAX.to_le_bytes(), 100), Err(StError::HeaderTooLarge { .. })));
-        assert!(matches!(header_len(50u64.to_le_bytes(), 20), Err(StError::HeaderPastEnd { .. })));
+        assert!(matches!(
+            header_len(u64::MAX.to_le_bytes(), 100),
+            Err(StError::HeaderTooLarge { .. })
+        ));
+        assert!(matches!(
+            header_len(50u64.to_le_bytes(), 20),
+            Err(StError::HeaderPastEnd { .. })
+        ));
         assert_eq!(header_len(12u64.to_le_bytes(), 20), Ok(12));
     }
 }

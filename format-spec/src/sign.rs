@@ -61,7 +61,9 @@ pub fn fingerprint(key: &VerifyingKey) -> String {
 pub fn generate_key() -> Result<SigningKey, SignError> {
     use ring::rand::SecureRandom;
     let mut seed = [0u8; 32];
-    ring::rand::SystemRandom::new().fill(&mut seed).map_err(|_| SignError::Rng)?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| SignError::Rng)?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -72,7 +74,8 @@ pub fn parse_private_key_pem(pem: &str) -> Result<SigningKey, SignError> {
 
 /// Reads a SubjectPublicKeyInfo PEM public key.
 pub fn parse_public_key_pem(pem: &str) -> Result<VerifyingKey, SignError> {
-    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| SignError::BadPublicKey(e.to_string()))
+    VerifyingKey::from_public_key_pem(pem.trim())
+        .map_err(|e| SignError::BadPublicKey(e.to_string()))
 }
 
 /// PKCS#8 v1 PEM of a private key (the form `openssl genpkey` writes).
@@ -84,9 +87,12 @@ pub fn private_key_pem(key: &SigningKey) -> Result<String, SignError> {
     }
     .to_pkcs8_der()
     .map_err(|e| SignError::Encode(e.to_string()))?;
-    der.to_pem("PRIVATE KEY", ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map(|s| s.to_string())
-        .map_err(|e| SignError::Encode(e.to_string()))
+    der.to_pem(
+        "PRIVATE KEY",
+        ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF,
+    )
+    .map(|s| s.to_string())
+    .map_err(|e| SignError::Encode(e.to_string()))
 }
 
 /// SubjectPublicKeyInfo PEM of a public key.
@@ -122,14 +128,26 @@ impl SignatureSection {
 
     pub fn parse(bytes: &[u8]) -> Result<SignatureSection, SignError> {
         let mut r = Reader::new(bytes, "signature section");
-        let alg = r.u16("algorithm").map_err(|_| SignError::BadSection("truncated"))?;
+        let alg = r
+            .u16("algorithm")
+            .map_err(|_| SignError::BadSection("truncated"))?;
         if alg != ALG_ED25519 {
-            return Err(SignError::BadSection("unknown signature algorithm (only 1 = Ed25519 is defined)"));
+            return Err(SignError::BadSection(
+                "unknown signature algorithm (only 1 = Ed25519 is defined)",
+            ));
         }
-        let public_key = r.array("public key").map_err(|_| SignError::BadSection("truncated"))?;
-        let signature = r.array("signature").map_err(|_| SignError::BadSection("truncated"))?;
-        r.finish().map_err(|_| SignError::BadSection("trailing bytes"))?;
-        Ok(SignatureSection { public_key, signature })
+        let public_key = r
+            .array("public key")
+            .map_err(|_| SignError::BadSection("truncated"))?;
+        let signature = r
+            .array("signature")
+            .map_err(|_| SignError::BadSection("truncated"))?;
+        r.finish()
+            .map_err(|_| SignError::BadSection("trailing bytes"))?;
+        Ok(SignatureSection {
+            public_key,
+            signature,
+        })
     }
 
     /// The embedded key's fingerprint (informational: trust comes only from
@@ -144,7 +162,13 @@ impl SignatureSection {
     /// Checks the signature with `trusted`, which must be the key the
     /// section names; uses strict verification (canonical S, no small-order
     /// points).
-    pub fn verify(&self, trusted: &VerifyingKey, major: u16, minor: u16, header: &[u8]) -> Result<(), SignError> {
+    pub fn verify(
+        &self,
+        trusted: &VerifyingKey,
+        major: u16,
+        minor: u16,
+        header: &[u8],
+    ) -> Result<(), SignError> {
         let bad = || SignError::BadSignature {
             fingerprint: fingerprint(trusted),
         };
@@ -195,8 +219,8 @@ mod tests {
         let mut s = SignatureSection::sign(&k, 1, 0, b"h");
         // Add the group order L to S: same value mod L, but non-canonical.
         const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
         for i in 0..32 {
@@ -211,7 +235,13 @@ mod tests {
     fn rejects_non_ed25519_public_key() {
         // An X25519 SPKI (OID 1.3.101.110) is not an Ed25519 key.
         let x25519 = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEAu4P4q3N8dGh1QkW6fVy2E6yBvPoF2dF7s3ZQPbb8sXY=\n-----END PUBLIC KEY-----\n";
-        assert!(matches!(parse_public_key_pem(x25519), Err(SignError::BadPublicKey(_))));
-        assert!(matches!(parse_private_key_pem("hello"), Err(SignError::BadPrivateKey(_))));
+        assert!(matches!(
+            parse_public_key_pem(x25519),
+            Err(SignError::BadPublicKey(_))
+        ));
+        assert!(matches!(
+            parse_private_key_pem("hello"),
+            Err(SignError::BadPrivateKey(_))
+        ));
     }
 }

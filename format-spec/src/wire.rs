@@ -79,7 +79,12 @@ impl<'a> Reader<'a> {
     /// A count of entries, each at least `min_entry` bytes long: refuses a
     /// count that the remaining bytes cannot hold, so a caller can allocate
     /// `count` entries without trusting the claim.
-    pub fn count(&mut self, max: u32, min_entry: usize, field: &'static str) -> Result<usize, FormatError> {
+    pub fn count(
+        &mut self,
+        max: u32,
+        min_entry: usize,
+        field: &'static str,
+    ) -> Result<usize, FormatError> {
         let n = self.u32(field)?;
         if n > max {
             return Err(FormatError::LimitExceeded {

@@ -60,10 +60,11 @@ pub struct Artifact {
 
 fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, RuntimeError> {
     let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, offset).map_err(|source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|source| RuntimeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(buf)
 }
 
@@ -85,22 +86,29 @@ impl Artifact {
         let file = File::open(&path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
         if file_len < PREAMBLE_LEN as u64 {
-            return Err(fmt(if file_len >= 8 && read_at(&file, &path, 0, 8)? != tic_format::header::MAGIC {
-                FormatError::BadMagic
-            } else {
-                FormatError::Truncated {
-                    what: "preamble",
-                    field: "preamble",
-                    offset: file_len,
-                }
-            }));
+            return Err(fmt(
+                if file_len >= 8 && read_at(&file, &path, 0, 8)? != tic_format::header::MAGIC {
+                    FormatError::BadMagic
+                } else {
+                    FormatError::Truncated {
+                        what: "preamble",
+                        field: "preamble",
+                        offset: file_len,
+                    }
+                },
+            ));
         }
         let mut pre = [0u8; PREAMBLE_LEN];
         file.read_exact_at(&mut pre, 0).map_err(io)?;
         let preamble = Preamble::parse(&pre, file_len).map_err(fmt)?;
         // Lengths are now bounded by the limits and by the real file size.
         let header_bytes = read_at(&file, &path, preamble.header_offset(), preamble.header_len)?;
-        let sig_bytes = read_at(&file, &path, preamble.signature_offset(), preamble.signature_len)?;
+        let sig_bytes = read_at(
+            &file,
+            &path,
+            preamble.signature_offset(),
+            preamble.signature_len,
+        )?;
         let signature = check_signature(&path, &preamble, &header_bytes, &sig_bytes, &opts.trust)?;
 
         let header = Header::parse(&header_bytes).map_err(fmt)?;
@@ -119,18 +127,25 @@ impl Artifact {
                 })
             }
             (Encryption::ChaCha20Poly1305 { .. }, 0) => {
-                return Err(RuntimeError::RecipientsMismatch { path, what: "missing" })
+                return Err(RuntimeError::RecipientsMismatch {
+                    path,
+                    what: "missing",
+                })
             }
             (Encryption::ChaCha20Poly1305 { .. }, n) => {
                 let bytes = read_at(&file, &path, preamble.recipients_offset(), n)?;
-                Some(RecipientsSection::parse(&bytes).map_err(|source| RuntimeError::Crypto {
-                    path: path.clone(),
-                    source,
-                })?)
+                Some(
+                    RecipientsSection::parse(&bytes).map_err(|source| RuntimeError::Crypto {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
             }
         };
         let key = match (&header.encryption, &recipients) {
-            (Encryption::ChaCha20Poly1305 { salt, commitment }, Some(r)) if !opts.identities.is_empty() => {
+            (Encryption::ChaCha20Poly1305 { salt, commitment }, Some(r))
+                if !opts.identities.is_empty() =>
+            {
                 let crypto_err = |source| RuntimeError::Crypto {
                     path: path.clone(),
                     source,
@@ -186,7 +201,11 @@ impl Artifact {
 
     /// Reads a chunk's stored bytes and checks them against the signed
     /// digest. Nothing unchecked leaves this function.
-    pub fn read_stored_chunk(&self, index: u64, tensor: &TensorEntry) -> Result<Vec<u8>, RuntimeError> {
+    pub fn read_stored_chunk(
+        &self,
+        index: u64,
+        tensor: &TensorEntry,
+    ) -> Result<Vec<u8>, RuntimeError> {
         let c = &self.header.chunks[index as usize];
         let mut buf = Vec::new();
         self.read_stored_chunk_into(index, c, tensor, &mut buf)?;
@@ -237,18 +256,22 @@ impl Artifact {
             Some(key) => {
                 let last = index + 1 == self.header.chunks.len() as u64;
                 scratch.resize(stored.len().saturating_sub(crypto::TAG_LEN), 0);
-                crypto::open_chunk_into(key, index, last, stored, scratch).map_err(|_| RuntimeError::Decrypt {
-                    path: self.path.clone(),
-                    tensor: display_name(tensor),
-                    chunk: index,
+                crypto::open_chunk_into(key, index, last, stored, scratch).map_err(|_| {
+                    RuntimeError::Decrypt {
+                        path: self.path.clone(),
+                        tensor: display_name(tensor),
+                        chunk: index,
+                    }
                 })?;
                 scratch
             }
         };
-        codec::decode_chunk(&tensor.codec, tensor.dtype.size(), plain, out).map_err(|source| RuntimeError::Decode {
-            path: self.path.clone(),
-            tensor: display_name(tensor),
-            source,
+        codec::decode_chunk(&tensor.codec, tensor.dtype.size(), plain, out).map_err(|source| {
+            RuntimeError::Decode {
+                path: self.path.clone(),
+                tensor: display_name(tensor),
+                source,
+            }
         })
     }
 
@@ -268,7 +291,9 @@ impl Artifact {
             rest = tail;
         }
         if !rest.is_empty() {
-            return Err(RuntimeError::Internal("chunk lengths do not fill the output".into()));
+            return Err(RuntimeError::Internal(
+                "chunk lengths do not fill the output".into(),
+            ));
         }
         slices.into_par_iter().try_for_each_init(
             || (Vec::new(), Vec::new()),
@@ -282,7 +307,11 @@ impl Artifact {
     /// Reads one tensor into `out` (exactly its original length): every
     /// chunk is checked, decrypted and decoded, then the whole tensor is
     /// checked against its digest. On error `out` is zeroed.
-    pub fn read_tensor_into(&self, tensor: &TensorEntry, out: &mut [u8]) -> Result<(), RuntimeError> {
+    pub fn read_tensor_into(
+        &self,
+        tensor: &TensorEntry,
+        out: &mut [u8],
+    ) -> Result<(), RuntimeError> {
         if out.len() as u64 != tensor.orig_len {
             return Err(RuntimeError::BufferSize {
                 tensor: display_name(tensor),
@@ -310,10 +339,12 @@ impl Artifact {
     pub fn read_tensor(&self, name: &str) -> Result<Vec<u8>, RuntimeError> {
         let t = self.tensor(name)?;
         let mut out = Vec::new();
-        out.try_reserve_exact(t.orig_len as usize).map_err(|_| RuntimeError::Internal(format!(
-            "cannot allocate {} bytes for tensor {}",
-            t.orig_len, t.name
-        )))?;
+        out.try_reserve_exact(t.orig_len as usize).map_err(|_| {
+            RuntimeError::Internal(format!(
+                "cannot allocate {} bytes for tensor {}",
+                t.orig_len, t.name
+            ))
+        })?;
         out.resize(t.orig_len as usize, 0);
         self.read_tensor_into(t, &mut out)?;
         Ok(out)
@@ -325,12 +356,17 @@ impl Artifact {
     pub fn verify_chunks(&self, progress: &dyn crate::Progress) -> Result<(), RuntimeError> {
         let owner = chunk_owners(&self.header);
         progress.start("verifying", self.header.payload_len);
-        let r = self.header.chunks.par_iter().enumerate().try_for_each_init(Vec::new, |buf, (i, c)| {
-            let t = &self.header.tensors[owner[i]];
-            self.read_stored_chunk_into(i as u64, c, t, buf)?;
-            progress.advance(c.stored_len);
-            Ok(())
-        });
+        let r =
+            self.header
+                .chunks
+                .par_iter()
+                .enumerate()
+                .try_for_each_init(Vec::new, |buf, (i, c)| {
+                    let t = &self.header.tensors[owner[i]];
+                    self.read_stored_chunk_into(i as u64, c, t, buf)?;
+                    progress.advance(c.stored_len);
+                    Ok(())
+                });
         progress.finish();
         r
     }

@@ -11,9 +11,17 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum RuntimeError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Format { path: PathBuf, #[source] source: tic_format::FormatError },
+    Format {
+        path: PathBuf,
+        #[source]
+        source: tic_format::FormatError,
+    },
     #[error("{path}: the artifact is not signed; pass --allow-unsigned to accept unsigned artifacts, or sign it with `tic compile --sign`")]
     Unsigned { path: PathBuf },
     #[error("{path}: signed by {fingerprint}, which is not among the trusted keys; pass its public key with --trusted-key if you trust it")]
@@ -21,31 +29,60 @@ pub enum RuntimeError {
     #[error("{path}: signed by {fingerprint}, but no trusted key was given; pass --trusted-key KEY.pub (or --allow-unsigned to skip the signature check)")]
     NoTrustedKeys { path: PathBuf, fingerprint: String },
     #[error("{path}: {source}")]
-    Signature { path: PathBuf, #[source] source: tic_format::sign::SignError },
+    Signature {
+        path: PathBuf,
+        #[source]
+        source: tic_format::sign::SignError,
+    },
     #[error("{path}: chunk {chunk} of tensor {tensor} does not match its SHA-256 in the signed header: the artifact was tampered with or damaged")]
-    ChunkDigest { path: PathBuf, tensor: String, chunk: u64 },
+    ChunkDigest {
+        path: PathBuf,
+        tensor: String,
+        chunk: u64,
+    },
     #[error("{path}: tensor {tensor} decoded to bytes whose SHA-256 differs from the header's: the artifact is damaged or the decoder is wrong")]
     TensorDigest { path: PathBuf, tensor: String },
     #[error("{path}: restored file {file:?} does not match its SHA-256 in the header")]
     FileDigest { path: PathBuf, file: String },
     #[error("{path}: tensor {tensor}: {source}")]
-    Decode { path: PathBuf, tensor: String, #[source] source: tic_format::codec::CodecError },
+    Decode {
+        path: PathBuf,
+        tensor: String,
+        #[source]
+        source: tic_format::codec::CodecError,
+    },
     #[error("{path}: tensor {tensor}: chunk {chunk} failed authentication (ChaCha20-Poly1305): the ciphertext was tampered with, or the key is wrong")]
-    Decrypt { path: PathBuf, tensor: String, chunk: u64 },
+    Decrypt {
+        path: PathBuf,
+        tensor: String,
+        chunk: u64,
+    },
     #[error("{path}: {source}")]
-    Crypto { path: PathBuf, #[source] source: tic_format::crypto::CryptoError },
+    Crypto {
+        path: PathBuf,
+        #[source]
+        source: tic_format::crypto::CryptoError,
+    },
     #[error("{path}: the artifact is encrypted to {recipients} recipient(s); pass --identity FILE (an age identity or a 32-byte key file) to decrypt it")]
     NeedIdentity { path: PathBuf, recipients: usize },
     #[error("{path}: the signed header says the payload is encrypted but the recipients section is {what}")]
     RecipientsMismatch { path: PathBuf, what: &'static str },
     #[error("{path}: file {file:?}: its stored safetensors header does not describe its tensor entries ({why})")]
-    StHeaderMismatch { path: PathBuf, file: String, why: String },
+    StHeaderMismatch {
+        path: PathBuf,
+        file: String,
+        why: String,
+    },
     #[error("no tensor named {name:?} in {path}")]
     TensorNotFound { path: PathBuf, name: String },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
     #[error("the output buffer for tensor {tensor} is {got} bytes but the tensor has {want}")]
-    BufferSize { tensor: String, got: usize, want: u64 },
+    BufferSize {
+        tensor: String,
+        got: usize,
+        want: u64,
+    },
     #[error("internal error: {0} (this is a bug in tic; please report it)")]
     Internal(String),
 }
@@ -71,9 +108,11 @@ impl RuntimeError {
         use RuntimeError::*;
         match self {
             Io { .. } => ErrorKind::Io,
-            NeedIdentity { .. } | NoTrustedKeys { .. } | TensorNotFound { .. } | OutputExists { .. } | BufferSize { .. } => {
-                ErrorKind::Usage
-            }
+            NeedIdentity { .. }
+            | NoTrustedKeys { .. }
+            | TensorNotFound { .. }
+            | OutputExists { .. }
+            | BufferSize { .. } => ErrorKind::Usage,
             Internal(_) => ErrorKind::Internal,
             _ => ErrorKind::Verification,
         }

@@ -28,7 +28,12 @@ pub struct ExtractReport {
 impl Artifact {
     /// Restores every original file under `out_dir`, which must not exist
     /// unless `force` is set (it is then replaced, only after success).
-    pub fn extract(&self, out_dir: &Path, force: bool, progress: &dyn Progress) -> Result<ExtractReport, RuntimeError> {
+    pub fn extract(
+        &self,
+        out_dir: &Path,
+        force: bool,
+        progress: &dyn Progress,
+    ) -> Result<ExtractReport, RuntimeError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| RuntimeError::Io { path, source }
@@ -83,7 +88,12 @@ impl Artifact {
         Ok(report)
     }
 
-    fn restore_file(&self, f: &FileEntry, dest: &Path, progress: &dyn Progress) -> Result<(), RuntimeError> {
+    fn restore_file(
+        &self,
+        f: &FileEntry,
+        dest: &Path,
+        progress: &dyn Progress,
+    ) -> Result<(), RuntimeError> {
         let h = self.header();
         let tensors = h.file_tensors(f);
         if f.kind == FileKind::Safetensors {
@@ -169,7 +179,11 @@ impl Artifact {
 
 /// Checks that a stored safetensors header describes exactly the tensor
 /// entries that follow it (names, dtypes, shapes, offsets).
-fn check_st_header(artifact: &Path, f: &FileEntry, tensors: &[TensorEntry]) -> Result<(), RuntimeError> {
+fn check_st_header(
+    artifact: &Path,
+    f: &FileEntry,
+    tensors: &[TensorEntry],
+) -> Result<(), RuntimeError> {
     let bad = |why: String| RuntimeError::StHeaderMismatch {
         path: artifact.to_path_buf(),
         file: f.path.clone(),
@@ -180,13 +194,25 @@ fn check_st_header(artifact: &Path, f: &FileEntry, tensors: &[TensorEntry]) -> R
         return Err(bad(format!("its length prefix says {n} bytes")));
     }
     let data_len = f.size - f.st_header.len() as u64;
-    let st = tic_format::safetensors::parse_header(&f.st_header[8..], data_len).map_err(|e| bad(e.to_string()))?;
+    let st = tic_format::safetensors::parse_header(&f.st_header[8..], data_len)
+        .map_err(|e| bad(e.to_string()))?;
     if st.len() != tensors.len() {
-        return Err(bad(format!("{} tensors in the JSON, {} entries", st.len(), tensors.len())));
+        return Err(bad(format!(
+            "{} tensors in the JSON, {} entries",
+            st.len(),
+            tensors.len()
+        )));
     }
     for (s, t) in st.iter().zip(tensors) {
-        if s.name != t.name || s.dtype != t.dtype || s.shape != t.shape || s.end - s.begin != t.orig_len {
-            return Err(bad(format!("entry `{}` differs from the JSON's `{}`", t.name, s.name)));
+        if s.name != t.name
+            || s.dtype != t.dtype
+            || s.shape != t.shape
+            || s.end - s.begin != t.orig_len
+        {
+            return Err(bad(format!(
+                "entry `{}` differs from the JSON's `{}`",
+                t.name, s.name
+            )));
         }
     }
     Ok(())

@@ -15,14 +15,28 @@ const MAX_KEY_FILE: u64 = 1 << 20;
 #[non_exhaustive]
 pub enum KeyFileError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: the file is {size} bytes, too large to be a key file")]
     TooLarge { path: PathBuf, size: u64 },
     #[error("{path}: {source}")]
-    Sign { path: PathBuf, #[source] source: sign::SignError },
+    Sign {
+        path: PathBuf,
+        #[source]
+        source: sign::SignError,
+    },
     #[error("{path}: {source}")]
-    Crypto { path: PathBuf, #[source] source: crypto::CryptoError },
-    #[error("{path}: the directory holds no *.pub files; put trusted Ed25519 public keys (PEM) there")]
+    Crypto {
+        path: PathBuf,
+        #[source]
+        source: crypto::CryptoError,
+    },
+    #[error(
+        "{path}: the directory holds no *.pub files; put trusted Ed25519 public keys (PEM) there"
+    )]
     EmptyKeyDir { path: PathBuf },
 }
 
@@ -88,7 +102,8 @@ pub fn read_identities(path: &Path) -> Result<Vec<Identity>, KeyFileError> {
     };
     let is_age = std::str::from_utf8(&bytes).is_ok_and(|t| t.contains("AGE-SECRET-KEY-"));
     if is_age {
-        crypto::parse_identity_file(std::str::from_utf8(&bytes).expect("checked")).map_err(crypto_err)
+        crypto::parse_identity_file(std::str::from_utf8(&bytes).expect("checked"))
+            .map_err(crypto_err)
     } else {
         let key = crypto::read_symmetric_key_file(&bytes).map_err(crypto_err)?;
         Ok(vec![Identity::Symmetric(key)])

@@ -1,0 +1,155 @@
+//! Changing an existing artifact's signature section: the message to sign
+//! for keys held in an HSM or KMS, and attaching a signature made there.
+//! (Changing the recipients lives in `rewrap`.)
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use tic_format::header::{Preamble, PREAMBLE_LEN};
+use tic_format::sign::{self, SignatureSection, SIGNED_MESSAGE_LEN};
+use tic_runtime::{Artifact, OpenOptions, Trust};
+
+use crate::error::{AmendError, CompileError};
+
+/// The raw pieces of an artifact: preamble, header, signature, recipients
+/// bytes, and where the payload starts.
+pub(crate) struct Raw {
+    pub preamble: Preamble,
+    pub header: Vec<u8>,
+    pub recipients: Vec<u8>,
+}
+
+/// Reads an artifact's front sections after checking it opens (structure
+/// and, unless it is unsigned, nothing else: callers decide trust).
+pub(crate) fn read_raw(path: &Path) -> Result<(Artifact, Raw), AmendError> {
+    let art = Artifact::open(
+        path,
+        &OpenOptions {
+            trust: Trust {
+                keys: Vec::new(),
+                allow_unsigned: true,
+            },
+            identities: Vec::new(),
+        },
+    )?;
+    let p = *art.preamble();
+    let f = File::open(path).map_err(|source| AmendError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let read = |off: u64, len: u64| -> Result<Vec<u8>, AmendError> {
+        let mut b = vec![0u8; len as usize];
+        f.read_exact_at(&mut b, off)
+            .map_err(|source| AmendError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(b)
+    };
+    let raw = Raw {
+        preamble: p,
+        header: read(p.header_offset(), p.header_len)?,
+        recipients: read(p.recipients_offset(), p.recipients_len)?,
+    };
+    Ok((art, raw))
+}
+
+/// The exact 62 bytes an Ed25519 key must sign for this artifact.
+pub fn signing_message(path: &Path) -> Result<[u8; SIGNED_MESSAGE_LEN], AmendError> {
+    let (_, raw) = read_raw(path)?;
+    Ok(sign::signed_message(
+        raw.preamble.major,
+        raw.preamble.minor,
+        &raw.header,
+    ))
+}
+
+/// Writes `output`: the artifact `input` with the given front sections and
+/// its payload copied unchanged. Temporary file, then rename.
+pub(crate) fn rewrite(
+    input: &Path,
+    raw: &Raw,
+    signature: Option<&SignatureSection>,
+    recipients: &[u8],
+    output: &Path,
+    force: bool,
+) -> Result<(), AmendError> {
+    let same = output.canonicalize().ok() == input.canonicalize().ok();
+    if output.symlink_metadata().is_ok() && !force && !same {
+        return Err(AmendError::OutputExists {
+            path: output.to_path_buf(),
+        });
+    }
+    let ioe = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AmendError::Io { path, source }
+    };
+    let sig = signature.map(|s| s.to_bytes()).unwrap_or_default();
+    let preamble = Preamble {
+        signature_len: sig.len() as u64,
+        recipients_len: recipients.len() as u64,
+        ..raw.preamble
+    };
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tic-")
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(ioe(&dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.write_all(&preamble.to_bytes())
+        .map_err(ioe(&tmp_path))?;
+    tmp.write_all(&raw.header).map_err(ioe(&tmp_path))?;
+    tmp.write_all(&sig).map_err(ioe(&tmp_path))?;
+    tmp.write_all(recipients).map_err(ioe(&tmp_path))?;
+    let mut src = File::open(input).map_err(ioe(input))?;
+    src.seek(SeekFrom::Start(raw.preamble.payload_offset()))
+        .map_err(ioe(input))?;
+    let copied = std::io::copy(&mut src.take(raw.preamble.payload_len), tmp.as_file_mut())
+        .map_err(ioe(input))?;
+    if copied != raw.preamble.payload_len {
+        return Err(AmendError::Usage {
+            path: input.to_path_buf(),
+            what: "the payload is shorter than the preamble says".into(),
+        });
+    }
+    tmp.as_file().sync_all().map_err(ioe(&tmp_path))?;
+    let _ = PREAMBLE_LEN;
+    crate::compile::persist(tmp, output, true).map_err(|e| match e {
+        CompileError::Io { path, source } => AmendError::Io { path, source },
+        other => AmendError::Usage {
+            path: output.to_path_buf(),
+            what: other.to_string(),
+        },
+    })
+}
+
+/// Attaches an Ed25519 signature made elsewhere (64 raw bytes) by `key`,
+/// after checking it verifies; the result is byte-identical to signing
+/// with `tic compile --sign`.
+pub fn attach_signature(
+    input: &Path,
+    signature: &[u8],
+    key: &VerifyingKey,
+    output: &Path,
+    force: bool,
+) -> Result<String, AmendError> {
+    let (_, raw) = read_raw(input)?;
+    let signature: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| sign::SignError::BadSignatureLength(signature.len()))?;
+    let section = SignatureSection {
+        public_key: key.to_bytes(),
+        signature,
+    };
+    section.verify(key, raw.preamble.major, raw.preamble.minor, &raw.header)?;
+    let recipients = raw.recipients.clone();
+    rewrite(input, &raw, Some(&section), &recipients, output, force)?;
+    Ok(section.fingerprint())
+}

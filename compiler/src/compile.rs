@@ -1,0 +1,572 @@
+//! Compiling input files into an artifact.
+//!
+//! Planning reads only headers and a few sample chunks per tensor. Then
+//! windows of chunks are read, encoded, encrypted and hashed in parallel
+//! while the previous window is written, straight into a temporary file at
+//! offsets known in advance (every header field has a size known before
+//! encoding). The header, signature and recipients go in last, and the
+//! temporary file is renamed onto the output.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use rayon::prelude::*;
+use tic_format::codec::{self, CodecSpec, TILE_SYMBOLS};
+use tic_format::crypto::{self, PayloadKey, Recipient, RecipientsSection};
+use tic_format::header::{Preamble, VERSION_MAJOR, VERSION_MINOR};
+use tic_format::sign::{SignatureSection, SIGNATURE_SECTION_LEN};
+use tic_format::{ChunkEntry, DType, Encryption, FileEntry, FileKind, Header, TensorEntry};
+use tic_runtime::Progress;
+
+use crate::error::CompileError;
+use crate::input::{discover, InputFile, InputKind};
+
+/// Original bytes per chunk unless told otherwise.
+pub const DEFAULT_CHUNK_BYTES: u64 = 1 << 20;
+/// Original bytes encoded per window (bounds memory).
+const WINDOW_BYTES: u64 = 64 << 20;
+/// Chunks sampled per tensor to choose its codec.
+const SAMPLE_CHUNKS: u64 = 4;
+
+/// How to compile.
+pub struct CompileOptions {
+    /// Sign with this key; `None` leaves the artifact unsigned.
+    pub signing_key: Option<SigningKey>,
+    /// Encrypt to these recipients; empty leaves the payload in the clear.
+    pub recipients: Vec<Recipient>,
+    /// Target original bytes per chunk (rounded to whole tiles).
+    pub chunk_bytes: u64,
+    /// Replace an existing output.
+    pub force: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            signing_key: None,
+            recipients: Vec::new(),
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            force: false,
+        }
+    }
+}
+
+/// What a compile produced.
+#[derive(Clone, Debug)]
+pub struct CompileReport {
+    pub output: PathBuf,
+    pub files: usize,
+    pub tensors: usize,
+    pub chunks: usize,
+    pub original_bytes: u64,
+    pub artifact_bytes: u64,
+    /// Fingerprint of the signing key, if signed.
+    pub signer: Option<String>,
+    pub recipients: usize,
+}
+
+struct PlannedTensor {
+    file: usize,
+    name: String,
+    dtype: DType,
+    shape: Vec<u64>,
+    /// Absolute offset of the tensor's data in its file.
+    offset: u64,
+    len: u64,
+    codec: CodecSpec,
+    /// (absolute offset, length) of each chunk.
+    chunks: Vec<(u64, u64)>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
+    move |source| CompileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn chunk_elems(elem: usize, chunk_bytes: u64) -> u64 {
+    let want = (chunk_bytes / elem as u64).max(1);
+    let tile = TILE_SYMBOLS as u64;
+    want.div_ceil(tile) * tile
+}
+
+/// Compiles `input` (a file or a model directory) into the artifact `output`.
+pub fn compile(
+    input: &Path,
+    output: &Path,
+    opts: &CompileOptions,
+    progress: &dyn Progress,
+) -> Result<CompileReport, CompileError> {
+    if output.symlink_metadata().is_ok() && !opts.force {
+        return Err(CompileError::OutputExists {
+            path: output.to_path_buf(),
+        });
+    }
+    let inputs = discover(input)?;
+    if inputs.len() > tic_format::limits::MAX_FILES as usize {
+        return Err(CompileError::Unsupported {
+            path: input.to_path_buf(),
+            what: format!("{} files, over the limit of 65536", inputs.len()),
+        });
+    }
+    let handles: Vec<File> = inputs
+        .iter()
+        .map(|f| File::open(&f.path).map_err(io(&f.path)))
+        .collect::<Result<_, _>>()?;
+    let plan = plan_tensors(&inputs, &handles, opts.chunk_bytes)?;
+
+    // Encryption is set up before encoding so every length is known.
+    let (encryption, key, recipients_bytes) = if opts.recipients.is_empty() {
+        (Encryption::None, None, Vec::new())
+    } else {
+        let file_key = crypto::random_file_key()?;
+        let salt = crypto::random_salt()?;
+        let (key, commitment) = crypto::derive(&file_key, &salt);
+        let section = RecipientsSection::wrap(&file_key, &opts.recipients)?;
+        (
+            Encryption::ChaCha20Poly1305 { salt, commitment },
+            Some(key),
+            section.to_bytes(),
+        )
+    };
+
+    let mut header = skeleton_header(&inputs, &plan, encryption);
+    let header_len = header.to_bytes().len() as u64;
+    let sig_len = if opts.signing_key.is_some() {
+        SIGNATURE_SECTION_LEN as u64
+    } else {
+        0
+    };
+    let payload_offset = tic_format::header::PREAMBLE_LEN as u64
+        + header_len
+        + sig_len
+        + recipients_bytes.len() as u64;
+
+    let out_dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".tic-")
+        .suffix(".partial")
+        .tempfile_in(&out_dir)
+        .map_err(io(&out_dir))?;
+
+    let total: u64 = inputs.iter().map(|f| f.size).sum();
+    progress.start("compiling", total);
+    let (hashes, chunks) = rayon::join(
+        || hash_inputs(&inputs, &handles, &plan),
+        || {
+            encode_payload(
+                &inputs,
+                &handles,
+                &plan,
+                key.as_ref(),
+                tmp.as_file(),
+                payload_offset,
+                progress,
+            )
+        },
+    );
+    progress.finish();
+    let (file_hashes, tensor_hashes) = hashes?;
+    let chunks = chunks?;
+
+    // Fill in what encoding and hashing found.
+    for (f, h) in header.files.iter_mut().zip(&file_hashes) {
+        f.sha256 = *h;
+    }
+    for (t, h) in header.tensors.iter_mut().zip(&tensor_hashes) {
+        t.sha256 = *h;
+    }
+    header.payload_len = chunks.iter().map(|c| c.stored_len).sum();
+    header.chunks = chunks;
+    header
+        .check()
+        .map_err(|e| CompileError::Internal(format!("the header we wrote does not check: {e}")))?;
+    let header_bytes = header.to_bytes();
+    if header_bytes.len() as u64 != header_len {
+        return Err(CompileError::Internal(
+            "header length changed after encoding".into(),
+        ));
+    }
+    let preamble = Preamble {
+        major: VERSION_MAJOR,
+        minor: VERSION_MINOR,
+        header_len,
+        signature_len: sig_len,
+        recipients_len: recipients_bytes.len() as u64,
+        payload_len: header.payload_len,
+    };
+    let signature = opts
+        .signing_key
+        .as_ref()
+        .map(|k| SignatureSection::sign(k, VERSION_MAJOR, VERSION_MINOR, &header_bytes));
+    let mut front = preamble.to_bytes().to_vec();
+    front.extend_from_slice(&header_bytes);
+    if let Some(s) = &signature {
+        front.extend_from_slice(&s.to_bytes());
+    }
+    front.extend_from_slice(&recipients_bytes);
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.as_file()
+        .write_all_at(&front, 0)
+        .map_err(io(&tmp_path))?;
+    tmp.as_file().sync_all().map_err(io(&tmp_path))?;
+    let artifact_bytes = payload_offset + header.payload_len;
+
+    persist(tmp, output, opts.force)?;
+    Ok(CompileReport {
+        output: output.to_path_buf(),
+        files: header.files.len(),
+        tensors: header.tensors.iter().filter(|t| !t.name.is_empty()).count(),
+        chunks: header.chunks.len(),
+        original_bytes: total,
+        artifact_bytes,
+        signer: signature.map(|s| s.fingerprint()),
+        recipients: opts.recipients.len(),
+    })
+}
+
+/// Renames a finished temporary file onto `output`.
+pub(crate) fn persist(
+    tmp: tempfile::NamedTempFile,
+    output: &Path,
+    force: bool,
+) -> Result<(), CompileError> {
+    let r = if force {
+        tmp.persist(output)
+    } else {
+        tmp.persist_noclobber(output)
+    };
+    r.map(|_| ()).map_err(|e| {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            CompileError::OutputExists {
+                path: output.to_path_buf(),
+            }
+        } else {
+            CompileError::Io {
+                path: output.to_path_buf(),
+                source: e.error,
+            }
+        }
+    })
+}
+
+fn plan_tensors(
+    inputs: &[InputFile],
+    handles: &[File],
+    chunk_bytes: u64,
+) -> Result<Vec<PlannedTensor>, CompileError> {
+    let mut plan = Vec::new();
+    for (fi, f) in inputs.iter().enumerate() {
+        match &f.kind {
+            InputKind::Blob => plan.push(PlannedTensor {
+                file: fi,
+                name: String::new(),
+                dtype: DType::U8,
+                shape: vec![f.size],
+                offset: 0,
+                len: f.size,
+                codec: CodecSpec::raw(),
+                chunks: Vec::new(),
+            }),
+            InputKind::Safetensors { st_header, tensors } => {
+                for t in tensors {
+                    plan.push(PlannedTensor {
+                        file: fi,
+                        name: t.name.clone(),
+                        dtype: t.dtype,
+                        shape: t.shape.clone(),
+                        offset: st_header.len() as u64 + t.begin,
+                        len: t.end - t.begin,
+                        codec: CodecSpec::raw(),
+                        chunks: Vec::new(),
+                    })
+                }
+            }
+        }
+    }
+    if plan.len() > tic_format::limits::MAX_TENSORS as usize {
+        return Err(CompileError::Unsupported {
+            path: inputs[0].path.clone(),
+            what: format!(
+                "{} tensors, over the limit of {}",
+                plan.len(),
+                tic_format::limits::MAX_TENSORS
+            ),
+        });
+    }
+    plan.par_iter_mut().try_for_each(|t| {
+        let elem = t.dtype.size();
+        let step = chunk_elems(elem, chunk_bytes) * elem as u64;
+        let mut at = 0;
+        while at < t.len {
+            let n = step.min(t.len - at);
+            t.chunks.push((t.offset + at, n));
+            at += n;
+        }
+        if t.chunks.is_empty() {
+            return Ok::<(), CompileError>(());
+        }
+        // Sample a few chunks spread over the tensor to choose the codec.
+        let k = t.chunks.len() as u64;
+        let picks: Vec<u64> = if k <= SAMPLE_CHUNKS {
+            (0..k).collect()
+        } else {
+            (0..SAMPLE_CHUNKS)
+                .map(|i| i * (k - 1) / (SAMPLE_CHUNKS - 1))
+                .collect()
+        };
+        let mut sample = Vec::new();
+        for p in picks {
+            let (off, n) = t.chunks[p as usize];
+            let start = sample.len();
+            sample.resize(start + n as usize, 0);
+            handles[t.file]
+                .read_exact_at(&mut sample[start..], off)
+                .map_err(io(&inputs[t.file].path))?;
+        }
+        t.codec = codec::choose_codec(
+            elem,
+            t.dtype.is_float(),
+            &sample,
+            chunk_elems(elem, chunk_bytes) as usize,
+        );
+        Ok(())
+    })?;
+    let nchunks: usize = plan.iter().map(|t| t.chunks.len()).sum();
+    if nchunks > tic_format::limits::MAX_CHUNKS as usize {
+        return Err(CompileError::Unsupported {
+            path: inputs[0].path.clone(),
+            what: format!("{nchunks} chunks, over the limit; use a larger --chunk-size"),
+        });
+    }
+    Ok(plan)
+}
+
+/// A header with every entry in place and the digests and chunk lengths
+/// still zero: it has the final length already.
+fn skeleton_header(inputs: &[InputFile], plan: &[PlannedTensor], encryption: Encryption) -> Header {
+    let mut files = Vec::with_capacity(inputs.len());
+    let mut tensors = Vec::with_capacity(plan.len());
+    let mut chunks = Vec::new();
+    let mut ti = 0usize;
+    for (fi, f) in inputs.iter().enumerate() {
+        let first_tensor = ti as u32;
+        while ti < plan.len() && plan[ti].file == fi {
+            let t = &plan[ti];
+            tensors.push(TensorEntry {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                codec: t.codec.clone(),
+                orig_len: t.len,
+                sha256: [0; 32],
+                first_chunk: chunks.len() as u32,
+                chunk_count: t.chunks.len() as u32,
+                lossy: None,
+            });
+            for &(_, n) in &t.chunks {
+                chunks.push(ChunkEntry {
+                    offset: 0,
+                    stored_len: 0,
+                    orig_len: n,
+                    sha256: [0; 32],
+                });
+            }
+            ti += 1;
+        }
+        let (kind, st_header) = match &f.kind {
+            InputKind::Blob => (FileKind::Blob, Vec::new()),
+            InputKind::Safetensors { st_header, .. } => (FileKind::Safetensors, st_header.clone()),
+        };
+        files.push(FileEntry {
+            path: f.rel.clone(),
+            kind,
+            size: f.size,
+            sha256: [0; 32],
+            st_header,
+            first_tensor,
+            tensor_count: ti as u32 - first_tensor,
+        });
+    }
+    Header {
+        creator: format!("tic {}", env!("CARGO_PKG_VERSION")),
+        payload_len: 0,
+        encryption,
+        files,
+        tensors,
+        chunks,
+        extensions: Vec::new(),
+    }
+}
+
+/// SHA-256 of every input file and of every tensor's original bytes, one
+/// sequential read per file (files in parallel).
+#[allow(clippy::type_complexity)]
+fn hash_inputs(
+    inputs: &[InputFile],
+    handles: &[File],
+    plan: &[PlannedTensor],
+) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), CompileError> {
+    use ring::digest::{Context, SHA256};
+    const BLOCK: u64 = 4 << 20;
+    let per_file: Vec<([u8; 32], Vec<[u8; 32]>)> = inputs
+        .par_iter()
+        .enumerate()
+        .map(|(fi, f)| {
+            let tensors: Vec<&PlannedTensor> = plan.iter().filter(|t| t.file == fi).collect();
+            let mut ctxs: Vec<Context> = tensors.iter().map(|_| Context::new(&SHA256)).collect();
+            let mut file_ctx = Context::new(&SHA256);
+            let mut buf = vec![0u8; BLOCK.min(f.size) as usize];
+            let mut pos = 0u64;
+            let mut k = 0usize;
+            while pos < f.size {
+                let n = BLOCK.min(f.size - pos) as usize;
+                handles[fi]
+                    .read_exact_at(&mut buf[..n], pos)
+                    .map_err(io(&f.path))?;
+                let block = &buf[..n];
+                file_ctx.update(block);
+                let end = pos + n as u64;
+                while k < tensors.len() {
+                    let t = tensors[k];
+                    let (s, e) = (t.offset.max(pos), (t.offset + t.len).min(end));
+                    if s < e {
+                        ctxs[k].update(&block[(s - pos) as usize..(e - pos) as usize]);
+                    }
+                    if t.offset + t.len <= end {
+                        k += 1;
+                    } else {
+                        break;
+                    }
+                }
+                pos = end;
+            }
+            let digest =
+                |c: Context| -> [u8; 32] { c.finish().as_ref().try_into().expect("32 bytes") };
+            Ok((digest(file_ctx), ctxs.into_iter().map(digest).collect()))
+        })
+        .collect::<Result<_, CompileError>>()?;
+    let mut files = Vec::new();
+    let mut tensors = Vec::new();
+    for (f, t) in per_file {
+        files.push(f);
+        tensors.extend(t);
+    }
+    Ok((files, tensors))
+}
+
+/// Encodes (and encrypts) every chunk, writing the payload at
+/// `payload_offset` of `out`. Returns the chunk table.
+fn encode_payload(
+    inputs: &[InputFile],
+    handles: &[File],
+    plan: &[PlannedTensor],
+    key: Option<&PayloadKey>,
+    out: &File,
+    payload_offset: u64,
+    progress: &dyn Progress,
+) -> Result<Vec<ChunkEntry>, CompileError> {
+    struct Job<'a> {
+        tensor: &'a PlannedTensor,
+        offset: u64,
+        len: u64,
+        index: u64,
+    }
+    let jobs: Vec<Job> = plan
+        .iter()
+        .flat_map(|t| t.chunks.iter().map(move |&(offset, len)| (t, offset, len)))
+        .enumerate()
+        .map(|(i, (tensor, offset, len))| Job {
+            tensor,
+            offset,
+            len,
+            index: i as u64,
+        })
+        .collect();
+    let total = jobs.len() as u64;
+    let mut windows: Vec<&[Job]> = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, j) in jobs.iter().enumerate() {
+        if bytes >= WINDOW_BYTES {
+            windows.push(&jobs[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += j.len;
+    }
+    if start < jobs.len() {
+        windows.push(&jobs[start..]);
+    }
+
+    let encode = |w: &[Job]| -> Result<Vec<(Vec<u8>, [u8; 32], u64)>, CompileError> {
+        w.par_iter()
+            .map_init(Vec::new, |orig, j| {
+                let path = &inputs[j.tensor.file].path;
+                orig.resize(j.len as usize, 0);
+                handles[j.tensor.file]
+                    .read_exact_at(orig, j.offset)
+                    .map_err(io(path))?;
+                let coded = codec::encode_chunk(&j.tensor.codec, j.tensor.dtype.size(), orig)
+                    .map_err(|source| CompileError::Codec {
+                        path: path.clone(),
+                        tensor: j.tensor.name.clone(),
+                        source,
+                    })?;
+                let stored = match key {
+                    Some(k) => crypto::seal_chunk(k, j.index, j.index + 1 == total, &coded),
+                    None => coded,
+                };
+                let digest = tic_format::sha256(&stored);
+                progress.advance(j.len);
+                Ok((stored, digest, j.len))
+            })
+            .collect()
+    };
+
+    let path = Path::new("(temporary artifact)");
+    let mut writer = std::io::BufWriter::with_capacity(4 << 20, out);
+    writer
+        .seek(SeekFrom::Start(payload_offset))
+        .map_err(io(path))?;
+    let mut table = Vec::with_capacity(jobs.len());
+    let mut offset = 0u64;
+    let mut pending = match windows.first() {
+        Some(w) => Some(encode(w)?),
+        None => None,
+    };
+    for k in 0..windows.len() {
+        let done = pending.take().expect("window encoded");
+        let (written, next) = rayon::join(
+            || -> Result<Vec<ChunkEntry>, CompileError> {
+                let mut entries = Vec::with_capacity(done.len());
+                let mut at = offset;
+                for (stored, sha256, orig_len) in &done {
+                    writer.write_all(stored).map_err(io(path))?;
+                    entries.push(ChunkEntry {
+                        offset: at,
+                        stored_len: stored.len() as u64,
+                        orig_len: *orig_len,
+                        sha256: *sha256,
+                    });
+                    at += stored.len() as u64;
+                }
+                Ok(entries)
+            },
+            || windows.get(k + 1).map(|w| encode(w)),
+        );
+        let entries = written?;
+        offset += entries.iter().map(|e| e.stored_len).sum::<u64>();
+        table.extend(entries);
+        pending = next.transpose()?;
+    }
+    writer.flush().map_err(io(path))?;
+    Ok(table)
+}

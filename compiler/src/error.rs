@@ -1,0 +1,70 @@
+//! Errors from compiling a model into an artifact.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Why a compile failed. Input problems name the file (and the tensor where
+/// there is one) and say what to do; nothing is left at the output path.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}; the file is not a valid safetensors file (re-export it, or check that it was fully downloaded)")]
+    BadSafetensors {
+        path: PathBuf,
+        #[source]
+        source: tic_format::safetensors::StError,
+    },
+    #[error("{path}: not a regular file or directory (a socket, device or FIFO); remove it from the model directory")]
+    NotARegularFile { path: PathBuf },
+    #[error("{path}: symbolic links to directories are not followed; copy the directory's contents in instead")]
+    SymlinkedDirectory { path: PathBuf },
+    #[error("{path}: contains no files to compile")]
+    EmptyInput { path: PathBuf },
+    #[error("{path}: {what}")]
+    Unsupported { path: PathBuf, what: String },
+    #[error("{path} already exists; pass --force to replace it")]
+    OutputExists { path: PathBuf },
+    #[error("{path}: tensor `{tensor}`: {source}")]
+    Codec {
+        path: PathBuf,
+        tensor: String,
+        #[source]
+        source: tic_format::codec::CodecError,
+    },
+    #[error("{0}")]
+    Crypto(#[from] tic_format::crypto::CryptoError),
+    #[error("{path}: the input changed while it was being compiled (tensor `{tensor}`); compile again from a stable copy")]
+    InputChanged { path: PathBuf, tensor: String },
+    #[error("internal error: {0} (this is a bug in tic; please report it)")]
+    Internal(String),
+}
+
+/// Errors of the tools that change an existing artifact's signature or
+/// recipients.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AmendError {
+    #[error(transparent)]
+    Runtime(#[from] tic_runtime::RuntimeError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Sign(#[from] tic_format::sign::SignError),
+    #[error("{0}")]
+    Crypto(#[from] tic_format::crypto::CryptoError),
+    #[error("{path}: {what}")]
+    Usage { path: PathBuf, what: String },
+    #[error("{path} already exists; pass --force to replace it")]
+    OutputExists { path: PathBuf },
+}

@@ -1,0 +1,152 @@
+//! Finding and checking a model's input files.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use tic_format::safetensors::{self, StTensor};
+
+use crate::error::CompileError;
+
+/// One input file, checked and ready to plan.
+pub struct InputFile {
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// The path recorded in the artifact (relative, `/`-separated).
+    pub rel: String,
+    pub size: u64,
+    pub kind: InputKind,
+}
+
+pub enum InputKind {
+    Blob,
+    /// The first `8 + N` bytes, and the tensors sorted by data offset.
+    Safetensors {
+        st_header: Vec<u8>,
+        tensors: Vec<StTensor>,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
+    move |source| CompileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Lists a model: a single file, or every file under a directory (sorted,
+/// recursively; symbolic links to files are followed, as in a Hugging Face
+/// cache snapshot).
+pub fn discover(input: &Path) -> Result<Vec<InputFile>, CompileError> {
+    let meta = std::fs::metadata(input).map_err(io(input))?;
+    let mut found = Vec::new();
+    if meta.is_file() {
+        let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            CompileError::Unsupported {
+                path: input.to_path_buf(),
+                what: "the file name is not valid UTF-8".into(),
+            }
+        })?;
+        found.push((input.to_path_buf(), name.to_string()));
+    } else if meta.is_dir() {
+        walk(input, "", &mut found)?;
+        if found.is_empty() {
+            return Err(CompileError::EmptyInput {
+                path: input.to_path_buf(),
+            });
+        }
+    } else {
+        return Err(CompileError::NotARegularFile {
+            path: input.to_path_buf(),
+        });
+    }
+    found
+        .into_iter()
+        .map(|(path, rel)| check_file(path, rel))
+        .collect()
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<(PathBuf, String)>) -> Result<(), CompileError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .collect::<Result<_, _>>()
+        .map_err(io(dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e
+            .file_name()
+            .into_string()
+            .map_err(|_| CompileError::Unsupported {
+                path: path.clone(),
+                what: "the file name is not valid UTF-8".into(),
+            })?;
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let ft = e.file_type().map_err(io(&path))?;
+        if ft.is_symlink() {
+            let target = std::fs::metadata(&path).map_err(io(&path))?;
+            if target.is_dir() {
+                return Err(CompileError::SymlinkedDirectory { path });
+            } else if !target.is_file() {
+                return Err(CompileError::NotARegularFile { path });
+            }
+            out.push((path, rel));
+        } else if ft.is_dir() {
+            walk(&path, &rel, out)?;
+        } else if ft.is_file() {
+            out.push((path, rel));
+        } else {
+            return Err(CompileError::NotARegularFile { path });
+        }
+    }
+    Ok(())
+}
+
+fn check_file(path: PathBuf, rel: String) -> Result<InputFile, CompileError> {
+    tic_format::path::check_relative_path(&rel).map_err(|e| CompileError::Unsupported {
+        path: path.clone(),
+        what: e.to_string(),
+    })?;
+    let f = File::open(&path).map_err(io(&path))?;
+    let size = f.metadata().map_err(io(&path))?.len();
+    let kind = if rel.ends_with(".safetensors") {
+        read_safetensors_header(&f, &path, size)?
+    } else {
+        InputKind::Blob
+    };
+    Ok(InputFile {
+        path,
+        rel,
+        size,
+        kind,
+    })
+}
+
+fn read_safetensors_header(f: &File, path: &Path, size: u64) -> Result<InputKind, CompileError> {
+    let bad = |source| CompileError::BadSafetensors {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut first8 = [0u8; 8];
+    if size >= 8 {
+        f.read_exact_at(&mut first8, 0).map_err(io(path))?;
+    }
+    let n = safetensors::header_len(first8, size).map_err(bad)?;
+    // `n` is now at most the cap and at most the file's real length.
+    let mut st_header = vec![0u8; 8 + n as usize];
+    f.read_exact_at(&mut st_header, 0).map_err(io(path))?;
+    let tensors = safetensors::parse_header(&st_header[8..], size - 8 - n).map_err(bad)?;
+    for t in &tensors {
+        if t.name.is_empty() || t.name.len() > tic_format::limits::MAX_NAME_LEN {
+            return Err(CompileError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("tensor name of {} bytes (must be 1 to 65535)", t.name.len()),
+            });
+        }
+    }
+    Ok(InputKind::Safetensors { st_header, tensors })
+}

@@ -1,0 +1,400 @@
+//! What `tic inspect` and `tic verify` print, for people and for pipelines
+//! (`--json`; the fields are documented in the README).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tic_format::{FileKind, Header, TensorEntry};
+use tic_runtime::{Artifact, OpenOptions, SignatureStatus, Trust};
+
+/// `--require-lossless` found lossy tensors.
+#[derive(Debug, thiserror::Error)]
+#[error("{count} tensor(s) are lossy but --require-lossless was given: {names}")]
+pub struct PolicyFailure {
+    count: usize,
+    names: String,
+}
+
+/// A progress bar on stderr.
+pub struct Bar(indicatif::ProgressBar);
+
+impl Default for Bar {
+    fn default() -> Self {
+        Bar(indicatif::ProgressBar::hidden())
+    }
+}
+
+impl tic_runtime::Progress for Bar {
+    fn start(&self, what: &str, total: u64) {
+        self.0
+            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.0.set_length(total);
+        self.0.set_position(0);
+        self.0.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        self.0.set_message(what.to_string());
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub struct Report<'a> {
+    art: &'a Artifact,
+}
+
+fn stored_len(h: &Header, t: &TensorEntry) -> u64 {
+    h.tensor_chunks(t).map(|(_, c)| c.stored_len).sum()
+}
+
+fn signature_json(s: &SignatureStatus) -> Value {
+    match s {
+        SignatureStatus::Verified { fingerprint } => {
+            json!({"status": "verified", "signer": fingerprint})
+        }
+        SignatureStatus::NotChecked { fingerprint } => {
+            json!({"status": "not_checked", "signer": fingerprint})
+        }
+        SignatureStatus::Unsigned => json!({"status": "unsigned", "signer": null}),
+    }
+}
+
+fn signature_text(s: &SignatureStatus) -> String {
+    match s {
+        SignatureStatus::Verified { fingerprint } => {
+            format!("verified, signed by {fingerprint} (trusted)")
+        }
+        SignatureStatus::NotChecked { fingerprint } => {
+            format!("signed by {fingerprint} (not checked: pass --trusted-key to verify)")
+        }
+        SignatureStatus::Unsigned => "unsigned".into(),
+    }
+}
+
+fn lossy_json(t: &TensorEntry) -> Value {
+    let l = t.lossy.as_ref().expect("lossy tensor");
+    json!({
+        "name": t.name, "codec": t.codec.name(),
+        "bound_kind": match l.bound_kind { 1 => "relative", 2 => "absolute", _ => "unknown" },
+        "bound": l.bound, "max_abs_error": l.max_abs, "max_rel_error": l.max_rel,
+        "mean_rel_error": l.mean_rel, "rms_rel_error": l.rms_rel,
+    })
+}
+
+fn mb(b: u64) -> String {
+    format!("{:.2} MB", b as f64 / 1e6)
+}
+
+impl<'a> Report<'a> {
+    pub fn new(art: &'a Artifact) -> Self {
+        Report { art }
+    }
+
+    fn codecs(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for t in &self.art.header().tensors {
+            *m.entry(t.codec.name()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    fn encryption_json(&self) -> Value {
+        match self.art.recipients() {
+            None => json!({"encrypted": false, "recipients": 0, "labels": []}),
+            Some(r) => json!({
+                "encrypted": true,
+                "recipients": r.entries.len(),
+                "labels": r.entries.iter().map(|e| e.label.clone()).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    fn encryption_text(&self) -> String {
+        match self.art.recipients() {
+            None => "none".into(),
+            Some(r) => format!(
+                "ChaCha20-Poly1305, encrypted to {} recipient(s): {}",
+                r.entries.len(),
+                r.entries
+                    .iter()
+                    .map(|e| e.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// The fields `inspect --json` and `verify --json` share.
+    fn summary_json(&self) -> Value {
+        let h = self.art.header();
+        let p = self.art.preamble();
+        let original: u64 = h.files.iter().map(|f| f.size).sum();
+        let lossy: Vec<Value> = h
+            .tensors
+            .iter()
+            .filter(|t| t.lossy.is_some())
+            .map(lossy_json)
+            .collect();
+        json!({
+            "artifact": self.art.path().display().to_string(),
+            "format_version": format!("{}.{}", p.major, p.minor),
+            "creator": h.creator,
+            "signature": signature_json(self.art.signature()),
+            "encryption": self.encryption_json(),
+            "files": h.files.len(),
+            "tensors": h.tensors.iter().filter(|t| !t.name.is_empty()).count(),
+            "chunks": h.chunks.len(),
+            "original_bytes": original,
+            "artifact_bytes": std::fs::metadata(self.art.path()).map(|m| m.len()).unwrap_or(0),
+            "codecs": self.codecs(),
+            "lossless": h.all_lossless(),
+            "lossy_tensors": lossy,
+        })
+    }
+
+    pub fn inspect_json(&self) -> Value {
+        let h = self.art.header();
+        let mut v = self.summary_json();
+        v["file_list"] = h
+            .files
+            .iter()
+            .map(|f| {
+                json!({
+                    "path": f.path,
+                    "kind": match f.kind { FileKind::Blob => "file", FileKind::Safetensors => "safetensors" },
+                    "size": f.size, "sha256": tic_format::hex(&f.sha256),
+                    "stored_bytes": h.file_tensors(f).iter().map(|t| stored_len(h, t)).sum::<u64>(),
+                })
+            })
+            .collect();
+        v["tensor_list"] = h
+            .files
+            .iter()
+            .flat_map(|f| h.file_tensors(f).iter().map(move |t| (f, t)))
+            .filter(|(_, t)| !t.name.is_empty())
+            .map(|(f, t)| {
+                json!({
+                    "file": f.path, "name": t.name, "dtype": t.dtype.name(), "shape": t.shape,
+                    "codec": t.codec.name(), "lossless": t.lossy.is_none(),
+                    "original_bytes": t.orig_len, "stored_bytes": stored_len(h, t),
+                    "chunks": t.chunk_count, "sha256": tic_format::hex(&t.sha256),
+                })
+            })
+            .collect();
+        v
+    }
+
+    pub fn print_inspect(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let h = self.art.header();
+        let p = self.art.preamble();
+        writeln!(w, "artifact:   {}", self.art.path().display())?;
+        writeln!(
+            w,
+            "format:     {}.{} (written by {})",
+            p.major, p.minor, h.creator
+        )?;
+        writeln!(w, "signature:  {}", signature_text(self.art.signature()))?;
+        writeln!(w, "encryption: {}", self.encryption_text())?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "{:<48} {:>12} {:>12} {:>7}  kind",
+            "file", "original", "stored", "ratio"
+        )?;
+        for f in &h.files {
+            let stored: u64 = h
+                .file_tensors(f)
+                .iter()
+                .map(|t| stored_len(h, t))
+                .sum::<u64>()
+                + f.st_header.len() as u64;
+            writeln!(
+                w,
+                "{:<48} {:>12} {:>12} {:>6.2}%  {}",
+                f.path,
+                f.size,
+                stored,
+                pct(stored, f.size),
+                if f.kind == FileKind::Safetensors {
+                    "safetensors"
+                } else {
+                    "file"
+                }
+            )?;
+        }
+        writeln!(w)?;
+        writeln!(
+            w,
+            "{:<52} {:<8} {:<16} {:<22} {:>11} {:>11} {:>7}",
+            "tensor", "dtype", "shape", "codec", "original", "stored", "ratio"
+        )?;
+        let (mut to, mut ts) = (0u64, 0u64);
+        for t in h.tensors.iter().filter(|t| !t.name.is_empty()) {
+            let s = stored_len(h, t);
+            to += t.orig_len;
+            ts += s;
+            writeln!(
+                w,
+                "{:<52} {:<8} {:<16} {:<22} {:>11} {:>11} {:>6.2}%{}",
+                t.name,
+                t.dtype.name(),
+                format!("{:?}", t.shape),
+                t.codec.name(),
+                t.orig_len,
+                s,
+                pct(s, t.orig_len),
+                if t.lossy.is_some() { "  lossy" } else { "" }
+            )?;
+        }
+        let total_orig: u64 = h.files.iter().map(|f| f.size).sum();
+        let art_len = std::fs::metadata(self.art.path())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        writeln!(w)?;
+        writeln!(
+            w,
+            "tensors: {} in {} files, {} -> {} ({:.2}%)",
+            h.tensors.iter().filter(|t| !t.name.is_empty()).count(),
+            h.files.len(),
+            mb(to),
+            mb(ts),
+            pct(ts, to)
+        )?;
+        writeln!(
+            w,
+            "artifact: {} of {} original ({:.2}%), {} chunks, {}",
+            mb(art_len),
+            mb(total_orig),
+            pct(art_len, total_orig),
+            h.chunks.len(),
+            if h.all_lossless() {
+                "every tensor lossless"
+            } else {
+                "SOME TENSORS LOSSY"
+            }
+        )?;
+        Ok(())
+    }
+}
+
+fn pct(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        100.0
+    } else {
+        100.0 * a as f64 / b as f64
+    }
+}
+
+/// `tic verify`: signature, every chunk digest, policies. Returns the exit code.
+pub fn verify(
+    path: &Path,
+    trusted: &[PathBuf],
+    allow_unsigned: bool,
+    require_lossless: bool,
+    json_out: bool,
+    quiet: bool,
+) -> Result<u8, crate::Failure> {
+    let result = (|| -> Result<Value, crate::Failure> {
+        let keys = tic_runtime::read_trusted_keys(trusted)?;
+        let art = Artifact::open(
+            path,
+            &OpenOptions {
+                trust: Trust {
+                    keys,
+                    allow_unsigned,
+                },
+                identities: Vec::new(),
+            },
+        )?;
+        let bar = crate::progress(quiet || json_out);
+        art.verify_chunks(bar.as_ref())?;
+        let rep = Report::new(&art);
+        let mut v = rep.summary_json();
+        if require_lossless && !art.header().all_lossless() {
+            let names: Vec<&str> = art
+                .header()
+                .tensors
+                .iter()
+                .filter(|t| t.lossy.is_some())
+                .map(|t| t.name.as_str())
+                .collect();
+            return Err(PolicyFailure {
+                count: names.len(),
+                names: names.join(", "),
+            }
+            .into());
+        }
+        v["verified"] = json!(true);
+        v["chunks_checked"] = json!(art.header().chunks.len());
+        if !json_out {
+            let h = art.header();
+            let p = art.preamble();
+            println!("verified: {}", path.display());
+            println!("  signature:  {}", signature_text(art.signature()));
+            println!(
+                "  format:     {}.{} (written by {})",
+                p.major, p.minor, h.creator
+            );
+            println!(
+                "  contents:   {} files, {} tensors, {} chunks, {} original",
+                h.files.len(),
+                v["tensors"],
+                h.chunks.len(),
+                mb(v["original_bytes"].as_u64().unwrap_or(0))
+            );
+            let codecs: Vec<String> = rep
+                .codecs()
+                .iter()
+                .map(|(k, n)| format!("{k} x{n}"))
+                .collect();
+            println!("  codecs:     {}", codecs.join(", "));
+            println!(
+                "  lossless:   {}",
+                if h.all_lossless() {
+                    "yes, every tensor decodes bit for bit".to_string()
+                } else {
+                    format!(
+                        "NO: {} lossy tensor(s)",
+                        h.tensors.iter().filter(|t| t.lossy.is_some()).count()
+                    )
+                }
+            );
+            println!("  encryption: {}", rep.encryption_text());
+            println!(
+                "  integrity:  all {} chunk digests match the signed header",
+                h.chunks.len()
+            );
+        }
+        Ok(v)
+    })();
+    match result {
+        Ok(v) => {
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            Ok(0)
+        }
+        Err(f) if json_out => {
+            let v = json!({
+                "artifact": path.display().to_string(),
+                "verified": false,
+                "exit_code": f.code,
+                "error": format!("{:#}", f.err),
+            });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            eprintln!("tic: error: {:#}", f.err);
+            Ok(f.code)
+        }
+        Err(f) => Err(f),
+    }
+}
