@@ -9,13 +9,16 @@
 //! - [`verify_chunk_tag`] + [`keystream_params`]: the same decryption split in
 //!   two halves, for a reader that checks tags on the host and XORs the
 //!   keystream elsewhere (the GPU path).
+//! - [`RecipientsSection`]: the file key wrapped to age X25519 recipients and
+//!   raw symmetric keys, outside the signature.
 //!
 //! Readers MUST check the commitment before decrypting anything
-//! ([`check_commitment`]).
+//! ([`check_commitment`], or [`RecipientsSection::unwrap_checked`]).
 
 mod aead;
 mod error;
 mod keys;
+mod recipients;
 
 #[cfg(test)]
 mod tests;
@@ -29,6 +32,12 @@ pub use error::CryptoError;
 pub use keys::{
     check_commitment, derive, hkdf_sha256, random_file_key, random_salt, FileKey, PayloadKey,
     COMMITMENT_INFO, HKDF_SHA256_MAX_OUTPUT, PAYLOAD_KEY_INFO,
+};
+pub use recipients::{
+    parse_identity_file, parse_recipient, read_symmetric_key_file, Identity, Recipient,
+    RecipientEntry, RecipientsSection, SymmetricKey, KIND_AGE, KIND_SYMMETRIC, MAX_BODY_LEN,
+    MAX_LABEL_LEN, MAX_RECIPIENTS, MAX_SECTION_LEN, RECIPIENTS_MAGIC, SYMMETRIC_BODY_LEN,
+    SYMMETRIC_KEY_ID_INFO, SYMMETRIC_LABEL_PREFIX, SYMMETRIC_WRAP_AAD, SYMMETRIC_WRAP_INFO,
 };
 
 /// Length of a [`FileKey`].

@@ -2,6 +2,7 @@
 //! than a fraction of a second in the `test` profile.
 
 mod chunks;
+mod recipients;
 mod wycheproof;
 
 use std::path::PathBuf;
