@@ -3,6 +3,7 @@
 
 mod chunks;
 mod recipients;
+mod vectors;
 mod wycheproof;
 
 use std::path::PathBuf;
