@@ -39,7 +39,7 @@ fn salt() -> [u8; 32] {
 
 fn chunk_plaintexts() -> [&'static [u8]; 2] {
     [
-        b"tic v1 test vector, chunk 0 of 2. This chunk is 80 bytes long: over one block. ",
+        b"tic v1 test vector, chunk 0 of 2. This chunk is 79 bytes long: over one block. ",
         b"Chunk 1 is the last chunk.\n",
     ]
 }
