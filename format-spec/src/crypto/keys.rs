@@ -48,7 +48,7 @@ impl fmt::Debug for FileKey {
 }
 
 /// The ChaCha20-Poly1305 key of the payload chunks, derived from a
-/// [`FileKey`] and the header salt by [`derive`].
+/// [`FileKey`] and the header salt by [`derive()`].
 ///
 /// Zeroed on drop; `Debug` prints no key bytes.
 #[derive(Clone)]

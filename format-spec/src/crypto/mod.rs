@@ -1,6 +1,6 @@
 //! Encryption constructions of tic v1 (normative text: `format-spec/ENCRYPTION.md`).
 //!
-//! - [`derive`] / [`check_commitment`]: the key schedule. A random
+//! - [`derive()`] / [`check_commitment`]: the key schedule. A random
 //!   [`FileKey`] per artifact and a random salt give the [`PayloadKey`] and a
 //!   key commitment; salt and commitment go into the signed header.
 //! - [`seal_chunk`] / [`open_chunk`]: each payload chunk is ChaCha20-Poly1305
