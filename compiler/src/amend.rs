@@ -8,8 +8,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
+use tic_format::crypto::{Identity, Recipient};
 use tic_format::header::{Preamble, PREAMBLE_LEN};
 use tic_format::sign::{self, SignatureSection, SIGNED_MESSAGE_LEN};
+use tic_format::Encryption;
 use tic_runtime::{Artifact, OpenOptions, Trust};
 
 use crate::error::{AmendError, CompileError};
@@ -19,6 +21,7 @@ use crate::error::{AmendError, CompileError};
 pub(crate) struct Raw {
     pub preamble: Preamble,
     pub header: Vec<u8>,
+    pub signature: Option<SignatureSection>,
     pub recipients: Vec<u8>,
 }
 
@@ -49,9 +52,15 @@ pub(crate) fn read_raw(path: &Path) -> Result<(Artifact, Raw), AmendError> {
             })?;
         Ok(b)
     };
+    let sig = read(p.signature_offset(), p.signature_len)?;
     let raw = Raw {
         preamble: p,
         header: read(p.header_offset(), p.header_len)?,
+        signature: if sig.is_empty() {
+            None
+        } else {
+            Some(SignatureSection::parse(&sig)?)
+        },
         recipients: read(p.recipients_offset(), p.recipients_len)?,
     };
     Ok((art, raw))
@@ -149,7 +158,53 @@ pub fn attach_signature(
         signature,
     };
     section.verify(key, raw.preamble.major, raw.preamble.minor, &raw.header)?;
-    let recipients = raw.recipients.clone();
-    rewrite(input, &raw, Some(&section), &recipients, output, force)?;
+    rewrite(input, &raw, Some(&section), &raw.recipients, output, force)?;
     Ok(section.fingerprint())
+}
+
+/// Adds and removes recipients of an encrypted artifact without touching
+/// its payload or its signature: the file key is unwrapped with
+/// `identities` (and checked against the signed commitment), then wrapped
+/// again for the new recipients. Returns the labels of the recipients after
+/// the change.
+pub fn rewrap(
+    input: &Path,
+    identities: &[Identity],
+    add: &[Recipient],
+    remove: &[String],
+    output: &Path,
+    force: bool,
+) -> Result<Vec<String>, AmendError> {
+    let (art, raw) = read_raw(input)?;
+    let (salt, commitment) = match &art.header().encryption {
+        Encryption::ChaCha20Poly1305 { salt, commitment } => (salt, commitment),
+        Encryption::None => {
+            return Err(AmendError::Usage {
+                path: input.to_path_buf(),
+                what: "the artifact is not encrypted; compile it with --encrypt-to to encrypt it"
+                    .into(),
+            })
+        }
+    };
+    let mut section = art
+        .recipients()
+        .expect("encrypted artifacts have recipients")
+        .clone();
+    let (file_key, _) = section.unwrap_checked(identities, salt, commitment)?;
+    if !add.is_empty() {
+        section.add(&file_key, add)?;
+    }
+    for label in remove {
+        section.remove(label)?;
+    }
+    let labels = section.labels();
+    rewrite(
+        input,
+        &raw,
+        raw.signature.as_ref(),
+        &section.to_bytes(),
+        output,
+        force,
+    )?;
+    Ok(labels)
 }

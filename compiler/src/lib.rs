@@ -14,6 +14,6 @@ mod compile;
 mod error;
 mod input;
 
-pub use amend::{attach_signature, signing_message};
+pub use amend::{attach_signature, rewrap, signing_message};
 pub use compile::{compile, CompileOptions, CompileReport, DEFAULT_CHUNK_BYTES};
 pub use error::{AmendError, CompileError};

@@ -117,6 +117,27 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Add or remove recipients of an encrypted artifact; the payload and the
+    /// signature stay as they are.
+    Rewrap {
+        artifact: PathBuf,
+        /// An identity that can open the artifact now (age identity or key file).
+        #[arg(long, value_name = "FILE", required = true)]
+        identity: Vec<PathBuf>,
+        /// Add an age recipient (age1...); repeatable.
+        #[arg(long = "add", value_name = "RECIPIENT")]
+        add: Vec<String>,
+        /// Add a symmetric key file; repeatable.
+        #[arg(long = "add-key", value_name = "FILE")]
+        add_key: Vec<PathBuf>,
+        /// Remove a recipient by its label (as `tic inspect` shows it); repeatable.
+        #[arg(long = "remove", value_name = "LABEL")]
+        remove: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// Attach an externally made Ed25519 signature (64 raw bytes).
     AttachSignature {
         artifact: PathBuf,
@@ -206,10 +227,24 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("tic: error: {:#}", f.err);
+            eprintln!("tic: error: {}", message(&f.err));
             ExitCode::from(f.code)
         }
     }
+}
+
+/// The error and its causes, skipping a cause whose text the message
+/// already holds (library errors include their source in their message).
+pub(crate) fn message(err: &anyhow::Error) -> String {
+    let mut msg = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn progress(quiet: bool) -> Box<dyn tic_runtime::Progress> {
@@ -414,6 +449,29 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Cmd::Rewrap {
+            artifact,
+            identity,
+            add,
+            add_key,
+            remove,
+            output,
+            force,
+        } => {
+            let mut ids = Vec::new();
+            for p in &identity {
+                ids.extend(tic_runtime::read_identities(p)?);
+            }
+            let add = read_recipients(&add, &add_key)?;
+            let labels = tic_compiler::rewrap(&artifact, &ids, &add, &remove, &output, force)?;
+            println!(
+                "{}: encrypted to {} recipient(s): {}",
+                output.display(),
+                labels.len(),
+                labels.join(", ")
+            );
+            Ok(0)
+        }
         Cmd::AttachSignature {
             artifact,
             signature,
@@ -429,6 +487,25 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+fn read_recipients(
+    age: &[String],
+    key_files: &[PathBuf],
+) -> anyhow::Result<Vec<tic_format::crypto::Recipient>> {
+    let mut recipients = Vec::new();
+    for r in age {
+        recipients.push(
+            tic_format::crypto::parse_recipient(r).with_context(|| format!("recipient {r}"))?,
+        );
+    }
+    for p in key_files {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let key = tic_format::crypto::read_symmetric_key_file(&bytes)
+            .with_context(|| p.display().to_string())?;
+        recipients.push(tic_format::crypto::Recipient::Symmetric(key));
+    }
+    Ok(recipients)
 }
 
 fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {

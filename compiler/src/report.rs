@@ -389,10 +389,10 @@ pub fn verify(
                 "artifact": path.display().to_string(),
                 "verified": false,
                 "exit_code": f.code,
-                "error": format!("{:#}", f.err),
+                "error": crate::message(&f.err),
             });
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            eprintln!("tic: error: {:#}", f.err);
+            eprintln!("tic: error: {}", crate::message(&f.err));
             Ok(f.code)
         }
         Err(f) => Err(f),

@@ -150,8 +150,10 @@ impl Artifact {
                     path: path.clone(),
                     source,
                 };
-                let file_key = r.unwrap(&opts.identities).map_err(crypto_err)?;
-                Some(crypto::check_commitment(&file_key, salt, commitment).map_err(crypto_err)?)
+                let (_, key) = r
+                    .unwrap_checked(&opts.identities, salt, commitment)
+                    .map_err(crypto_err)?;
+                Some(key)
             }
             _ => None,
         };
