@@ -1,0 +1,158 @@
+//! Codec selection: estimates the stored size of each candidate from
+//! histograms of a bounded sample of chunks and picks the smallest.
+
+use super::huffman;
+use super::planes::{split_planes, PlanesParams};
+use super::{CodecSpec, MAX_HUFFMAN_WIDTH};
+
+/// At most this many chunks (spread over the tensor) are sampled.
+pub const SAMPLE_CHUNKS: usize = 4;
+
+/// The `planes` candidates tried for an element size.
+pub fn candidates(elem_size: usize, float: bool) -> Vec<PlanesParams> {
+    let p = PlanesParams::new;
+    match (elem_size, float) {
+        (1, _) => vec![p(false, &[8])],
+        (2, true) => vec![
+            p(true, &[8, 8]),
+            p(true, &[9, 7]),
+            p(true, &[10, 6]),
+            p(true, &[6, 10]),
+            p(true, &[7, 9]),
+        ],
+        (4, true) => vec![
+            p(true, &[8, 8, 8, 8]),
+            p(true, &[9, 7, 8, 8]),
+            p(true, &[10, 6, 8, 8]),
+        ],
+        (8, true) => vec![p(true, &[8; 8]), p(true, &[10, 6, 8, 8, 8, 8, 8, 8])],
+        (2 | 4 | 8, false) => vec![p(false, &vec![8; elem_size])],
+        _ => vec![],
+    }
+}
+
+/// Histograms of one sampled chunk under one rotation setting: the top
+/// `min(W, 16)` bits, and each whole byte below them.
+struct ChunkHists {
+    top_bits: u32,
+    top: Vec<u32>,
+    low_bytes: Vec<[u32; 256]>,
+}
+
+fn chunk_hists(elem_size: usize, rotate: bool, chunk: &[u8]) -> ChunkHists {
+    let bits = 8 * elem_size as u32;
+    let top_bits = bits.min(16);
+    let tshift = bits - top_bits;
+    let nlow = (tshift / 8) as usize;
+    let mut top = vec![0u32; 1 << top_bits];
+    let mut low_bytes = vec![[0u32; 256]; nlow];
+    for c in chunk.chunks_exact(elem_size) {
+        let mut a = [0u8; 8];
+        a[..elem_size].copy_from_slice(c);
+        let mut r = u64::from_le_bytes(a);
+        if rotate {
+            r = if bits == 64 {
+                r.rotate_left(1)
+            } else {
+                ((r << 1) | (r >> (bits - 1))) & ((1u64 << bits) - 1)
+            };
+        }
+        top[(r >> tshift) as usize] += 1;
+        for (b, h) in low_bytes.iter_mut().enumerate() {
+            h[((r >> (8 * b)) & 0xff) as usize] += 1;
+        }
+    }
+    ChunkHists {
+        top_bits,
+        top,
+        low_bytes,
+    }
+}
+
+/// Histogram of the plane at (`shift`, `w`) if the chunk histograms hold it.
+fn derived_hist(h: &ChunkHists, bits: u32, shift: u32, w: u32) -> Option<Vec<u32>> {
+    let tshift = bits - h.top_bits;
+    if shift >= tshift {
+        let s = shift - tshift;
+        let mask = (1usize << w) - 1;
+        let mut out = vec![0u32; 1 << w];
+        for (x, &c) in h.top.iter().enumerate() {
+            out[(x >> s) & mask] += c;
+        }
+        Some(out)
+    } else if w == 8 && shift.is_multiple_of(8) && shift + 8 <= tshift {
+        Some(h.low_bytes[(shift / 8) as usize].to_vec())
+    } else {
+        None
+    }
+}
+
+/// Estimated section size (header included) of a plane with histogram `hist`.
+pub(crate) fn plane_cost(hist: &[u32], w: u32, n: usize) -> u64 {
+    let raw = (n as u64 * u64::from(w)).div_ceil(8);
+    let distinct = hist.iter().filter(|&&c| c > 0).count();
+    let body = if n > 0 && distinct == 1 {
+        2
+    } else if n > 0 && w <= MAX_HUFFMAN_WIDTH {
+        huffman::plan_code(hist, w, n).map_or(raw, |p| p.bytes.min(raw))
+    } else {
+        raw
+    };
+    5 + body
+}
+
+/// Picks the codec whose estimated stored size over a sample of chunks (cut
+/// as the compiler cuts them, each with its own tables) is smallest; `raw`
+/// wins ties and is returned for unsupported element sizes or bad lengths.
+pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usize) -> CodecSpec {
+    let cands = candidates(elem_size, float);
+    if cands.is_empty() || data.is_empty() || !data.len().is_multiple_of(elem_size) {
+        return CodecSpec::raw();
+    }
+    let n = data.len() / elem_size;
+    let ce = if chunk_elems == 0 { n } else { chunk_elems };
+    let nchunks = n.div_ceil(ce);
+    let picks: Vec<usize> = if nchunks <= SAMPLE_CHUNKS {
+        (0..nchunks).collect()
+    } else {
+        (0..SAMPLE_CHUNKS)
+            .map(|i| i * (nchunks - 1) / (SAMPLE_CHUNKS - 1))
+            .collect()
+    };
+    let bits = 8 * elem_size as u32;
+    let mut raw_cost = 0u64;
+    let mut costs = vec![0u64; cands.len()];
+    for &k in &picks {
+        let start = k * ce * elem_size;
+        let end = ((k + 1) * ce).min(n) * elem_size;
+        let chunk = &data[start..end];
+        let m = chunk.len() / elem_size;
+        raw_cost += chunk.len() as u64;
+        let mut hists: [Option<ChunkHists>; 2] = [None, None];
+        for (cand, cost) in cands.iter().zip(costs.iter_mut()) {
+            let h = hists[usize::from(cand.rotate)]
+                .get_or_insert_with(|| chunk_hists(elem_size, cand.rotate, chunk));
+            let mut split: Option<Vec<Vec<u16>>> = None;
+            for (p, (shift, w)) in cand.layout().into_iter().enumerate() {
+                let hist = derived_hist(h, bits, shift, w).unwrap_or_else(|| {
+                    let planes = split.get_or_insert_with(|| split_planes(cand, elem_size, chunk));
+                    let mut hist = vec![0u32; 1 << w];
+                    for &s in &planes[p] {
+                        hist[s as usize] += 1;
+                    }
+                    hist
+                });
+                *cost += plane_cost(&hist, w, m);
+            }
+        }
+    }
+    let mut best = CodecSpec::raw();
+    let mut best_cost = raw_cost;
+    for (cand, &cost) in cands.iter().zip(&costs) {
+        if cost < best_cost {
+            best_cost = cost;
+            best = cand.spec();
+        }
+    }
+    best
+}

@@ -1,0 +1,585 @@
+//! Mode 2 (`huffman`) plane sections: length-limited canonical Huffman code
+//! with an escape symbol, 32 interleaved lanes per 65536-symbol tile.
+
+use super::bits::{load_u64, BitWriter};
+use super::{CodecError, TableFault, LANES, MAX_CODE_LEN, TABLE_SIZE, TILE_SYMBOLS};
+
+/// Bytes of one tile directory entry: u32 offset + 32 × u16 lane length.
+pub(crate) const DIR_ENTRY: usize = 4 + 2 * LANES;
+
+/// Optimal code lengths limited to `limit` bits for `weights` (ascending, all
+/// nonzero, at most `2^limit` of them), by package-merge. Returns the length
+/// of each weight in input order.
+pub(crate) fn package_merge(weights: &[u64], limit: u32) -> Vec<u8> {
+    let n = weights.len();
+    let mut lens = vec![0u8; n];
+    if n == 0 {
+        return lens;
+    }
+    if n == 1 {
+        lens[0] = 1;
+        return lens;
+    }
+    debug_assert!(n <= 1 << limit);
+    // levels[0] is the deepest list (denomination 2^-limit), the last one is
+    // the top list (2^-1). An item is (weight, leaf index or -1 for a package).
+    let mut levels: Vec<Vec<(u64, i32)>> = Vec::with_capacity(limit as usize);
+    let leaves: Vec<(u64, i32)> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| (w, i as i32))
+        .collect();
+    levels.push(leaves.clone());
+    for _ in 1..limit {
+        let prev = &levels[levels.len() - 1];
+        let mut merged = Vec::with_capacity(n + prev.len() / 2);
+        let mut packages = prev.chunks_exact(2).map(|p| (p[0].0 + p[1].0, -1));
+        let mut li = leaves.iter().copied().peekable();
+        let mut pk = packages.next();
+        loop {
+            match (li.peek(), pk) {
+                (Some(&l), Some(p)) => {
+                    if l.0 <= p.0 {
+                        merged.push(l);
+                        li.next();
+                    } else {
+                        merged.push(p);
+                        pk = packages.next();
+                    }
+                }
+                (Some(&l), None) => {
+                    merged.push(l);
+                    li.next();
+                }
+                (None, Some(p)) => {
+                    merged.push(p);
+                    pk = packages.next();
+                }
+                (None, None) => break,
+            }
+        }
+        levels.push(merged);
+    }
+    // Select the first 2n-2 items of the top list; every package selected at
+    // one level selects its two children at the level below.
+    let mut m = 2 * n - 2;
+    for list in levels.iter().rev() {
+        let mut packages = 0usize;
+        for &(_, id) in &list[..m.min(list.len())] {
+            if id >= 0 {
+                lens[id as usize] += 1;
+            } else {
+                packages += 1;
+            }
+        }
+        m = 2 * packages;
+        if m == 0 {
+            break;
+        }
+    }
+    lens
+}
+
+/// Canonical codes (DEFLATE order: by length, then symbol value) for `lens`
+/// indexed by symbol value. Codes are returned MSB-first as integers.
+/// Requires a Kraft sum <= 1 and lengths <= 12.
+pub(crate) fn canonical_codes(lens: &[u8]) -> Vec<u16> {
+    let mut bl_count = [0u32; MAX_CODE_LEN as usize + 1];
+    for &l in lens {
+        bl_count[l as usize] += 1;
+    }
+    bl_count[0] = 0;
+    let mut next = [0u32; MAX_CODE_LEN as usize + 1];
+    let mut code = 0u32;
+    for bits in 1..=MAX_CODE_LEN as usize {
+        code = (code + bl_count[bits - 1]) << 1;
+        next[bits] = code;
+    }
+    lens.iter()
+        .map(|&l| {
+            if l == 0 {
+                0
+            } else {
+                let c = next[l as usize];
+                next[l as usize] += 1;
+                c as u16
+            }
+        })
+        .collect()
+}
+
+/// Reverses the low `len` bits of `code` (MSB-first code → LSB-first stream).
+#[inline]
+fn reverse(code: u16, len: u8) -> u32 {
+    if len == 0 {
+        return 0;
+    }
+    u32::from(code.reverse_bits() >> (16 - u32::from(len)))
+}
+
+/// An encoder's plan for one plane: the code lengths and its estimated size.
+#[derive(Clone, Debug)]
+pub(crate) struct CodePlan {
+    /// Code length per symbol value `0..2^w`, then ESC at index `2^w`;
+    /// 0 = no code (the symbol, if present, is escaped).
+    pub lens: Vec<u8>,
+    /// First symbol of the table range.
+    pub first: u16,
+    /// Number of symbols in the table range.
+    pub count: u16,
+    /// Estimated section body size in bytes (table, directory, lanes with
+    /// an average of half a byte of padding per used lane).
+    pub bytes: u64,
+}
+
+/// Thresholds tried when deciding which rare symbols to escape.
+const ESC_THRESHOLDS: [u32; 14] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256];
+
+/// Body bytes that do not depend on the code: tile directory and an average
+/// of 4 padding bits per used lane.
+pub(crate) fn fixed_overhead(n: usize) -> u64 {
+    let tiles = n.div_ceil(TILE_SYMBOLS);
+    let full = n / TILE_SYMBOLS;
+    let last = n % TILE_SYMBOLS;
+    let used_lanes = full * LANES + last.min(LANES);
+    (tiles * DIR_ENTRY) as u64 + (used_lanes as u64).div_ceil(2)
+}
+
+/// Chooses code lengths for a plane of width `w` (<= 10) with histogram
+/// `hist` (`2^w` counts, `n` symbols in all). Tries an optimal length-limited
+/// code over all present symbols, and variants that escape the rarest
+/// symbols or trim rare symbols off the table's range; returns the smallest.
+/// `None` when `n == 0`.
+pub(crate) fn plan_code(hist: &[u32], w: u32, n: usize) -> Option<CodePlan> {
+    debug_assert_eq!(hist.len(), 1usize << w);
+    let mut present: Vec<(u32, u16)> = hist
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c > 0)
+        .map(|(s, &c)| (c, s as u16))
+        .collect();
+    if present.is_empty() {
+        return None;
+    }
+    present.sort_unstable();
+    let fixed = fixed_overhead(n);
+    let mut best: Option<CodePlan> = None;
+    let mut consider = |keep: &dyn Fn(u16, u32) -> bool| {
+        if let Some(plan) = evaluate(w, &present, keep, fixed) {
+            if best.as_ref().is_none_or(|b| plan.bytes < b.bytes) {
+                best = Some(plan);
+            }
+        }
+    };
+    consider(&|_, _| true);
+    let max_count = present.last().map_or(0, |p| p.0);
+    for &t in &ESC_THRESHOLDS {
+        if t >= max_count {
+            break;
+        }
+        // Escape every symbol with count <= t.
+        consider(&|_, c| c > t);
+        // Escape only rare symbols outside the range spanned by frequent ones.
+        let lo = hist.iter().position(|&c| c > t).unwrap_or(0) as u16;
+        let hi = hist.iter().rposition(|&c| c > t).unwrap_or(0) as u16;
+        consider(&|s, _| s >= lo && s <= hi);
+    }
+    best
+}
+
+/// Builds and sizes the code that keeps the present symbols accepted by `keep`
+/// and escapes the others.
+fn evaluate(
+    w: u32,
+    present: &[(u32, u16)],
+    keep: &dyn Fn(u16, u32) -> bool,
+    fixed: u64,
+) -> Option<CodePlan> {
+    let alphabet = 1usize << w;
+    let mut kept: Vec<(u64, u16)> = Vec::with_capacity(present.len() + 1);
+    let mut esc_count = 0u64;
+    for &(c, s) in present {
+        if keep(s, c) {
+            kept.push((u64::from(c), s));
+        } else {
+            esc_count += u64::from(c);
+        }
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    let esc = alphabet as u16;
+    if esc_count > 0 {
+        let at = kept.partition_point(|&(c, _)| c <= esc_count);
+        kept.insert(at, (esc_count, esc));
+    }
+    let weights: Vec<u64> = kept.iter().map(|k| k.0).collect();
+    let l = package_merge(&weights, MAX_CODE_LEN);
+    let mut lens = vec![0u8; alphabet + 1];
+    let mut bits = 0u64;
+    for (&(c, s), &len) in kept.iter().zip(&l) {
+        lens[s as usize] = len;
+        bits += c * u64::from(len);
+    }
+    bits += esc_count * u64::from(w);
+    let first = lens[..alphabet].iter().position(|&x| x > 0).unwrap_or(0);
+    let last = lens[..alphabet].iter().rposition(|&x| x > 0);
+    let count = last.map_or(0, |l| l + 1 - first);
+    let table = 4 + (count as u64 + 2) / 2;
+    Some(CodePlan {
+        lens,
+        first: first as u16,
+        count: count as u16,
+        bytes: table + bits.div_ceil(8) + fixed,
+    })
+}
+
+/// Appends a mode-2 section body (without the mode byte) for `syms`.
+pub(crate) fn encode_body(syms: &[u16], w: u32, plan: &CodePlan, out: &mut Vec<u8>) {
+    let alphabet = 1usize << w;
+    let n = syms.len();
+    // Table.
+    out.extend_from_slice(&plan.first.to_le_bytes());
+    out.extend_from_slice(&plan.count.to_le_bytes());
+    let first = plan.first as usize;
+    let count = plan.count as usize;
+    let nibbles = plan.lens[first..first + count]
+        .iter()
+        .chain(std::iter::once(&plan.lens[alphabet]));
+    let mut byte = 0u8;
+    for (i, &l) in nibbles.enumerate() {
+        if i % 2 == 0 {
+            byte = l;
+        } else {
+            out.push(byte | (l << 4));
+        }
+    }
+    if (count + 1) % 2 == 1 {
+        out.push(byte);
+    }
+    // One (bits | len << 24) entry per symbol value; escaped symbols carry
+    // the escape code followed by their w raw bits.
+    let codes = canonical_codes(&plan.lens);
+    let esc_len = plan.lens[alphabet];
+    let esc_bits = reverse(codes[alphabet], esc_len);
+    let enc: Vec<u32> = (0..alphabet)
+        .map(|s| {
+            let l = plan.lens[s];
+            if l > 0 {
+                reverse(codes[s], l) | (u32::from(l) << 24)
+            } else {
+                let len = u32::from(esc_len) + w;
+                (esc_bits | ((s as u32) << esc_len)) | (len << 24)
+            }
+        })
+        .collect();
+    // Directory placeholder, then the lanes.
+    let tiles = n.div_ceil(TILE_SYMBOLS);
+    let dir_at = out.len();
+    out.resize(dir_at + tiles * DIR_ENTRY, 0);
+    let area_at = out.len();
+    for (t, tile) in syms.chunks(TILE_SYMBOLS).enumerate() {
+        let offset = (out.len() - area_at) as u32;
+        let d = dir_at + t * DIR_ENTRY;
+        out[d..d + 4].copy_from_slice(&offset.to_le_bytes());
+        for j in 0..LANES {
+            let start = out.len();
+            let mut bw = BitWriter::new(out);
+            for &s in tile.iter().skip(j).step_by(LANES) {
+                let e = enc[s as usize];
+                bw.put(e & 0x00ff_ffff, e >> 24);
+            }
+            bw.finish();
+            let len = (out.len() - start) as u16;
+            let at = d + 4 + 2 * j;
+            out[at..at + 2].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+}
+
+/// Number of symbols lane `j` carries in a tile of `m` symbols.
+#[inline]
+pub(crate) fn lane_count(m: usize, j: usize) -> usize {
+    if m > j {
+        (m - j).div_ceil(LANES)
+    } else {
+        0
+    }
+}
+
+/// A parsed, validated mode-2 section ready to decode tile by tile.
+pub(crate) struct HuffDecoder<'a> {
+    plane: usize,
+    w: u32,
+    esc: u32,
+    /// `len << 16 | symbol` per 12-bit LSB-first peek; len 0 = unassigned.
+    table: Box<[u32; TABLE_SIZE]>,
+    dir: &'a [u8],
+    lanes: &'a [u8],
+}
+
+impl<'a> HuffDecoder<'a> {
+    /// Parses and validates a mode-2 body for `n` symbols of width `w`.
+    /// `base` is the body's offset in the stored chunk (for error messages).
+    pub(crate) fn parse(
+        plane: usize,
+        w: u32,
+        n: usize,
+        body: &'a [u8],
+        base: usize,
+    ) -> Result<Self, CodecError> {
+        let alphabet = 1u32 << w;
+        let need = |what, off: usize, k: usize| -> Result<&'a [u8], CodecError> {
+            body.get(off..)
+                .and_then(|s| s.get(..k))
+                .ok_or(CodecError::Truncated {
+                    what,
+                    offset: base + off,
+                    need: k,
+                    have: body.len().saturating_sub(off),
+                })
+        };
+        let h = need("huffman table header", 0, 4)?;
+        let first = u16::from_le_bytes([h[0], h[1]]);
+        let count = u16::from_le_bytes([h[2], h[3]]);
+        if u32::from(first) + u32::from(count) > alphabet {
+            return Err(CodecError::BadTable {
+                plane,
+                fault: TableFault::RangeOutsideAlphabet {
+                    first,
+                    count,
+                    alphabet,
+                },
+            });
+        }
+        let nl = usize::from(count) + 1;
+        let lb = need("huffman code lengths", 4, nl.div_ceil(2))?;
+        if nl % 2 == 1 && lb[nl / 2] >> 4 != 0 {
+            return Err(CodecError::BadTable {
+                plane,
+                fault: TableFault::NonzeroPadding,
+            });
+        }
+        let mut lens = vec![0u8; alphabet as usize + 1];
+        let mut kraft = 0u32;
+        for i in 0..nl {
+            let l = (lb[i / 2] >> (4 * (i % 2))) & 0xf;
+            let sym = if i + 1 == nl {
+                alphabet
+            } else {
+                u32::from(first) + i as u32
+            };
+            if u32::from(l) > MAX_CODE_LEN {
+                return Err(CodecError::BadTable {
+                    plane,
+                    fault: TableFault::CodeTooLong {
+                        symbol: sym,
+                        len: l,
+                    },
+                });
+            }
+            if l > 0 {
+                kraft += 1 << (MAX_CODE_LEN - u32::from(l));
+                lens[sym as usize] = l;
+            }
+        }
+        if kraft == 0 {
+            return Err(CodecError::BadTable {
+                plane,
+                fault: TableFault::EmptyCode,
+            });
+        }
+        if kraft > TABLE_SIZE as u32 {
+            return Err(CodecError::BadTable {
+                plane,
+                fault: TableFault::KraftOverflow,
+            });
+        }
+        let codes = canonical_codes(&lens);
+        let mut table = Box::new([0u32; TABLE_SIZE]);
+        for (s, (&l, &c)) in lens.iter().zip(&codes).enumerate() {
+            if l == 0 {
+                continue;
+            }
+            let r = reverse(c, l) as usize;
+            let e = (u32::from(l) << 16) | s as u32;
+            for k in 0..1usize << (MAX_CODE_LEN - u32::from(l)) {
+                table[r | (k << l)] = e;
+            }
+        }
+        // Tile directory.
+        let dir_off = 4 + nl.div_ceil(2);
+        let tiles = n.div_ceil(TILE_SYMBOLS);
+        let dir_len = tiles.checked_mul(DIR_ENTRY).ok_or(CodecError::TooLarge {
+            what: "tile directory",
+        })?;
+        let dir = need("tile directory", dir_off, dir_len)?;
+        let mut sum = 0u64;
+        for (t, e) in dir.chunks_exact(DIR_ENTRY).enumerate() {
+            let off = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            if u64::from(off) != sum {
+                return Err(CodecError::BadTileOffset {
+                    plane,
+                    tile: t,
+                    expected: sum,
+                    got: off,
+                });
+            }
+            for l in e[4..].chunks_exact(2) {
+                sum += u64::from(u16::from_le_bytes([l[0], l[1]]));
+            }
+        }
+        let lanes = &body[dir_off + dir_len..];
+        if sum != lanes.len() as u64 {
+            return Err(CodecError::LaneAreaLength {
+                plane,
+                expected: sum,
+                got: lanes.len(),
+            });
+        }
+        Ok(HuffDecoder {
+            plane,
+            w,
+            esc: alphabet,
+            table,
+            dir,
+            lanes,
+        })
+    }
+
+    /// Decodes tile `t`, whose symbol count is `out.len()`, into `out`.
+    pub(crate) fn decode_tile(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
+        let m = out.len();
+        let e = &self.dir[t * DIR_ENTRY..(t + 1) * DIR_ENTRY];
+        let mut start = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+        for j in 0..LANES {
+            let len = usize::from(u16::from_le_bytes([e[4 + 2 * j], e[5 + 2 * j]]));
+            let cnt = lane_count(m, j);
+            self.decode_lane(t, j, start, len, cnt, out)?;
+            start += len;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn decode_lane(
+        &self,
+        t: usize,
+        j: usize,
+        start: usize,
+        len: usize,
+        cnt: usize,
+        out: &mut [u16],
+    ) -> Result<(), CodecError> {
+        let lanes = self.lanes;
+        let table = &*self.table;
+        let w = self.w as usize;
+        let wmask = (1u64 << w) - 1;
+        let esc = self.esc;
+        let begin = start * 8;
+        let end = (start + len) * 8;
+        let mut bp = begin;
+        let err = |bp: usize| {
+            if bp >= end {
+                CodecError::LaneOverrun {
+                    plane: self.plane,
+                    tile: t,
+                    lane: j,
+                }
+            } else {
+                CodecError::InvalidCode {
+                    plane: self.plane,
+                    tile: t,
+                    lane: j,
+                }
+            }
+        };
+        if let Some(lane_out) = out.get_mut(j..) {
+            for slot in lane_out.iter_mut().step_by(LANES).take(cnt) {
+                let word = load_u64(lanes, bp >> 3) >> (bp & 7);
+                let e = table[(word & (TABLE_SIZE as u64 - 1)) as usize];
+                let l = (e >> 16) as usize;
+                if l == 0 {
+                    return Err(err(bp));
+                }
+                let mut s = e & 0xffff;
+                bp += l;
+                if s == esc {
+                    s = ((word >> l) & wmask) as u32;
+                    bp += w;
+                }
+                *slot = s as u16;
+            }
+        }
+        if bp > end {
+            return Err(err(bp));
+        }
+        let used = (bp - begin).div_ceil(8);
+        if used != len {
+            return Err(CodecError::LaneLength {
+                plane: self.plane,
+                tile: t,
+                lane: j,
+                expected: used,
+                got: len,
+            });
+        }
+        if bp < end && (load_u64(lanes, bp >> 3) & 0xff) >> (bp & 7) != 0 {
+            return Err(CodecError::NonzeroPadding {
+                plane: self.plane,
+                tile: t,
+                lane: j,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kraft(lens: &[u8]) -> f64 {
+        lens.iter()
+            .filter(|&&l| l > 0)
+            .map(|&l| 0.5f64.powi(l as i32))
+            .sum()
+    }
+
+    #[test]
+    fn package_merge_limits_and_is_complete() {
+        // Fibonacci weights force very deep unlimited Huffman trees.
+        let mut w = vec![1u64, 1];
+        while w.len() < 40 {
+            let k = w[w.len() - 1] + w[w.len() - 2];
+            w.push(k);
+        }
+        for limit in [6u32, 8, 12] {
+            let l = package_merge(&w, limit);
+            assert!(l.iter().all(|&x| x >= 1 && x as u32 <= limit));
+            assert!((kraft(&l) - 1.0).abs() < 1e-12, "{l:?}");
+            // Heavier symbols never get longer codes.
+            assert!(l.windows(2).all(|p| p[0] >= p[1]));
+        }
+        // Unconstrained case matches Huffman cost.
+        let w = [1u64, 1, 2, 3, 5];
+        let l = package_merge(&w, 12);
+        let cost: u64 = w.iter().zip(&l).map(|(a, &b)| a * b as u64).sum();
+        // Huffman: internal nodes 2 + 4 + 7 + 12.
+        assert_eq!(cost, 25);
+    }
+
+    #[test]
+    fn package_merge_full_alphabet() {
+        let w: Vec<u64> = (0..4096).map(|_| 1).collect();
+        let l = package_merge(&w, 12);
+        assert!(l.iter().all(|&x| x == 12));
+    }
+
+    #[test]
+    fn canonical_matches_deflate_example() {
+        // RFC 1951 §3.2.2 example: lengths (3,3,3,3,3,2,4,4).
+        let c = canonical_codes(&[3, 3, 3, 3, 3, 2, 4, 4]);
+        assert_eq!(c, vec![2, 3, 4, 5, 6, 0, 14, 15]);
+    }
+}

@@ -1,0 +1,440 @@
+//! Codec 1 `planes`: optional 1-bit rotation, split into bit planes, each
+//! plane stored raw, constant, or Huffman coded.
+
+use super::bits;
+use super::huffman::{self, HuffDecoder};
+use super::{CodecError, CodecSpec, CODEC_PLANES, MAX_HUFFMAN_WIDTH, TILE_SYMBOLS};
+
+/// Most planes a `planes` codec may use.
+pub const MAX_PLANES: usize = 8;
+/// Widest plane allowed, in bits.
+pub const MAX_PLANE_WIDTH: u8 = 16;
+
+/// Section mode bytes.
+pub(crate) const MODE_RAW: u8 = 0;
+pub(crate) const MODE_CONST: u8 = 1;
+pub(crate) const MODE_HUFFMAN: u8 = 2;
+
+/// Parameters of codec 1 `planes` (`rotate`, then the plane widths from the
+/// most significant plane down).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PlanesParams {
+    /// Rotate each element left by one bit within its width first
+    /// (IEEE floats: exponent on top, sign at bit 0).
+    pub rotate: bool,
+    /// Plane widths in bits, most significant plane first; 1..=8 planes of
+    /// 1..=16 bits summing to the element width.
+    pub widths: Vec<u8>,
+}
+
+impl PlanesParams {
+    /// Builds parameters (not validated; see [`PlanesParams::validate`]).
+    pub fn new(rotate: bool, widths: &[u8]) -> Self {
+        PlanesParams {
+            rotate,
+            widths: widths.to_vec(),
+        }
+    }
+
+    /// Parses and validates the params bytes for `elem_size`-byte elements.
+    pub fn from_bytes(params: &[u8], elem_size: usize) -> Result<Self, CodecError> {
+        let bad = |reason: String| CodecError::BadParams {
+            id: CODEC_PLANES,
+            elem_size,
+            reason,
+        };
+        let (&rot, rest) = params
+            .split_first()
+            .ok_or_else(|| bad("params are empty, expected rotate, P and P widths".into()))?;
+        let (&p, widths) = rest
+            .split_first()
+            .ok_or_else(|| bad("params end before the plane count".into()))?;
+        if widths.len() != usize::from(p) {
+            return Err(bad(format!(
+                "plane count is {p} but {} width bytes follow",
+                widths.len()
+            )));
+        }
+        if rot > 1 {
+            return Err(bad(format!("rotate byte is {rot}, must be 0 or 1")));
+        }
+        let pp = PlanesParams {
+            rotate: rot == 1,
+            widths: widths.to_vec(),
+        };
+        pp.validate(elem_size)?;
+        Ok(pp)
+    }
+
+    /// The params bytes: rotate, P, widths.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(2 + self.widths.len());
+        v.push(u8::from(self.rotate));
+        v.push(self.widths.len() as u8);
+        v.extend_from_slice(&self.widths);
+        v
+    }
+
+    /// The codec spec carrying these parameters.
+    pub fn spec(&self) -> CodecSpec {
+        CodecSpec {
+            id: CODEC_PLANES,
+            params: self.to_bytes(),
+        }
+    }
+
+    /// Checks plane count, widths and their sum against `elem_size`.
+    pub fn validate(&self, elem_size: usize) -> Result<(), CodecError> {
+        let bad = |reason: String| CodecError::BadParams {
+            id: CODEC_PLANES,
+            elem_size,
+            reason,
+        };
+        if !matches!(elem_size, 1 | 2 | 4 | 8) {
+            return Err(bad(format!(
+                "element size {elem_size} is not supported (1, 2, 4 or 8 bytes)"
+            )));
+        }
+        let p = self.widths.len();
+        if p == 0 || p > MAX_PLANES {
+            return Err(bad(format!("plane count {p} is outside 1..={MAX_PLANES}")));
+        }
+        if let Some(&w) = self.widths.iter().find(|&&w| w == 0 || w > MAX_PLANE_WIDTH) {
+            return Err(bad(format!(
+                "plane width {w} is outside 1..={MAX_PLANE_WIDTH}"
+            )));
+        }
+        let sum: usize = self.widths.iter().map(|&w| usize::from(w)).sum();
+        if sum != 8 * elem_size {
+            return Err(bad(format!(
+                "plane widths sum to {sum} bits but elements are {} bits",
+                8 * elem_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Short human name, e.g. `planes(rot,10+6)`.
+    pub fn name(&self) -> String {
+        let w: Vec<String> = self.widths.iter().map(|w| w.to_string()).collect();
+        if self.rotate {
+            format!("planes(rot,{})", w.join("+"))
+        } else {
+            format!("planes({})", w.join("+"))
+        }
+    }
+
+    /// (shift, width) of each plane: plane p is `(r >> shift) & (2^w - 1)`.
+    pub(crate) fn layout(&self) -> Vec<(u32, u32)> {
+        let total: u32 = self.widths.iter().map(|&w| u32::from(w)).sum();
+        let mut top = total;
+        self.widths
+            .iter()
+            .map(|&w| {
+                top -= u32::from(w);
+                (top, u32::from(w))
+            })
+            .collect()
+    }
+}
+
+/// Element access for the four supported widths.
+trait Elem {
+    const SIZE: usize;
+    fn load(b: &[u8]) -> u64;
+    fn store(v: u64, b: &mut [u8]);
+}
+
+macro_rules! elem {
+    ($t:ident, $ty:ty, $n:expr) => {
+        struct $t;
+        impl Elem for $t {
+            const SIZE: usize = $n;
+            #[inline(always)]
+            fn load(b: &[u8]) -> u64 {
+                b.first_chunk::<$n>()
+                    .map_or(0, |a| <$ty>::from_le_bytes(*a) as u64)
+            }
+            #[inline(always)]
+            fn store(v: u64, b: &mut [u8]) {
+                if let Some(a) = b.first_chunk_mut::<$n>() {
+                    *a = (v as $ty).to_le_bytes();
+                }
+            }
+        }
+    };
+}
+elem!(E1, u8, 1);
+elem!(E2, u16, 2);
+elem!(E4, u32, 4);
+elem!(E8, u64, 8);
+
+#[inline(always)]
+fn rotl(x: u64, bits: u32) -> u64 {
+    if bits == 64 {
+        x.rotate_left(1)
+    } else {
+        ((x << 1) | (x >> (bits - 1))) & ((1u64 << bits) - 1)
+    }
+}
+
+#[inline(always)]
+fn rotr(x: u64, bits: u32) -> u64 {
+    if bits == 64 {
+        x.rotate_right(1)
+    } else {
+        (x >> 1) | ((x & 1) << (bits - 1))
+    }
+}
+
+/// Splits `data` into plane symbols, one vector per plane.
+fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u16>> {
+    let n = data.len() / E::SIZE;
+    let bits = 8 * E::SIZE as u32;
+    let mut planes: Vec<Vec<u16>> = layout.iter().map(|_| vec![0u16; n]).collect();
+    match (layout, planes.as_mut_slice()) {
+        // Fast path for the common 2-plane 16-bit layouts.
+        (&[(s0, w0), (_, w1)], [p0, p1]) => {
+            let m0 = (1u64 << w0) - 1;
+            let m1 = (1u64 << w1) - 1;
+            for ((c, a), b) in data.chunks_exact(E::SIZE).zip(p0).zip(p1) {
+                let mut r = E::load(c);
+                if rotate {
+                    r = rotl(r, bits);
+                }
+                *a = ((r >> s0) & m0) as u16;
+                *b = (r & m1) as u16;
+            }
+        }
+        _ => {
+            for (i, c) in data.chunks_exact(E::SIZE).enumerate() {
+                let mut r = E::load(c);
+                if rotate {
+                    r = rotl(r, bits);
+                }
+                for (p, &(s, w)) in planes.iter_mut().zip(layout) {
+                    p[i] = ((r >> s) & ((1u64 << w) - 1)) as u16;
+                }
+            }
+        }
+    }
+    planes
+}
+
+/// Splits a chunk into plane symbols (used by the encoder and the chooser).
+pub(crate) fn split_planes(pp: &PlanesParams, elem_size: usize, data: &[u8]) -> Vec<Vec<u16>> {
+    let layout = pp.layout();
+    match elem_size {
+        1 => split::<E1>(data, pp.rotate, &layout),
+        2 => split::<E2>(data, pp.rotate, &layout),
+        4 => split::<E4>(data, pp.rotate, &layout),
+        _ => split::<E8>(data, pp.rotate, &layout),
+    }
+}
+
+/// Encodes a chunk with validated parameters.
+pub(crate) fn encode(
+    pp: &PlanesParams,
+    elem_size: usize,
+    data: &[u8],
+) -> Result<Vec<u8>, CodecError> {
+    let planes = split_planes(pp, elem_size, data);
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    for (syms, &(_, w)) in planes.iter().zip(&pp.layout()) {
+        encode_plane(syms, w, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Appends one plane section, choosing the smallest of raw, const, huffman.
+fn encode_plane(syms: &[u16], w: u32, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let n = syms.len();
+    let raw_len = (n * w as usize).div_ceil(8);
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let body_at = out.len() + 1;
+    if n > 0 && syms.iter().all(|&s| s == syms[0]) {
+        out.push(MODE_CONST);
+        out.extend_from_slice(&syms[0].to_le_bytes());
+    } else {
+        let mut done = false;
+        if n > 0 && w <= MAX_HUFFMAN_WIDTH {
+            let mut hist = vec![0u32; 1 << w];
+            for &s in syms {
+                hist[s as usize] += 1;
+            }
+            if let Some(plan) = huffman::plan_code(&hist, w, n) {
+                if plan.bytes < raw_len as u64 {
+                    out.push(MODE_HUFFMAN);
+                    huffman::encode_body(syms, w, &plan, out);
+                    if out.len() - body_at < raw_len {
+                        done = true;
+                    } else {
+                        out.truncate(at + 4);
+                    }
+                }
+            }
+        }
+        if !done {
+            out.push(MODE_RAW);
+            bits::pack(syms, w, out);
+        }
+    }
+    let section = out.len() - at - 4;
+    let section = u32::try_from(section).map_err(|_| CodecError::TooLarge {
+        what: "plane section longer than 2^32-1 bytes",
+    })?;
+    out[at..at + 4].copy_from_slice(&section.to_le_bytes());
+    Ok(())
+}
+
+/// A parsed plane section.
+enum PlaneDec<'a> {
+    Raw(&'a [u8]),
+    Const(u16),
+    Huff(HuffDecoder<'a>),
+}
+
+/// Decodes a chunk with validated parameters into `out`.
+pub(crate) fn decode(
+    pp: &PlanesParams,
+    elem_size: usize,
+    stored: &[u8],
+    out: &mut [u8],
+) -> Result<(), CodecError> {
+    let n = out.len() / elem_size;
+    let layout = pp.layout();
+    let mut decs = Vec::with_capacity(layout.len());
+    let mut pos = 0usize;
+    for (plane, &(_, w)) in layout.iter().enumerate() {
+        let have = stored.len() - pos;
+        let h = stored.get(pos..pos + 5).ok_or(CodecError::Truncated {
+            what: "plane section header",
+            offset: pos,
+            need: 5,
+            have,
+        })?;
+        let section = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if section == 0 {
+            return Err(CodecError::BadSectionLength {
+                plane,
+                expected: 1,
+                got: 0,
+            });
+        }
+        let mode = h[4];
+        let body = stored
+            .get(pos + 5..)
+            .and_then(|s| s.get(..section - 1))
+            .ok_or(CodecError::Truncated {
+                what: "plane section",
+                offset: pos + 4,
+                need: section,
+                have: have - 4,
+            })?;
+        let base = pos + 5;
+        pos += 4 + section;
+        decs.push(match mode {
+            MODE_RAW => {
+                let expected = n
+                    .checked_mul(w as usize)
+                    .ok_or(CodecError::TooLarge { what: "raw plane" })?
+                    .div_ceil(8);
+                if body.len() != expected {
+                    return Err(CodecError::BadSectionLength {
+                        plane,
+                        expected,
+                        got: body.len(),
+                    });
+                }
+                let used = n * w as usize;
+                if !used.is_multiple_of(8) && body[used / 8] >> (used % 8) != 0 {
+                    return Err(CodecError::RawPadding { plane });
+                }
+                PlaneDec::Raw(body)
+            }
+            MODE_CONST => {
+                if body.len() != 2 {
+                    return Err(CodecError::BadSectionLength {
+                        plane,
+                        expected: 2,
+                        got: body.len(),
+                    });
+                }
+                let v = u16::from_le_bytes([body[0], body[1]]);
+                if u32::from(v) >> w != 0 {
+                    return Err(CodecError::BadConst {
+                        plane,
+                        value: v,
+                        width: w as u8,
+                    });
+                }
+                PlaneDec::Const(v)
+            }
+            MODE_HUFFMAN => {
+                if w > MAX_HUFFMAN_WIDTH {
+                    return Err(CodecError::HuffmanTooWide {
+                        plane,
+                        width: w as u8,
+                    });
+                }
+                PlaneDec::Huff(HuffDecoder::parse(plane, w, n, body, base)?)
+            }
+            m => return Err(CodecError::BadMode { plane, mode: m }),
+        });
+    }
+    if pos != stored.len() {
+        return Err(CodecError::TrailingBytes {
+            extra: stored.len() - pos,
+        });
+    }
+    match elem_size {
+        1 => merge::<E1>(pp, &layout, &decs, out),
+        2 => merge::<E2>(pp, &layout, &decs, out),
+        4 => merge::<E4>(pp, &layout, &decs, out),
+        _ => merge::<E8>(pp, &layout, &decs, out),
+    }
+}
+
+/// Decodes the planes tile by tile and reassembles the elements.
+fn merge<E: Elem>(
+    pp: &PlanesParams,
+    layout: &[(u32, u32)],
+    decs: &[PlaneDec<'_>],
+    out: &mut [u8],
+) -> Result<(), CodecError> {
+    let n = out.len() / E::SIZE;
+    let bits = 8 * E::SIZE as u32;
+    let cap = n.min(TILE_SYMBOLS);
+    let mut bufs: Vec<Vec<u16>> = decs.iter().map(|_| vec![0u16; cap]).collect();
+    let mut acc = vec![0u64; cap];
+    for (t, out_tile) in out.chunks_mut(TILE_SYMBOLS * E::SIZE).enumerate() {
+        let m = out_tile.len() / E::SIZE;
+        let first = t * TILE_SYMBOLS;
+        for ((dec, buf), &(_, w)) in decs.iter().zip(bufs.iter_mut()).zip(layout) {
+            let buf = &mut buf[..m];
+            match dec {
+                PlaneDec::Raw(body) => bits::unpack(body, w, first, buf),
+                PlaneDec::Const(v) => buf.fill(*v),
+                PlaneDec::Huff(h) => h.decode_tile(t, buf)?,
+            }
+        }
+        let acc = &mut acc[..m];
+        acc.fill(0);
+        for (buf, &(s, _)) in bufs.iter().zip(layout) {
+            for (a, &v) in acc.iter_mut().zip(&buf[..m]) {
+                *a |= u64::from(v) << s;
+            }
+        }
+        if pp.rotate {
+            for (c, &r) in out_tile.chunks_exact_mut(E::SIZE).zip(acc.iter()) {
+                E::store(rotr(r, bits), c);
+            }
+        } else {
+            for (c, &r) in out_tile.chunks_exact_mut(E::SIZE).zip(acc.iter()) {
+                E::store(r, c);
+            }
+        }
+    }
+    Ok(())
+}
