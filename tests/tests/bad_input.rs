@@ -1,0 +1,260 @@
+//! Malformed inputs: each gets an error that names the file (and the tensor
+//! where there is one) and says what is wrong, and nothing is left at the
+//! output path or beside it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::*;
+use tic_compiler::{compile, CompileOptions};
+use tic_runtime::NoProgress;
+
+/// Compiles `input` expecting failure; checks that the message contains
+/// every `needle` and that the output directory holds nothing new.
+fn fails(input: &Path, needles: &[&str]) -> String {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("model.tic");
+    let err = compile(input, &out, &CompileOptions::default(), &NoProgress)
+        .expect_err("compile should fail");
+    let msg = err.to_string();
+    for n in needles {
+        assert!(
+            msg.contains(n),
+            "error message {msg:?} should mention {n:?}"
+        );
+    }
+    let left: Vec<PathBuf> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a failed compile left files behind: {left:?}"
+    );
+    msg
+}
+
+fn st(dir: &Path, json: &str, data_len: usize) -> PathBuf {
+    let p = dir.join("bad.safetensors");
+    write_raw_safetensors(&p, json, data_len);
+    p
+}
+
+#[test]
+fn header_length_larger_than_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("bad.safetensors");
+    let mut b = 1000u64.to_le_bytes().to_vec();
+    b.extend_from_slice(b"{}");
+    std::fs::write(&p, b).unwrap();
+    fails(
+        &p,
+        &[
+            "bad.safetensors",
+            "header length says 1000 bytes",
+            "truncated",
+        ],
+    );
+}
+
+#[test]
+fn header_length_over_the_cap() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("bad.safetensors");
+    std::fs::write(&p, u64::MAX.to_le_bytes()).unwrap();
+    fails(&p, &["bad.safetensors", "over the 100000000-byte cap"]);
+}
+
+#[test]
+fn file_too_short_for_a_header_length() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("bad.safetensors");
+    std::fs::write(&p, [1, 2, 3]).unwrap();
+    fails(&p, &["bad.safetensors", "too short"]);
+}
+
+#[test]
+fn invalid_json() {
+    let d = tempfile::tempdir().unwrap();
+    fails(
+        &st(d.path(), "{\"a\": [1, 2", 0),
+        &["bad.safetensors", "not valid JSON"],
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    let d = tempfile::tempdir().unwrap();
+    let j = r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+    fails(
+        &st(d.path(), j, 8),
+        &["bad.safetensors", "tensor `w` appears twice"],
+    );
+}
+
+#[test]
+fn overlapping_offsets() {
+    let d = tempfile::tempdir().unwrap();
+    let j = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+    fails(
+        &st(d.path(), j, 12),
+        &["bad.safetensors", "tensor `b`", "overlap"],
+    );
+}
+
+#[test]
+fn offsets_leave_a_hole() {
+    let d = tempfile::tempdir().unwrap();
+    let j = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#;
+    fails(
+        &st(d.path(), j, 12),
+        &["bad.safetensors", "tensor `b`", "hole"],
+    );
+}
+
+#[test]
+fn offsets_run_past_the_end() {
+    let d = tempfile::tempdir().unwrap();
+    let j = r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+    fails(
+        &st(d.path(), j, 8),
+        &[
+            "bad.safetensors",
+            "tensor `a`",
+            "ends at data offset 16",
+            "truncated",
+        ],
+    );
+}
+
+#[test]
+fn bytes_after_the_last_tensor() {
+    let d = tempfile::tempdir().unwrap();
+    let j = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    fails(
+        &st(d.path(), j, 10),
+        &["bad.safetensors", "6 bytes belong to no tensor"],
+    );
+}
+
+#[test]
+fn shape_times_dtype_does_not_match_the_range() {
+    let d = tempfile::tempdir().unwrap();
+    let j = r#"{"a":{"dtype":"BF16","shape":[3,3],"data_offsets":[0,16]}}"#;
+    fails(
+        &st(d.path(), j, 16),
+        &["bad.safetensors", "tensor `a`", "needs 18 bytes", "give 16"],
+    );
+}
+
+#[test]
+fn unknown_dtype() {
+    let d = tempfile::tempdir().unwrap();
+    let j = r#"{"a":{"dtype":"Q4_K","shape":[2],"data_offsets":[0,1]}}"#;
+    fails(
+        &st(d.path(), j, 1),
+        &["bad.safetensors", "tensor `a`", "\"Q4_K\"", "BF16"],
+    );
+}
+
+#[test]
+fn shape_product_overflows() {
+    let d = tempfile::tempdir().unwrap();
+    let j = r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,2],"data_offsets":[0,4]}}"#;
+    fails(
+        &st(d.path(), j, 4),
+        &["bad.safetensors", "tensor `a`", "overflows"],
+    );
+}
+
+#[test]
+fn truncated_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("model.safetensors");
+    write_safetensors(&p, &[("w", "F32", vec![1024], vec![7; 4096])]);
+    let len = std::fs::metadata(&p).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(len - 100).unwrap();
+    fails(&p, &["model.safetensors", "tensor `w`", "truncated"]);
+}
+
+#[test]
+fn bad_file_inside_a_model_directory_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("config.json"), b"{}").unwrap();
+    std::fs::create_dir(d.path().join("sub")).unwrap();
+    write_raw_safetensors(&d.path().join("sub/model-00002.safetensors"), "not json", 0);
+    fails(d.path(), &["sub/model-00002.safetensors", "not valid JSON"]);
+}
+
+#[test]
+fn missing_or_unreadable_input() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no-such-model");
+    fails(&missing, &["no-such-model", "No such file"]);
+    // A directory we may not read (root reads everything, so only as a user).
+    let locked = d.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::write(locked.join("a.json"), b"{}").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read_dir(&locked).is_err() {
+        fails(&locked, &["locked", "ermission denied"]);
+    } else {
+        eprintln!("SKIPPED: running as root, so a mode-000 directory is still readable");
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn empty_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fails(&empty, &["empty", "contains no files"]);
+}
+
+#[test]
+fn existing_output_needs_force() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("m.safetensors");
+    write_safetensors(&input, &[("w", "BF16", vec![2], vec![1, 2, 3, 4])]);
+    let out = d.path().join("m.tic");
+    std::fs::write(&out, b"precious").unwrap();
+    let err = compile(&input, &out, &CompileOptions::default(), &NoProgress).unwrap_err();
+    assert!(
+        err.to_string().contains("already exists; pass --force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        b"precious",
+        "the existing file was touched"
+    );
+    let opts = CompileOptions {
+        force: true,
+        ..Default::default()
+    };
+    compile(&input, &out, &opts, &NoProgress).unwrap();
+    assert_ne!(std::fs::read(&out).unwrap(), b"precious");
+}
+
+#[test]
+fn special_files_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("config.json"), b"{}").unwrap();
+    let fifo = model.join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !made {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    fails(&model, &["pipe", "not a regular file"]);
+}

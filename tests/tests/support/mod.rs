@@ -1,0 +1,94 @@
+//! Test support: writing safetensors files and comparing directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `../shared/models` beside the repository, when it is there.
+pub fn shared_models() -> Option<PathBuf> {
+    let p = repo_root().join("../shared/models");
+    p.is_dir().then_some(p)
+}
+
+/// Writes a safetensors file the way the reference writer does: tensors in
+/// the given order, `__metadata__` first, JSON padded with spaces to 8 bytes.
+pub fn write_safetensors(path: &Path, tensors: &[(&str, &str, Vec<u64>, Vec<u8>)]) {
+    let mut json = String::from("{\"__metadata__\":{\"format\":\"pt\"}");
+    let mut at = 0usize;
+    for (name, dtype, shape, data) in tensors {
+        json.push_str(&format!(
+            ",\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{at},{}]}}",
+            at + data.len()
+        ));
+        at += data.len();
+    }
+    json.push('}');
+    while json.len() % 8 != 0 {
+        json.push(' ');
+    }
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json.as_bytes());
+    for (_, _, _, data) in tensors {
+        bytes.extend_from_slice(data);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Writes raw bytes as a file, for hand-made malformed inputs.
+pub fn write_raw_safetensors(path: &Path, json: &str, data_len: usize) {
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json.as_bytes());
+    bytes.resize(bytes.len() + data_len, 0x5a);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// SHA-256 of every file under `dir`, keyed by relative path.
+pub fn digests(dir: &Path) -> std::collections::BTreeMap<String, [u8; 32]> {
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, [u8; 32]>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, tic_format::sha256(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut m = std::collections::BTreeMap::new();
+    if dir.is_file() {
+        m.insert(
+            dir.file_name().unwrap().to_string_lossy().into_owned(),
+            tic_format::sha256(&std::fs::read(dir).unwrap()),
+        );
+    } else {
+        walk(dir, dir, &mut m);
+    }
+    m
+}
+
+/// A deterministic xorshift generator.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// Roughly normal, mean 0, std `s`.
+    pub fn normal(&mut self, s: f64) -> f64 {
+        let u1 = (self.next() >> 11) as f64 / (1u64 << 53) as f64 + 1e-300;
+        let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        s * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
