@@ -506,7 +506,9 @@ fn encode_payload(
         windows.push(&jobs[start..]);
     }
 
-    let encode = |w: &[Job]| -> Result<Vec<(Vec<u8>, [u8; 32], u64)>, CompileError> {
+    // (stored bytes, their SHA-256, original length) per chunk.
+    type Encoded = (Vec<u8>, [u8; 32], u64);
+    let encode = |w: &[Job]| -> Result<Vec<Encoded>, CompileError> {
         w.par_iter()
             .map_init(Vec::new, |orig, j| {
                 let path = &inputs[j.tensor.file].path;

@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn each_error() {
         let e = |j: &str, n| p(j, n).unwrap_err();
-        assert_eq!(e("{", 0).to_string().contains("not valid JSON"), true);
+        assert!(e("{", 0).to_string().contains("not valid JSON"));
         assert_eq!(e("[]", 0), StError::NotAnObject);
         assert!(matches!(
             e(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, 8),

@@ -223,9 +223,9 @@ mod tests {
             0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
-        for i in 0..32 {
-            let v = s.signature[32 + i] as u16 + L[i] as u16 + carry;
-            s.signature[32 + i] = v as u8;
+        for (b, l) in s.signature[32..].iter_mut().zip(L) {
+            let v = *b as u16 + l as u16 + carry;
+            *b = v as u8;
             carry = v >> 8;
         }
         assert!(s.verify(&k.verifying_key(), 1, 0, b"h").is_err());

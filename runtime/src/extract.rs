@@ -18,6 +18,9 @@ use crate::Progress;
 /// while the previous one is hashed and written.
 const WINDOW_BYTES: u64 = 64 << 20;
 
+/// Runs of chunks (tensor, (global index, chunk)) decoded together.
+type Window<'a> = Vec<(&'a TensorEntry, Vec<(u64, &'a tic_format::ChunkEntry)>)>;
+
 /// What `extract` wrote.
 #[derive(Clone, Debug)]
 pub struct ExtractReport {
@@ -112,8 +115,8 @@ impl Artifact {
 
         // Windows of chunks across the file's tensors, each window decoded
         // in parallel; window k+1 decodes while window k is written.
-        let mut windows: Vec<Vec<(&TensorEntry, Vec<(u64, &tic_format::ChunkEntry)>)>> = Vec::new();
-        let mut cur: Vec<(&TensorEntry, Vec<_>)> = Vec::new();
+        let mut windows: Vec<Window> = Vec::new();
+        let mut cur: Window = Vec::new();
         let mut cur_bytes = 0u64;
         for t in tensors {
             for (i, c) in h.tensor_chunks(t) {
@@ -131,7 +134,7 @@ impl Artifact {
         if !cur.is_empty() {
             windows.push(cur);
         }
-        let decode = |w: &Vec<(&TensorEntry, Vec<(u64, &tic_format::ChunkEntry)>)>| -> Result<Vec<Vec<u8>>, RuntimeError> {
+        let decode = |w: &Window| -> Result<Vec<Vec<u8>>, RuntimeError> {
             use rayon::prelude::*;
             w.par_iter()
                 .map(|(t, chunks)| {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this script).
+#  - installs NVRTC from PyPI (no GPU needed) so the CUDA kernels are compiled
+#    by the test suite; CI requires it, elsewhere the kernel test says when it
+#    skips;
+#  - checks formatting and lints, then runs every test of the workspace.
+# Tests that use the real models in ../shared run when it is present and say
+# SKIPPED when it is not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -f kernels/ci/install_nvrtc.sh ]; then
+  if nvrtc_dir=$(bash kernels/ci/install_nvrtc.sh); then
+    export LD_LIBRARY_PATH="$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    echo "tests/run.sh: NVRTC from $nvrtc_dir"
+  else
+    echo "tests/run.sh: could not install NVRTC; kernel compilation will be skipped" >&2
+  fi
+fi
+if [ "${CI:-}" = "true" ]; then
+  export TIC_REQUIRE_NVRTC=1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -q -- -D warnings
+cargo test --workspace --all-targets
+cargo test --workspace --doc -q
