@@ -109,6 +109,7 @@ pub(crate) fn rewrite(
     let mut tmp = tempfile::Builder::new()
         .prefix(".tic-")
         .suffix(".partial")
+        .permissions(crate::compile::artifact_permissions())
         .tempfile_in(&dir)
         .map_err(ioe(&dir))?;
     let tmp_path = tmp.path().to_path_buf();

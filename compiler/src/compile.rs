@@ -153,6 +153,7 @@ pub fn compile(
     let tmp = tempfile::Builder::new()
         .prefix(".tic-")
         .suffix(".partial")
+        .permissions(artifact_permissions())
         .tempfile_in(&out_dir)
         .map_err(io(&out_dir))?;
 
@@ -230,6 +231,13 @@ pub fn compile(
         signer: signature.map(|s| s.fingerprint()),
         recipients: opts.recipients.len(),
     })
+}
+
+/// Artifacts are not secret (encrypted ones are safe to share): readable by
+/// all, like any file a compiler writes (temporary files default to 0600).
+pub(crate) fn artifact_permissions() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o644)
 }
 
 /// Renames a finished temporary file onto `output`.
