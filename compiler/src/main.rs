@@ -363,13 +363,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 output.display()
             );
             if !art.header().all_lossless() {
-                let lossy: Vec<_> = art
-                    .header()
-                    .tensors
-                    .iter()
-                    .filter(|t| t.lossy.is_some())
-                    .map(|t| t.name.as_str())
-                    .collect();
+                let lossy = art.header().lossy_tensor_names();
                 println!(
                     "note: the output is not byte-identical to the original: {} tensor(s) were lossy-coded: {}",
                     lossy.len(),

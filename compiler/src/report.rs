@@ -321,13 +321,7 @@ pub fn verify(
         let rep = Report::new(&art);
         let mut v = rep.summary_json();
         if require_lossless && !art.header().all_lossless() {
-            let names: Vec<&str> = art
-                .header()
-                .tensors
-                .iter()
-                .filter(|t| t.lossy.is_some())
-                .map(|t| t.name.as_str())
-                .collect();
+            let names = art.header().lossy_tensor_names();
             return Err(PolicyFailure {
                 count: names.len(),
                 names: names.join(", "),

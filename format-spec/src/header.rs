@@ -119,6 +119,31 @@ impl Preamble {
     }
 }
 
+/// Checks that an entry's run of `count` items starts where the previous
+/// entry's ended (`*next`) and stays inside a table of `total` items;
+/// advances `*next` and returns the run.
+fn claim_run(
+    owner: &str,
+    item: &str,
+    first: u32,
+    count: u32,
+    next: &mut u64,
+    total: usize,
+) -> Result<std::ops::Range<usize>, FormatError> {
+    if first as u64 != *next {
+        return Err(FormatError::Inconsistent(format!(
+            "{owner} starts at {item} {first} but {next} was expected"
+        )));
+    }
+    *next += count as u64;
+    if *next > total as u64 {
+        return Err(FormatError::Inconsistent(format!(
+            "{owner} claims {item}s past the end of the {item} table"
+        )));
+    }
+    Ok(first as usize..*next as usize)
+}
+
 fn limit(what: &'static str, value: u64, limit: u64) -> Result<(), FormatError> {
     if value > limit {
         return Err(FormatError::LimitExceeded { what, value, limit });
@@ -493,20 +518,16 @@ impl Header {
         // Files own consecutive runs of tensors, in order, covering all.
         let mut next_tensor = 0u64;
         for f in &self.files {
-            if f.first_tensor as u64 != next_tensor {
-                return bad(format!(
-                    "file {:?} starts at tensor {} but {} was expected",
-                    f.path, f.first_tensor, next_tensor
-                ));
-            }
-            next_tensor += f.tensor_count as u64;
-            if next_tensor > self.tensors.len() as u64 {
-                return bad(format!(
-                    "file {:?} claims tensors past the end of the tensor table",
-                    f.path
-                ));
-            }
-            let ts = &self.tensors[f.first_tensor as usize..next_tensor as usize];
+            let owner = format!("file {:?}", f.path);
+            let run = claim_run(
+                &owner,
+                "tensor",
+                f.first_tensor,
+                f.tensor_count,
+                &mut next_tensor,
+                self.tensors.len(),
+            )?;
+            let ts = &self.tensors[run];
             let data: u64 = ts
                 .iter()
                 .try_fold(0u64, |a, t| a.checked_add(t.orig_len))
@@ -576,20 +597,16 @@ impl Header {
                     t.name
                 ));
             }
-            if t.first_chunk as u64 != next_chunk {
-                return bad(format!(
-                    "tensor `{}` starts at chunk {} but {} was expected",
-                    t.name, t.first_chunk, next_chunk
-                ));
-            }
-            next_chunk += t.chunk_count as u64;
-            if next_chunk > self.chunks.len() as u64 {
-                return bad(format!(
-                    "tensor `{}` claims chunks past the end of the chunk table",
-                    t.name
-                ));
-            }
-            let cs = &self.chunks[t.first_chunk as usize..next_chunk as usize];
+            let owner = format!("tensor `{}`", t.name);
+            let run = claim_run(
+                &owner,
+                "chunk",
+                t.first_chunk,
+                t.chunk_count,
+                &mut next_chunk,
+                self.chunks.len(),
+            )?;
+            let cs = &self.chunks[run];
             let mut sum = 0u64;
             for c in cs {
                 if c.orig_len == 0 || c.orig_len % t.dtype.size() as u64 != 0 {
@@ -652,6 +669,15 @@ impl Header {
             .iter()
             .enumerate()
             .map(move |(i, c)| ((first + i) as u64, c))
+    }
+
+    /// Names of the tensors coded lossily.
+    pub fn lossy_tensor_names(&self) -> Vec<&str> {
+        self.tensors
+            .iter()
+            .filter(|t| t.lossy.is_some())
+            .map(|t| t.name.as_str())
+            .collect()
     }
 
     /// Whether every tensor decodes bit for bit.
