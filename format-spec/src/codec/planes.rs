@@ -258,20 +258,16 @@ fn encode_plane(syms: &[u16], w: u32, out: &mut Vec<u8>) -> Result<(), CodecErro
         out.extend_from_slice(&syms[0].to_le_bytes());
     } else {
         let mut done = false;
-        if n > 0 && w <= MAX_HUFFMAN_WIDTH {
-            let mut hist = vec![0u32; 1 << w];
-            for &s in syms {
-                hist[s as usize] += 1;
-            }
-            if let Some(plan) = huffman::plan_code(&hist, w, n) {
-                if plan.bytes < raw_len as u64 {
-                    out.push(MODE_HUFFMAN);
-                    huffman::encode_body(syms, w, &plan, out);
-                    if out.len() - body_at < raw_len {
-                        done = true;
-                    } else {
-                        out.truncate(at + 4);
-                    }
+        if n > 0 && w <= MAX_HUFFMAN_WIDTH && !surely_incompressible(syms, w, raw_len) {
+            let hist = histogram(syms, 1 << w);
+            if let Some(plan) = huffman::plan_code(&hist, w, n, raw_len as u64) {
+                out.push(MODE_HUFFMAN);
+                huffman::encode_body(syms, w, &plan, out);
+                // The plan's padding is an estimate: keep raw if it was off.
+                if out.len() - body_at < raw_len {
+                    done = true;
+                } else {
+                    out.truncate(at + 4);
                 }
             }
         }
@@ -286,6 +282,53 @@ fn encode_plane(syms: &[u16], w: u32, out: &mut Vec<u8>) -> Result<(), CodecErro
     })?;
     out[at..at + 4].copy_from_slice(&section.to_le_bytes());
     Ok(())
+}
+
+/// Cheap pre-check on a 1-in-16 sample: true when even the sample's
+/// empirical entropy (which tends to underestimate the plane's) plus the
+/// fixed Huffman overhead does not beat the raw size, so the full histogram
+/// and code construction can be skipped (near-uniform mantissa planes).
+fn surely_incompressible(syms: &[u16], w: u32, raw_len: usize) -> bool {
+    const STEP: usize = 16;
+    if syms.len() < 64 * STEP {
+        return false;
+    }
+    let sample: Vec<u16> = syms.iter().step_by(STEP).copied().collect();
+    let hist = histogram(&sample, 1 << w);
+    let m = sample.len() as f64;
+    let bits_per_symbol: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| f64::from(c) / m * (m / f64::from(c)).log2())
+        .sum();
+    let estimate =
+        bits_per_symbol * syms.len() as f64 / 8.0 + huffman::fixed_overhead(syms.len()) as f64;
+    estimate >= raw_len as f64
+}
+
+/// Histogram of `syms` (all `< bins`). Four interleaved tables break the
+/// store-to-load dependency between repeated hits on the same bin, which
+/// dominates on skewed planes such as exponents.
+pub(crate) fn histogram(syms: &[u16], bins: usize) -> Vec<u32> {
+    let mut h = vec![0u32; 4 * bins];
+    let (h0, rest) = h.split_at_mut(bins);
+    let (h1, rest) = rest.split_at_mut(bins);
+    let (h2, h3) = rest.split_at_mut(bins);
+    let mut quads = syms.chunks_exact(4);
+    for q in &mut quads {
+        h0[q[0] as usize] += 1;
+        h1[q[1] as usize] += 1;
+        h2[q[2] as usize] += 1;
+        h3[q[3] as usize] += 1;
+    }
+    for &s in quads.remainder() {
+        h0[s as usize] += 1;
+    }
+    for ((a, b), (c, d)) in h0.iter_mut().zip(h1.iter()).zip(h2.iter().zip(h3.iter())) {
+        *a += b + c + d;
+    }
+    h.truncate(bins);
+    h
 }
 
 /// A parsed plane section.
@@ -407,7 +450,7 @@ fn merge<E: Elem>(
     let bits = 8 * E::SIZE as u32;
     let cap = n.min(TILE_SYMBOLS);
     let mut bufs: Vec<Vec<u16>> = decs.iter().map(|_| vec![0u16; cap]).collect();
-    let mut acc = vec![0u64; cap];
+    let mut acc = vec![0u64; if layout.len() == 2 { 0 } else { cap }];
     for (t, out_tile) in out.chunks_mut(TILE_SYMBOLS * E::SIZE).enumerate() {
         let m = out_tile.len() / E::SIZE;
         let first = t * TILE_SYMBOLS;
@@ -418,6 +461,18 @@ fn merge<E: Elem>(
                 PlaneDec::Const(v) => buf.fill(*v),
                 PlaneDec::Huff(h) => h.decode_tile(t, buf)?,
             }
+        }
+        if let [(s0, _), (s1, _)] = layout {
+            // Common 2-plane case: no accumulator pass.
+            for ((c, &a), &b) in out_tile
+                .chunks_exact_mut(E::SIZE)
+                .zip(&bufs[0][..m])
+                .zip(&bufs[1][..m])
+            {
+                let r = (u64::from(a) << s0) | (u64::from(b) << s1);
+                E::store(if pp.rotate { rotr(r, bits) } else { r }, c);
+            }
+            continue;
         }
         let acc = &mut acc[..m];
         acc.fill(0);
