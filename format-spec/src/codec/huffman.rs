@@ -323,11 +323,12 @@ pub(crate) fn encode_body(syms: &[u16], w: u32, plan: &CodePlan, out: &mut Vec<u
     let dir_at = out.len();
     out.resize(dir_at + tiles * DIR_ENTRY, 0);
     let area_at = out.len();
+    let mut scratch = Vec::new();
     for (t, tile) in syms.chunks(TILE_SYMBOLS).enumerate() {
         let offset = (out.len() - area_at) as u32;
         let d = dir_at + t * DIR_ENTRY;
         out[d..d + 4].copy_from_slice(&offset.to_le_bytes());
-        let lens = encode_tile(tile, &enc, out);
+        let lens = encode_tile(tile, &enc, out, &mut scratch);
         for (j, len) in lens.iter().enumerate() {
             let at = d + 4 + 2 * j;
             out[at..at + 2].copy_from_slice(&len.to_le_bytes());
@@ -335,41 +336,87 @@ pub(crate) fn encode_body(syms: &[u16], w: u32, plan: &CodePlan, out: &mut Vec<u
     }
 }
 
-/// Appends the 32 lanes of one tile; returns their byte lengths.
-fn encode_tile(tile: &[u16], enc: &[u32], out: &mut Vec<u8>) -> [u16; LANES] {
-    // Worst case 22 bits a symbol, a partial byte per lane, 8 bytes of slack
-    // for the unconditional 8-byte stores.
-    let base = out.len();
-    out.resize(base + tile.len() * 22 / 8 + LANES + 8, 0);
-    let buf = &mut out[base..];
-    let mut pos = 0usize;
-    let mut lens = [0u16; LANES];
-    for (j, len) in lens.iter_mut().enumerate() {
-        let start = pos;
-        let mut acc = 0u64;
-        let mut n = 0u32;
-        for &s in tile.iter().skip(j).step_by(LANES) {
-            let e = enc.get(usize::from(s)).copied().unwrap_or(0);
-            acc |= u64::from(e & 0x00ff_ffff) << n;
-            n += e >> 24;
-            // Store all 8 bytes, keep only the whole ones: n stays < 8 + 22.
-            if let Some(dst) = buf.get_mut(pos..pos + 8) {
-                dst.copy_from_slice(&acc.to_le_bytes());
-            }
-            let whole = n >> 3;
-            pos += whole as usize;
-            acc >>= 8 * whole;
-            n &= 7;
+/// Scratch bytes per lane: at most 2048 symbols of 22 bits, plus slack for
+/// the unconditional 8-byte stores of [`LaneWriter::put`].
+const LANE_CAP: usize = (TILE_SYMBOLS / LANES) * 22 / 8 + 16;
+
+/// LSB-first bit writer over a lane's scratch buffer.
+#[derive(Clone, Copy, Default)]
+struct LaneWriter {
+    acc: u64,
+    n: u32,
+    pos: usize,
+}
+
+impl LaneWriter {
+    /// Appends one `bits | len << 24` entry (len <= 22).
+    #[inline(always)]
+    fn put(&mut self, e: u32, buf: &mut [u8]) {
+        self.acc |= u64::from(e & 0x00ff_ffff) << self.n;
+        self.n += e >> 24;
+        // Store all 8 bytes, keep only the whole ones: n stays < 8 + 22.
+        if let Some(dst) = buf.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&self.acc.to_le_bytes());
         }
-        if n > 0 {
-            if let Some(b) = buf.get_mut(pos) {
-                *b = acc as u8;
-            }
-            pos += 1;
-        }
-        *len = (pos - start) as u16;
+        let whole = self.n >> 3;
+        self.pos += whole as usize;
+        self.acc >>= 8 * whole;
+        self.n &= 7;
     }
-    out.truncate(base + pos);
+
+    /// Flushes the partial byte; returns the lane length.
+    fn finish(mut self, buf: &mut [u8]) -> usize {
+        if self.n > 0 {
+            if let Some(b) = buf.get_mut(self.pos) {
+                *b = self.acc as u8;
+            }
+            self.pos += 1;
+        }
+        self.pos
+    }
+}
+
+/// Appends the 32 lanes of one tile; returns their byte lengths. Lanes are
+/// written four at a time in lockstep into scratch buffers (independent
+/// bit-writer chains), then copied out in lane order.
+fn encode_tile(
+    tile: &[u16],
+    enc: &[u32],
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> [u16; LANES] {
+    const G: usize = 4;
+    scratch.resize(LANES * LANE_CAP, 0);
+    let mut lens = [0u16; LANES];
+    let rows = tile.chunks_exact(LANES);
+    let tail = rows.remainder();
+    let code = |s: u16| enc.get(usize::from(s)).copied().unwrap_or(0);
+    for (g, group) in scratch.chunks_exact_mut(G * LANE_CAP).enumerate() {
+        let g = g * G;
+        let (b0, rest) = group.split_at_mut(LANE_CAP);
+        let (b1, rest) = rest.split_at_mut(LANE_CAP);
+        let (b2, b3) = rest.split_at_mut(LANE_CAP);
+        let mut wr = [LaneWriter::default(); G];
+        for row in rows.clone() {
+            if let Some(r) = row.get(g..g + G) {
+                wr[0].put(code(r[0]), b0);
+                wr[1].put(code(r[1]), b1);
+                wr[2].put(code(r[2]), b2);
+                wr[3].put(code(r[3]), b3);
+            }
+        }
+        let bufs: [&mut [u8]; G] = [b0, b1, b2, b3];
+        for (i, (w, buf)) in wr.into_iter().zip(bufs).enumerate() {
+            let mut w = w;
+            if let Some(&s) = tail.get(g + i) {
+                w.put(code(s), buf);
+            }
+            lens[g + i] = w.finish(buf) as u16;
+        }
+    }
+    for (lane, &len) in scratch.chunks_exact(LANE_CAP).zip(&lens) {
+        out.extend_from_slice(&lane[..usize::from(len)]);
+    }
     lens
 }
 

@@ -968,7 +968,7 @@ pub(crate) fn vectors() -> Vec<Vector> {
 
 /// Describes each plane section of a valid stored chunk: `raw`, `const`, or
 /// `huffman(maxlen=L[,esc])`.
-fn section_summary(stored: &[u8], planes: usize) -> Vec<String> {
+pub(crate) fn section_summary(stored: &[u8], planes: usize) -> Vec<String> {
     let mut pos = 0;
     let mut v = Vec::new();
     for _ in 0..planes {
