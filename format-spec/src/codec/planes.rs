@@ -193,7 +193,10 @@ fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u
     let bits = 8 * E::SIZE as u32;
     let mut planes: Vec<Vec<u16>> = layout.iter().map(|_| vec![0u16; n]).collect();
     match (layout, planes.as_mut_slice()) {
-        // Fast path for the common 2-plane 16-bit layouts.
+        (&[(s0, _), (_, w1)], [p0, p1]) if E::SIZE == 2 => {
+            split2_u16(data, rotate, s0, ((1u32 << w1) - 1) as u16, p0, p1);
+        }
+        // Other 2-plane layouts.
         (&[(s0, w0), (_, w1)], [p0, p1]) => {
             let m0 = (1u64 << w0) - 1;
             let m1 = (1u64 << w1) - 1;
@@ -219,6 +222,33 @@ fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u
         }
     }
     planes
+}
+
+/// `x = rotr16((a << s0) | b, 1)` (rotation optional), stored little-endian.
+fn merge2_u16(a: &[u16], b: &[u16], s0: u32, rotate: bool, out: &mut [u8]) {
+    let pairs = out.chunks_exact_mut(2).zip(a.iter().zip(b));
+    if rotate {
+        for (c, (&x, &y)) in pairs {
+            let r = (x << s0) | y;
+            c.copy_from_slice(&r.rotate_right(1).to_le_bytes());
+        }
+    } else {
+        for (c, (&x, &y)) in pairs {
+            c.copy_from_slice(&((x << s0) | y).to_le_bytes());
+        }
+    }
+}
+
+/// Two planes of a 16-bit element in 16-bit arithmetic (vectorizes).
+fn split2_u16(data: &[u8], rotate: bool, s0: u32, m1: u16, p0: &mut [u16], p1: &mut [u16]) {
+    for ((c, a), b) in data.chunks_exact(2).zip(p0).zip(p1) {
+        let mut r = u16::from_le_bytes([c[0], c[1]]);
+        if rotate {
+            r = r.rotate_left(1);
+        }
+        *a = r >> s0;
+        *b = r & m1;
+    }
 }
 
 /// Splits a chunk into plane symbols (used by the encoder and the chooser).
@@ -462,8 +492,13 @@ fn merge<E: Elem>(
                 PlaneDec::Huff(h) => h.decode_tile(t, buf)?,
             }
         }
+        if let ([(s0, _), _], 2) = (layout, E::SIZE) {
+            // BF16/F16 with two planes: 16-bit arithmetic vectorizes well.
+            merge2_u16(&bufs[0][..m], &bufs[1][..m], *s0, pp.rotate, out_tile);
+            continue;
+        }
         if let [(s0, _), (s1, _)] = layout {
-            // Common 2-plane case: no accumulator pass.
+            // Other 2-plane layouts: no accumulator pass.
             for ((c, &a), &b) in out_tile
                 .chunks_exact_mut(E::SIZE)
                 .zip(&bufs[0][..m])
