@@ -1,5 +1,5 @@
 //! Ignored measurement tests (throughput, ratios on real checkpoints). Run with
-//! `cargo test -p tic-format --release -- --ignored --nocapture measure_`.
+//! `cargo test -p tic-format --release -- --ignored --nocapture --test-threads=1 measure_`.
 
 use super::tests::{bf16_bytes, section_summary, Rng};
 use super::*;
@@ -8,31 +8,25 @@ use std::time::Instant;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// Single-thread encode/decode throughput on 64 MiB of BF16 ~ N(0, 0.02).
-#[test]
-#[ignore = "measurement; run in release"]
-fn measure_throughput_bf16() {
-    let mut rng = Rng::new(42);
-    let n = 32 << 20;
-    let data = bf16_bytes((0..n).map(|_| (rng.normal() * 0.02) as f32));
+/// Single-thread encode/decode throughput of one dtype's data.
+fn throughput(label: &str, es: usize, data: &[u8]) {
     let chunk_elems = 512 << 10;
     let t = Instant::now();
-    let spec = choose_codec(2, true, &data, chunk_elems);
+    let spec = choose_codec(es, true, data, chunk_elems);
     let t_choose = t.elapsed().as_secs_f64();
-    let chunk_bytes = chunk_elems * 2;
+    let chunk_bytes = chunk_elems * es;
     let mb = data.len() as f64 / MIB;
     // Every chunk is timed several times and its fastest run kept, which
     // filters out preemption on a shared machine.
     const REPS: usize = 7;
-    let chunks: Vec<&[u8]> = data.chunks(chunk_bytes).collect();
     let mut stored: Vec<Vec<u8>> = Vec::new();
     let mut enc_wall = 0.0;
-    for c in &chunks {
+    for c in data.chunks(chunk_bytes) {
         let mut bw = f64::MAX;
         let mut s = Vec::new();
         for _ in 0..REPS {
             let t = Instant::now();
-            s = encode_chunk(&spec, 2, c).unwrap();
+            s = encode_chunk(&spec, es, c).unwrap();
             bw = bw.min(t.elapsed().as_secs_f64());
         }
         enc_wall += bw;
@@ -45,25 +39,39 @@ fn measure_throughput_bf16() {
         let mut bw = f64::MAX;
         for _ in 0..REPS {
             let t = Instant::now();
-            decode_chunk(&spec, 2, s, o).unwrap();
+            decode_chunk(&spec, es, s, o).unwrap();
             bw = bw.min(t.elapsed().as_secs_f64());
         }
         dec_wall += bw;
     }
     assert!(out == data);
     println!(
-        "{} on {} MiB BF16 ~N(0,0.02), {}Ki-element chunks: ratio {:.4}%, choose {:.1} ms",
+        "{label}: {} on {} MiB, {}Ki-element chunks: ratio {:.4}%, choose {:.1} ms; \
+         best of {REPS} per chunk, single thread: encode {:.0} MiB/s, decode {:.0} MiB/s",
         spec.name(),
         data.len() >> 20,
         chunk_elems >> 10,
         100.0 * total as f64 / data.len() as f64,
-        t_choose * 1e3
-    );
-    println!(
-        "best of {REPS} per chunk, single thread: encode {:.0} MiB/s, decode {:.0} MiB/s",
+        t_choose * 1e3,
         mb / enc_wall,
         mb / dec_wall,
     );
+}
+
+/// Single-thread throughput on 64 MiB of BF16 and of F32, values ~ N(0, 0.02).
+#[test]
+#[ignore = "measurement; run in release"]
+fn measure_throughput() {
+    let mut rng = Rng::new(42);
+    let vals: Vec<f32> = (0..32 << 20)
+        .map(|_| (rng.normal() * 0.02) as f32)
+        .collect();
+    throughput("BF16", 2, &bf16_bytes(vals.iter().copied()));
+    let f32s: Vec<u8> = vals[..16 << 20]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    throughput("F32", 4, &f32s);
 }
 
 fn dtype_info(dtype: &str) -> Option<(usize, bool)> {

@@ -187,6 +187,24 @@ fn rotr(x: u64, bits: u32) -> u64 {
     }
 }
 
+#[inline(always)]
+fn rotl32(x: u32, bits: u32) -> u32 {
+    if bits == 32 {
+        x.rotate_left(1)
+    } else {
+        ((x << 1) | (x >> (bits - 1))) & ((1u32 << bits) - 1)
+    }
+}
+
+#[inline(always)]
+fn rotr32(x: u32, bits: u32) -> u32 {
+    if bits == 32 {
+        x.rotate_right(1)
+    } else {
+        (x >> 1) | ((x & 1) << (bits - 1))
+    }
+}
+
 /// Splits `data` into plane symbols, one vector per plane.
 fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u16>> {
     let n = data.len() / E::SIZE;
@@ -207,6 +225,19 @@ fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u
                 }
                 *a = ((r >> s0) & m0) as u16;
                 *b = (r & m1) as u16;
+            }
+        }
+        _ if E::SIZE <= 4 => {
+            // One vectorizable u32 pass per plane.
+            for (p, &(s, w)) in planes.iter_mut().zip(layout) {
+                let m = (1u32 << w) - 1;
+                for (o, c) in p.iter_mut().zip(data.chunks_exact(E::SIZE)) {
+                    let mut r = E::load(c) as u32;
+                    if rotate {
+                        r = rotl32(r, bits);
+                    }
+                    *o = ((r >> s) & m) as u16;
+                }
             }
         }
         _ => {
@@ -480,7 +511,9 @@ fn merge<E: Elem>(
     let bits = 8 * E::SIZE as u32;
     let cap = n.min(TILE_SYMBOLS);
     let mut bufs: Vec<Vec<u16>> = decs.iter().map(|_| vec![0u16; cap]).collect();
-    let mut acc = vec![0u64; if layout.len() == 2 { 0 } else { cap }];
+    let wide = layout.len() != 2;
+    let mut acc = vec![0u64; if wide && E::SIZE == 8 { cap } else { 0 }];
+    let mut acc32 = vec![0u32; if wide && E::SIZE <= 4 { cap } else { 0 }];
     for (t, out_tile) in out.chunks_mut(TILE_SYMBOLS * E::SIZE).enumerate() {
         let m = out_tile.len() / E::SIZE;
         let first = t * TILE_SYMBOLS;
@@ -506,6 +539,25 @@ fn merge<E: Elem>(
             {
                 let r = (u64::from(a) << s0) | (u64::from(b) << s1);
                 E::store(if pp.rotate { rotr(r, bits) } else { r }, c);
+            }
+            continue;
+        }
+        if E::SIZE <= 4 {
+            // u32 accumulators: twice the SIMD width of u64.
+            let acc = &mut acc32[..m];
+            acc.fill(0);
+            for (buf, &(s, _)) in bufs.iter().zip(layout) {
+                for (a, &v) in acc.iter_mut().zip(&buf[..m]) {
+                    *a |= u32::from(v) << s;
+                }
+            }
+            if pp.rotate {
+                for a in acc.iter_mut() {
+                    *a = rotr32(*a, bits);
+                }
+            }
+            for (c, &r) in out_tile.chunks_exact_mut(E::SIZE).zip(acc.iter()) {
+                E::store(u64::from(r), c);
             }
             continue;
         }

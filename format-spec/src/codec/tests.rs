@@ -846,7 +846,12 @@ fn fuzz_mutated_streams_never_panic() {
     let spec = planes(true, &[10, 6, 8, 8]);
     seeds.push((spec.clone(), 4, encode_chunk(&spec, 4, &f).unwrap(), 2000));
     let mut ok = 0;
-    for iter in 0..4000 {
+    // TIC_FUZZ_ITERS raises the count for a longer local run.
+    let iters: usize = std::env::var("TIC_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    for iter in 0..iters {
         let (spec, es, base, n) = &seeds[iter % seeds.len()];
         let mut s = base.clone();
         let edits = 1 + rng.below(4);
@@ -894,7 +899,7 @@ fn fuzz_mutated_streams_never_panic() {
         }
     }
     // Most mutations must be detected; a few (e.g. raw plane bits) are not.
-    assert!(ok < 2000, "{ok} mutated streams decoded");
+    assert!(ok < iters / 2, "{ok} mutated streams decoded");
 }
 
 // ---------------------------------------------------------------------------
