@@ -54,51 +54,86 @@ impl<'a> BitWriter<'a> {
     }
 }
 
+/// Calls `$f::<W>($args)` for the runtime width `$w` in 1..=16.
+macro_rules! by_width {
+    ($w:expr, $f:ident, $($args:expr),*) => {
+        match $w {
+            1 => $f::<1>($($args),*),
+            2 => $f::<2>($($args),*),
+            3 => $f::<3>($($args),*),
+            4 => $f::<4>($($args),*),
+            5 => $f::<5>($($args),*),
+            6 => $f::<6>($($args),*),
+            7 => $f::<7>($($args),*),
+            8 => $f::<8>($($args),*),
+            9 => $f::<9>($($args),*),
+            10 => $f::<10>($($args),*),
+            11 => $f::<11>($($args),*),
+            12 => $f::<12>($($args),*),
+            13 => $f::<13>($($args),*),
+            14 => $f::<14>($($args),*),
+            15 => $f::<15>($($args),*),
+            _ => $f::<16>($($args),*),
+        }
+    };
+}
+
 /// Packs `syms` as `w`-bit values LSB-first (`ceil(len * w / 8)` bytes).
+/// `w` must be in 1..=16.
 pub(crate) fn pack(syms: &[u16], w: u32, out: &mut Vec<u8>) {
-    match w {
-        8 => out.extend(syms.iter().map(|&s| s as u8)),
-        16 => {
-            for &s in syms {
-                out.extend_from_slice(&s.to_le_bytes());
-            }
+    by_width!(w, pack_w, syms, out)
+}
+
+/// Eight `W`-bit symbols are exactly `W` bytes.
+fn pack_w<const W: usize>(syms: &[u16], out: &mut Vec<u8>) {
+    out.reserve((syms.len() * W).div_ceil(8));
+    let mut groups = syms.chunks_exact(8);
+    for g in &mut groups {
+        let mut v = 0u128;
+        for (i, &s) in g.iter().enumerate() {
+            v |= u128::from(s) << (i * W);
         }
-        _ => {
-            let mut bw = BitWriter::new(out);
-            for &s in syms {
-                bw.put(u32::from(s), w);
-            }
-            bw.finish();
-        }
+        out.extend_from_slice(&v.to_le_bytes()[..W]);
+    }
+    let mut bw = BitWriter::new(out);
+    for &s in groups.remainder() {
+        bw.put(u32::from(s), W as u32);
+    }
+    bw.finish();
+}
+
+/// Unpacks `out.len()` symbols of `w` bits (1..=16) starting at symbol
+/// index `first` of a packed bit string. Reads zeros past the end of `data`.
+pub(crate) fn unpack(data: &[u8], w: u32, first: usize, out: &mut [u16]) {
+    if first.is_multiple_of(8) {
+        by_width!(w, unpack_w, data, first, out)
+    } else {
+        unpack_slow(data, w, first, out)
     }
 }
 
-/// Unpacks `out.len()` symbols of `w` bits starting at symbol index `first`
-/// of a packed bit string. Reads zeros past the end of `data`.
-pub(crate) fn unpack(data: &[u8], w: u32, first: usize, out: &mut [u16]) {
-    match w {
-        8 => {
-            if let Some(src) = data.get(first..first + out.len()) {
-                for (o, &b) in out.iter_mut().zip(src) {
-                    *o = u16::from(b);
-                }
-            }
+/// `first` is a multiple of 8, so symbol groups of 8 start on byte `first / 8 * W`.
+fn unpack_w<const W: usize>(data: &[u8], first: usize, out: &mut [u16]) {
+    let mask = (1u128 << W) - 1;
+    let src = data.get(first / 8 * W..).unwrap_or_default();
+    let k = (out.len() / 8).min(src.len() / W);
+    for (g, b) in out[..8 * k].chunks_exact_mut(8).zip(src.chunks_exact(W)) {
+        let mut a = [0u8; 16];
+        a[..W].copy_from_slice(b);
+        let v = u128::from_le_bytes(a);
+        for (i, o) in g.iter_mut().enumerate() {
+            *o = ((v >> (i * W)) & mask) as u16;
         }
-        16 => {
-            if let Some(src) = data.get(first * 2..(first + out.len()) * 2) {
-                for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
-                    *o = u16::from_le_bytes([b[0], b[1]]);
-                }
-            }
-        }
-        _ => {
-            let mask = (1u64 << w) - 1;
-            let mut bp = first * w as usize;
-            for o in out.iter_mut() {
-                *o = ((load_u64(data, bp >> 3) >> (bp & 7)) & mask) as u16;
-                bp += w as usize;
-            }
-        }
+    }
+    unpack_slow(data, W as u32, first + 8 * k, &mut out[8 * k..]);
+}
+
+fn unpack_slow(data: &[u8], w: u32, first: usize, out: &mut [u16]) {
+    let mask = (1u64 << w) - 1;
+    let mut bp = first * w as usize;
+    for o in out.iter_mut() {
+        *o = ((load_u64(data, bp >> 3) >> (bp & 7)) & mask) as u16;
+        bp += w as usize;
     }
 }
 
@@ -118,9 +153,16 @@ mod tests {
             let mut back = vec![0u16; syms.len()];
             unpack(&v, w, 0, &mut back);
             assert_eq!(back, syms);
-            let mut mid = vec![0u16; 100];
-            unpack(&v, w, 500, &mut mid);
-            assert_eq!(mid, &syms[500..600]);
+            for (at, k) in [(500, 100), (504, 100), (992, 8), (999, 1), (1000, 0)] {
+                let mut mid = vec![0u16; k];
+                unpack(&v, w, at, &mut mid);
+                assert_eq!(mid, &syms[at..at + k]);
+            }
+            // Past the end reads zeros.
+            let mut past = vec![7u16; 20];
+            unpack(&v, w, 992, &mut past);
+            assert_eq!(&past[..8], &syms[992..]);
+            assert!(past[8..].iter().all(|&x| x == 0));
         }
     }
 

@@ -2,7 +2,7 @@
 //! histograms of a bounded sample of chunks and picks the smallest.
 
 use super::huffman;
-use super::planes::{split_planes, PlanesParams};
+use super::planes::{histogram, split_planes, PlanesParams};
 use super::{CodecSpec, MAX_HUFFMAN_WIDTH};
 
 /// At most this many chunks (spread over the tensor) are sampled.
@@ -94,7 +94,7 @@ pub(crate) fn plane_cost(hist: &[u32], w: u32, n: usize) -> u64 {
     let body = if n > 0 && distinct == 1 {
         2
     } else if n > 0 && w <= MAX_HUFFMAN_WIDTH {
-        huffman::plan_code(hist, w, n).map_or(raw, |p| p.bytes.min(raw))
+        huffman::plan_code(hist, w, n, raw).map_or(raw, |p| p.bytes)
     } else {
         raw
     };
@@ -136,11 +136,7 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
             for (p, (shift, w)) in cand.layout().into_iter().enumerate() {
                 let hist = derived_hist(h, bits, shift, w).unwrap_or_else(|| {
                     let planes = split.get_or_insert_with(|| split_planes(cand, elem_size, chunk));
-                    let mut hist = vec![0u32; 1 << w];
-                    for &s in &planes[p] {
-                        hist[s as usize] += 1;
-                    }
-                    hist
+                    histogram(&planes[p], 1 << w)
                 });
                 *cost += plane_cost(&hist, w, m);
             }

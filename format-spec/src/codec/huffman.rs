@@ -1,11 +1,42 @@
 //! Mode 2 (`huffman`) plane sections: length-limited canonical Huffman code
 //! with an escape symbol, 32 interleaved lanes per 65536-symbol tile.
 
-use super::bits::{load_u64, BitWriter};
+use super::bits::load_u64;
 use super::{CodecError, TableFault, LANES, MAX_CODE_LEN, TABLE_SIZE, TILE_SYMBOLS};
 
 /// Bytes of one tile directory entry: u32 offset + 32 × u16 lane length.
 pub(crate) const DIR_ENTRY: usize = 4 + 2 * LANES;
+
+/// Lanes decoded in lockstep by the fast path.
+const GROUP: usize = 4;
+
+/// Decode table entry flags: the pattern is unassigned / the escape code.
+const INVALID: u32 = 1 << 31;
+const ESC_FLAG: u32 = 1 << 24;
+
+/// Decodes the symbol at the bottom of `word` and consumes it from `word`
+/// and `bp`. Unassigned patterns set [`INVALID`] in `bad` and consume nothing.
+#[inline(always)]
+fn fast_symbol(
+    table: &[u32; TABLE_SIZE],
+    word: &mut u64,
+    bp: &mut usize,
+    bad: &mut u32,
+    w: u32,
+    wmask: u64,
+) -> u16 {
+    let e = table[(*word & (TABLE_SIZE as u64 - 1)) as usize];
+    *bad |= e;
+    let adv = (e >> 16) & 0xff;
+    let s = if e & ESC_FLAG != 0 {
+        ((*word >> (adv - w)) & wmask) as u16
+    } else {
+        e as u16
+    };
+    *word >>= adv;
+    *bp += adv as usize;
+    s
+}
 
 /// Optimal code lengths limited to `limit` bits for `weights` (ascending, all
 /// nonzero, at most `2^limit` of them), by package-merge. Returns the length
@@ -149,8 +180,9 @@ pub(crate) fn fixed_overhead(n: usize) -> u64 {
 /// `hist` (`2^w` counts, `n` symbols in all). Tries an optimal length-limited
 /// code over all present symbols, and variants that escape the rarest
 /// symbols or trim rare symbols off the table's range; returns the smallest.
-/// `None` when `n == 0`.
-pub(crate) fn plan_code(hist: &[u32], w: u32, n: usize) -> Option<CodePlan> {
+/// `None` when `n == 0` or when no code can be smaller than `beat` bytes
+/// (checked first with the entropy bound, which no prefix code beats).
+pub(crate) fn plan_code(hist: &[u32], w: u32, n: usize, beat: u64) -> Option<CodePlan> {
     debug_assert_eq!(hist.len(), 1usize << w);
     let mut present: Vec<(u32, u16)> = hist
         .iter()
@@ -161,8 +193,16 @@ pub(crate) fn plan_code(hist: &[u32], w: u32, n: usize) -> Option<CodePlan> {
     if present.is_empty() {
         return None;
     }
-    present.sort_unstable();
     let fixed = fixed_overhead(n);
+    let total = n as f64;
+    let entropy_bits: f64 = present
+        .iter()
+        .map(|&(c, _)| f64::from(c) * (total / f64::from(c)).log2())
+        .sum();
+    if (entropy_bits / 8.0) * (1.0 - 1e-9) + (5 + fixed) as f64 >= beat as f64 {
+        return None;
+    }
+    present.sort_unstable();
     let mut best: Option<CodePlan> = None;
     let mut consider = |keep: &dyn Fn(u16, u32) -> bool| {
         if let Some(plan) = evaluate(w, &present, keep, fixed) {
@@ -172,11 +212,16 @@ pub(crate) fn plan_code(hist: &[u32], w: u32, n: usize) -> Option<CodePlan> {
         }
     };
     consider(&|_, _| true);
-    let max_count = present.last().map_or(0, |p| p.0);
+    let mut escaped = 0;
     for &t in &ESC_THRESHOLDS {
-        if t >= max_count {
+        let k = present.partition_point(|&(c, _)| c <= t);
+        if k == present.len() {
             break;
         }
+        if k == escaped {
+            continue;
+        }
+        escaped = k;
         // Escape every symbol with count <= t.
         consider(&|_, c| c > t);
         // Escape only rare symbols outside the range spanned by frequent ones.
@@ -184,7 +229,7 @@ pub(crate) fn plan_code(hist: &[u32], w: u32, n: usize) -> Option<CodePlan> {
         let hi = hist.iter().rposition(|&c| c > t).unwrap_or(0) as u16;
         consider(&|s, _| s >= lo && s <= hi);
     }
-    best
+    best.filter(|b| b.bytes < beat)
 }
 
 /// Builds and sizes the code that keeps the present symbols accepted by `keep`
@@ -278,23 +323,101 @@ pub(crate) fn encode_body(syms: &[u16], w: u32, plan: &CodePlan, out: &mut Vec<u
     let dir_at = out.len();
     out.resize(dir_at + tiles * DIR_ENTRY, 0);
     let area_at = out.len();
+    let mut scratch = Vec::new();
     for (t, tile) in syms.chunks(TILE_SYMBOLS).enumerate() {
         let offset = (out.len() - area_at) as u32;
         let d = dir_at + t * DIR_ENTRY;
         out[d..d + 4].copy_from_slice(&offset.to_le_bytes());
-        for j in 0..LANES {
-            let start = out.len();
-            let mut bw = BitWriter::new(out);
-            for &s in tile.iter().skip(j).step_by(LANES) {
-                let e = enc[s as usize];
-                bw.put(e & 0x00ff_ffff, e >> 24);
-            }
-            bw.finish();
-            let len = (out.len() - start) as u16;
+        let lens = encode_tile(tile, &enc, out, &mut scratch);
+        for (j, len) in lens.iter().enumerate() {
             let at = d + 4 + 2 * j;
             out[at..at + 2].copy_from_slice(&len.to_le_bytes());
         }
     }
+}
+
+/// Scratch bytes per lane: at most 2048 symbols of 22 bits, plus slack for
+/// the unconditional 8-byte stores of [`LaneWriter::put`].
+const LANE_CAP: usize = (TILE_SYMBOLS / LANES) * 22 / 8 + 16;
+
+/// LSB-first bit writer over a lane's scratch buffer.
+#[derive(Clone, Copy, Default)]
+struct LaneWriter {
+    acc: u64,
+    n: u32,
+    pos: usize,
+}
+
+impl LaneWriter {
+    /// Appends one `bits | len << 24` entry (len <= 22).
+    #[inline(always)]
+    fn put(&mut self, e: u32, buf: &mut [u8]) {
+        self.acc |= u64::from(e & 0x00ff_ffff) << self.n;
+        self.n += e >> 24;
+        // Store all 8 bytes, keep only the whole ones: n stays < 8 + 22.
+        if let Some(dst) = buf.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&self.acc.to_le_bytes());
+        }
+        let whole = self.n >> 3;
+        self.pos += whole as usize;
+        self.acc >>= 8 * whole;
+        self.n &= 7;
+    }
+
+    /// Flushes the partial byte; returns the lane length.
+    fn finish(mut self, buf: &mut [u8]) -> usize {
+        if self.n > 0 {
+            if let Some(b) = buf.get_mut(self.pos) {
+                *b = self.acc as u8;
+            }
+            self.pos += 1;
+        }
+        self.pos
+    }
+}
+
+/// Appends the 32 lanes of one tile; returns their byte lengths. Lanes are
+/// written four at a time in lockstep into scratch buffers (independent
+/// bit-writer chains), then copied out in lane order.
+fn encode_tile(
+    tile: &[u16],
+    enc: &[u32],
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> [u16; LANES] {
+    const G: usize = 4;
+    scratch.resize(LANES * LANE_CAP, 0);
+    let mut lens = [0u16; LANES];
+    let rows = tile.chunks_exact(LANES);
+    let tail = rows.remainder();
+    let code = |s: u16| enc.get(usize::from(s)).copied().unwrap_or(0);
+    for (g, group) in scratch.chunks_exact_mut(G * LANE_CAP).enumerate() {
+        let g = g * G;
+        let (b0, rest) = group.split_at_mut(LANE_CAP);
+        let (b1, rest) = rest.split_at_mut(LANE_CAP);
+        let (b2, b3) = rest.split_at_mut(LANE_CAP);
+        let mut wr = [LaneWriter::default(); G];
+        for row in rows.clone() {
+            if let Some(r) = row.get(g..g + G) {
+                wr[0].put(code(r[0]), b0);
+                wr[1].put(code(r[1]), b1);
+                wr[2].put(code(r[2]), b2);
+                wr[3].put(code(r[3]), b3);
+            }
+        }
+        let bufs: [&mut [u8]; G] = [b0, b1, b2, b3];
+        for (i, (w, buf)) in wr.into_iter().zip(bufs).enumerate() {
+            let mut w = w;
+            if let Some(&s) = tail.get(g + i) {
+                w.put(code(s), buf);
+            }
+            lens[g + i] = w.finish(buf) as u16;
+        }
+    }
+    for (lane, &len) in scratch.chunks_exact(LANE_CAP).zip(&lens) {
+        out.extend_from_slice(&lane[..usize::from(len)]);
+    }
+    lens
 }
 
 /// Number of symbols lane `j` carries in a tile of `m` symbols.
@@ -311,8 +434,10 @@ pub(crate) fn lane_count(m: usize, j: usize) -> usize {
 pub(crate) struct HuffDecoder<'a> {
     plane: usize,
     w: u32,
-    esc: u32,
-    /// `len << 16 | symbol` per 12-bit LSB-first peek; len 0 = unassigned.
+    wmask: u64,
+    /// Per 12-bit LSB-first peek: `escape << 24 | advance << 16 | symbol`;
+    /// unassigned patterns hold [`INVALID`] (advance 0). For the escape code, advance is its
+    /// length plus w and the symbol field holds its length.
     table: Box<[u32; TABLE_SIZE]>,
     dir: &'a [u8],
     lanes: &'a [u8],
@@ -396,13 +521,19 @@ impl<'a> HuffDecoder<'a> {
             });
         }
         let codes = canonical_codes(&lens);
-        let mut table = Box::new([0u32; TABLE_SIZE]);
+        let mut table = Box::new([INVALID; TABLE_SIZE]);
         for (s, (&l, &c)) in lens.iter().zip(&codes).enumerate() {
             if l == 0 {
                 continue;
             }
             let r = reverse(c, l) as usize;
-            let e = (u32::from(l) << 16) | s as u32;
+            // Escape entries: flag, advance = code length + w, symbol field
+            // = code length (the value follows the code).
+            let e = if s as u32 == alphabet {
+                ESC_FLAG | ((u32::from(l) + w) << 16) | u32::from(l)
+            } else {
+                (u32::from(l) << 16) | s as u32
+            };
             for k in 0..1usize << (MAX_CODE_LEN - u32::from(l)) {
                 table[r | (k << l)] = e;
             }
@@ -440,7 +571,7 @@ impl<'a> HuffDecoder<'a> {
         Ok(HuffDecoder {
             plane,
             w,
-            esc: alphabet,
+            wmask: u64::from(alphabet) - 1,
             table,
             dir,
             lanes,
@@ -448,17 +579,87 @@ impl<'a> HuffDecoder<'a> {
     }
 
     /// Decodes tile `t`, whose symbol count is `out.len()`, into `out`.
+    ///
+    /// Lanes are decoded [`GROUP`] at a time in lockstep (independent
+    /// dependency chains keep the CPU busy); a group whose fast decode sees
+    /// any problem is decoded again lane by lane to report the exact error.
     pub(crate) fn decode_tile(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
         let m = out.len();
         let e = &self.dir[t * DIR_ENTRY..(t + 1) * DIR_ENTRY];
-        let mut start = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
-        for j in 0..LANES {
-            let len = usize::from(u16::from_le_bytes([e[4 + 2 * j], e[5 + 2 * j]]));
-            let cnt = lane_count(m, j);
-            self.decode_lane(t, j, start, len, cnt, out)?;
-            start += len;
+        let mut starts = [0usize; LANES];
+        let mut lens = [0usize; LANES];
+        let mut at = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+        for (j, l) in e[4..].chunks_exact(2).enumerate() {
+            starts[j] = at;
+            lens[j] = usize::from(u16::from_le_bytes([l[0], l[1]]));
+            at += lens[j];
+        }
+        for g in (0..LANES).step_by(GROUP) {
+            if !self.decode_group(g, &starts, &lens, out) {
+                for j in g..g + GROUP {
+                    self.decode_lane(t, j, starts[j], lens[j], lane_count(m, j), out)?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Fast lockstep decode of lanes `g..g + GROUP`, two symbols per lane
+    /// per 8-byte load (2 × 22 bits fit in the 57 bits a load guarantees).
+    /// Returns false if anything is off; the caller then re-decodes the
+    /// lanes one by one to report the exact error.
+    #[inline]
+    fn decode_group(
+        &self,
+        g: usize,
+        starts: &[usize; LANES],
+        lens: &[usize; LANES],
+        out: &mut [u16],
+    ) -> bool {
+        if g + GROUP > LANES {
+            return false;
+        }
+        let table: &[u32; TABLE_SIZE] = &self.table;
+        let lanes = self.lanes;
+        let w = self.w;
+        let wmask = self.wmask;
+        let mut bad = 0u32;
+        let mut bp = [0usize; GROUP];
+        for i in 0..GROUP {
+            bp[i] = starts[g + i] * 8;
+        }
+        let mut pairs = out.chunks_exact_mut(2 * LANES);
+        for pair in &mut pairs {
+            let (r0, r1) = pair.split_at_mut(LANES);
+            for i in 0..GROUP {
+                let mut word = load_u64(lanes, bp[i] >> 3) >> (bp[i] & 7);
+                r0[g + i] = fast_symbol(table, &mut word, &mut bp[i], &mut bad, w, wmask);
+                r1[g + i] = fast_symbol(table, &mut word, &mut bp[i], &mut bad, w, wmask);
+            }
+        }
+        let rest = pairs.into_remainder();
+        for (i, bp) in bp.iter_mut().enumerate() {
+            let mut p = g + i;
+            while p < rest.len() {
+                let mut word = load_u64(lanes, *bp >> 3) >> (*bp & 7);
+                rest[p] = fast_symbol(table, &mut word, bp, &mut bad, w, wmask);
+                p += LANES;
+            }
+        }
+        if bad & INVALID != 0 {
+            return false;
+        }
+        for i in 0..GROUP {
+            let (start, len) = (starts[g + i], lens[g + i]);
+            let end = (start + len) * 8;
+            if bp[i] > end || (bp[i] - start * 8).div_ceil(8) != len {
+                return false;
+            }
+            if bp[i] < end && (load_u64(lanes, bp[i] >> 3) & 0xff) >> (bp[i] & 7) != 0 {
+                return false;
+            }
+        }
+        true
     }
 
     #[inline]
@@ -475,7 +676,6 @@ impl<'a> HuffDecoder<'a> {
         let table = &*self.table;
         let w = self.w as usize;
         let wmask = (1u64 << w) - 1;
-        let esc = self.esc;
         let begin = start * 8;
         let end = (start + len) * 8;
         let mut bp = begin;
@@ -498,16 +698,15 @@ impl<'a> HuffDecoder<'a> {
             for slot in lane_out.iter_mut().step_by(LANES).take(cnt) {
                 let word = load_u64(lanes, bp >> 3) >> (bp & 7);
                 let e = table[(word & (TABLE_SIZE as u64 - 1)) as usize];
-                let l = (e >> 16) as usize;
-                if l == 0 {
+                let adv = ((e >> 16) & 0xff) as usize;
+                if adv == 0 {
                     return Err(err(bp));
                 }
                 let mut s = e & 0xffff;
-                bp += l;
-                if s == esc {
-                    s = ((word >> l) & wmask) as u32;
-                    bp += w;
+                if e & ESC_FLAG != 0 {
+                    s = ((word >> s) & wmask) as u32;
                 }
+                bp += adv;
                 *slot = s as u16;
             }
         }

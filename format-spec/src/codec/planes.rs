@@ -187,13 +187,34 @@ fn rotr(x: u64, bits: u32) -> u64 {
     }
 }
 
+#[inline(always)]
+fn rotl32(x: u32, bits: u32) -> u32 {
+    if bits == 32 {
+        x.rotate_left(1)
+    } else {
+        ((x << 1) | (x >> (bits - 1))) & ((1u32 << bits) - 1)
+    }
+}
+
+#[inline(always)]
+fn rotr32(x: u32, bits: u32) -> u32 {
+    if bits == 32 {
+        x.rotate_right(1)
+    } else {
+        (x >> 1) | ((x & 1) << (bits - 1))
+    }
+}
+
 /// Splits `data` into plane symbols, one vector per plane.
 fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u16>> {
     let n = data.len() / E::SIZE;
     let bits = 8 * E::SIZE as u32;
     let mut planes: Vec<Vec<u16>> = layout.iter().map(|_| vec![0u16; n]).collect();
     match (layout, planes.as_mut_slice()) {
-        // Fast path for the common 2-plane 16-bit layouts.
+        (&[(s0, _), (_, w1)], [p0, p1]) if E::SIZE == 2 => {
+            split2_u16(data, rotate, s0, ((1u32 << w1) - 1) as u16, p0, p1);
+        }
+        // Other 2-plane layouts.
         (&[(s0, w0), (_, w1)], [p0, p1]) => {
             let m0 = (1u64 << w0) - 1;
             let m1 = (1u64 << w1) - 1;
@@ -204,6 +225,19 @@ fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u
                 }
                 *a = ((r >> s0) & m0) as u16;
                 *b = (r & m1) as u16;
+            }
+        }
+        _ if E::SIZE <= 4 => {
+            // One vectorizable u32 pass per plane.
+            for (p, &(s, w)) in planes.iter_mut().zip(layout) {
+                let m = (1u32 << w) - 1;
+                for (o, c) in p.iter_mut().zip(data.chunks_exact(E::SIZE)) {
+                    let mut r = E::load(c) as u32;
+                    if rotate {
+                        r = rotl32(r, bits);
+                    }
+                    *o = ((r >> s) & m) as u16;
+                }
             }
         }
         _ => {
@@ -219,6 +253,33 @@ fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u
         }
     }
     planes
+}
+
+/// `x = rotr16((a << s0) | b, 1)` (rotation optional), stored little-endian.
+fn merge2_u16(a: &[u16], b: &[u16], s0: u32, rotate: bool, out: &mut [u8]) {
+    let pairs = out.chunks_exact_mut(2).zip(a.iter().zip(b));
+    if rotate {
+        for (c, (&x, &y)) in pairs {
+            let r = (x << s0) | y;
+            c.copy_from_slice(&r.rotate_right(1).to_le_bytes());
+        }
+    } else {
+        for (c, (&x, &y)) in pairs {
+            c.copy_from_slice(&((x << s0) | y).to_le_bytes());
+        }
+    }
+}
+
+/// Two planes of a 16-bit element in 16-bit arithmetic (vectorizes).
+fn split2_u16(data: &[u8], rotate: bool, s0: u32, m1: u16, p0: &mut [u16], p1: &mut [u16]) {
+    for ((c, a), b) in data.chunks_exact(2).zip(p0).zip(p1) {
+        let mut r = u16::from_le_bytes([c[0], c[1]]);
+        if rotate {
+            r = r.rotate_left(1);
+        }
+        *a = r >> s0;
+        *b = r & m1;
+    }
 }
 
 /// Splits a chunk into plane symbols (used by the encoder and the chooser).
@@ -258,20 +319,16 @@ fn encode_plane(syms: &[u16], w: u32, out: &mut Vec<u8>) -> Result<(), CodecErro
         out.extend_from_slice(&syms[0].to_le_bytes());
     } else {
         let mut done = false;
-        if n > 0 && w <= MAX_HUFFMAN_WIDTH {
-            let mut hist = vec![0u32; 1 << w];
-            for &s in syms {
-                hist[s as usize] += 1;
-            }
-            if let Some(plan) = huffman::plan_code(&hist, w, n) {
-                if plan.bytes < raw_len as u64 {
-                    out.push(MODE_HUFFMAN);
-                    huffman::encode_body(syms, w, &plan, out);
-                    if out.len() - body_at < raw_len {
-                        done = true;
-                    } else {
-                        out.truncate(at + 4);
-                    }
+        if n > 0 && w <= MAX_HUFFMAN_WIDTH && !surely_incompressible(syms, w, raw_len) {
+            let hist = histogram(syms, 1 << w);
+            if let Some(plan) = huffman::plan_code(&hist, w, n, raw_len as u64) {
+                out.push(MODE_HUFFMAN);
+                huffman::encode_body(syms, w, &plan, out);
+                // The plan's padding is an estimate: keep raw if it was off.
+                if out.len() - body_at < raw_len {
+                    done = true;
+                } else {
+                    out.truncate(at + 4);
                 }
             }
         }
@@ -286,6 +343,53 @@ fn encode_plane(syms: &[u16], w: u32, out: &mut Vec<u8>) -> Result<(), CodecErro
     })?;
     out[at..at + 4].copy_from_slice(&section.to_le_bytes());
     Ok(())
+}
+
+/// Cheap pre-check on a 1-in-16 sample: true when even the sample's
+/// empirical entropy (which tends to underestimate the plane's) plus the
+/// fixed Huffman overhead does not beat the raw size, so the full histogram
+/// and code construction can be skipped (near-uniform mantissa planes).
+fn surely_incompressible(syms: &[u16], w: u32, raw_len: usize) -> bool {
+    const STEP: usize = 16;
+    if syms.len() < 64 * STEP {
+        return false;
+    }
+    let sample: Vec<u16> = syms.iter().step_by(STEP).copied().collect();
+    let hist = histogram(&sample, 1 << w);
+    let m = sample.len() as f64;
+    let bits_per_symbol: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| f64::from(c) / m * (m / f64::from(c)).log2())
+        .sum();
+    let estimate =
+        bits_per_symbol * syms.len() as f64 / 8.0 + huffman::fixed_overhead(syms.len()) as f64;
+    estimate >= raw_len as f64
+}
+
+/// Histogram of `syms` (all `< bins`). Four interleaved tables break the
+/// store-to-load dependency between repeated hits on the same bin, which
+/// dominates on skewed planes such as exponents.
+pub(crate) fn histogram(syms: &[u16], bins: usize) -> Vec<u32> {
+    let mut h = vec![0u32; 4 * bins];
+    let (h0, rest) = h.split_at_mut(bins);
+    let (h1, rest) = rest.split_at_mut(bins);
+    let (h2, h3) = rest.split_at_mut(bins);
+    let mut quads = syms.chunks_exact(4);
+    for q in &mut quads {
+        h0[q[0] as usize] += 1;
+        h1[q[1] as usize] += 1;
+        h2[q[2] as usize] += 1;
+        h3[q[3] as usize] += 1;
+    }
+    for &s in quads.remainder() {
+        h0[s as usize] += 1;
+    }
+    for ((a, b), (c, d)) in h0.iter_mut().zip(h1.iter()).zip(h2.iter().zip(h3.iter())) {
+        *a += b + c + d;
+    }
+    h.truncate(bins);
+    h
 }
 
 /// A parsed plane section.
@@ -407,7 +511,9 @@ fn merge<E: Elem>(
     let bits = 8 * E::SIZE as u32;
     let cap = n.min(TILE_SYMBOLS);
     let mut bufs: Vec<Vec<u16>> = decs.iter().map(|_| vec![0u16; cap]).collect();
-    let mut acc = vec![0u64; cap];
+    let wide = layout.len() != 2;
+    let mut acc = vec![0u64; if wide && E::SIZE == 8 { cap } else { 0 }];
+    let mut acc32 = vec![0u32; if wide && E::SIZE <= 4 { cap } else { 0 }];
     for (t, out_tile) in out.chunks_mut(TILE_SYMBOLS * E::SIZE).enumerate() {
         let m = out_tile.len() / E::SIZE;
         let first = t * TILE_SYMBOLS;
@@ -418,6 +524,42 @@ fn merge<E: Elem>(
                 PlaneDec::Const(v) => buf.fill(*v),
                 PlaneDec::Huff(h) => h.decode_tile(t, buf)?,
             }
+        }
+        if let ([(s0, _), _], 2) = (layout, E::SIZE) {
+            // BF16/F16 with two planes: 16-bit arithmetic vectorizes well.
+            merge2_u16(&bufs[0][..m], &bufs[1][..m], *s0, pp.rotate, out_tile);
+            continue;
+        }
+        if let [(s0, _), (s1, _)] = layout {
+            // Other 2-plane layouts: no accumulator pass.
+            for ((c, &a), &b) in out_tile
+                .chunks_exact_mut(E::SIZE)
+                .zip(&bufs[0][..m])
+                .zip(&bufs[1][..m])
+            {
+                let r = (u64::from(a) << s0) | (u64::from(b) << s1);
+                E::store(if pp.rotate { rotr(r, bits) } else { r }, c);
+            }
+            continue;
+        }
+        if E::SIZE <= 4 {
+            // u32 accumulators: twice the SIMD width of u64.
+            let acc = &mut acc32[..m];
+            acc.fill(0);
+            for (buf, &(s, _)) in bufs.iter().zip(layout) {
+                for (a, &v) in acc.iter_mut().zip(&buf[..m]) {
+                    *a |= u32::from(v) << s;
+                }
+            }
+            if pp.rotate {
+                for a in acc.iter_mut() {
+                    *a = rotr32(*a, bits);
+                }
+            }
+            for (c, &r) in out_tile.chunks_exact_mut(E::SIZE).zip(acc.iter()) {
+                E::store(u64::from(r), c);
+            }
+            continue;
         }
         let acc = &mut acc[..m];
         acc.fill(0);
