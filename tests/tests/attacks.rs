@@ -156,6 +156,12 @@ fn every_single_byte_change_is_rejected() {
         original.len()
     );
     verify(&path, &vk).expect("the untouched artifact verifies");
+    println!(
+        "artifact: {} bytes, {} chunks, header {} bytes",
+        original.len(),
+        h.chunks.len(),
+        parts.header.len()
+    );
 
     // At every offset: each of the 8 one-bit changes, all bits inverted,
     // and one more pseudo-random value.
