@@ -655,3 +655,31 @@ fn verify_needs_no_identity_and_reports_recipients() {
     assert_eq!(err.kind(), ErrorKind::Usage);
     assert!(err.to_string().contains("--identity"), "{err}");
 }
+
+#[test]
+fn external_signature_on_an_encrypted_artifact_keeps_its_recipients() {
+    use ed25519_dalek::Signer;
+    let dir = tempdir().unwrap();
+    let key = signing_key();
+    let vk = key.verifying_key();
+    let model = enc_model(&dir.path().join("model"), 28);
+    let want = sha256_tree(&model);
+    let unsigned = dir.path().join("unsigned.tic");
+    let (id, r) = age_pair();
+    compile(&model, &unsigned, None, vec![r]);
+    let err = verify(&unsigned, &vk).err().unwrap();
+    assert!(matches!(&err, RuntimeError::Unsigned { .. }), "{err:?}");
+
+    let m = tic_compiler::signing_message(&unsigned).unwrap();
+    let signed = dir.path().join("signed.tic");
+    tic_compiler::attach_signature(&unsigned, &key.sign(&m).to_bytes(), &vk, &signed, false)
+        .unwrap();
+    verify(&signed, &vk).unwrap();
+    let (a, b) = (Parts::read(&unsigned), Parts::read(&signed));
+    assert_eq!(
+        (&a.header, &a.recipients, &a.payload),
+        (&b.header, &b.recipients, &b.payload)
+    );
+    assert!(a.signature.is_empty() && b.signature.len() == 98);
+    assert_eq!(extract_tree(&signed, Some(&key), vec![id]).unwrap(), want);
+}
