@@ -16,7 +16,7 @@ use tic_tests::*;
 fn check_rejection(
     err: &RuntimeError,
     parts: &Parts,
-    h: &tic_format::Header,
+    h: &Header,
     owners: &[usize],
     off: usize,
 ) -> Result<(), String> {
