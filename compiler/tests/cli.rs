@@ -1,0 +1,703 @@
+//! The `tic` command line as a user and a pipeline see it: exit codes
+//! (0 verified or done, 1 verification failed, 2 usage or I/O, 3 internal),
+//! `verify --json`, `keygen` and OpenSSL interoperability, and error
+//! messages about key files that name the file and say what to do.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn tic(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tic"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .env_remove("TIC_LOG")
+        .output()
+        .expect("run tic")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited, not killed")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it differs.
+#[track_caller]
+fn expect_code(o: &Output, want: i32) {
+    assert_eq!(
+        code(o),
+        want,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A tiny safetensors file: two tensors (F32 [2,3], BF16 [4]).
+fn safetensors(seed: u8) -> Vec<u8> {
+    let a: Vec<u8> = (0..24u8)
+        .map(|i| i.wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let b: Vec<u8> = (0..8u8).map(|i| i.wrapping_mul(17) ^ seed).collect();
+    let mut json = String::from(
+        r#"{"a.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b.bias":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]}}"#,
+    );
+    while json.len() % 8 != 0 {
+        json.push(' ');
+    }
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(&a);
+    out.extend_from_slice(&b);
+    out
+}
+
+/// A model directory: a config and one safetensors file.
+fn model(dir: &Path, seed: u8) -> PathBuf {
+    let m = dir.join(format!("model{seed}"));
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("config.json"), br#"{"hidden_size":3}"#).unwrap();
+    std::fs::write(m.join("model.safetensors"), safetensors(seed)).unwrap();
+    m
+}
+
+/// `tic keygen -o DIR/NAME`; returns (NAME.key, NAME.pub).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let prefix = dir.join(name);
+    let o = tic(&[&"keygen", &"-o", &prefix]);
+    expect_code(&o, 0);
+    (prefix.with_extension("key"), prefix.with_extension("pub"))
+}
+
+fn compile_signed(dir: &Path, model: &Path, key: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let o = tic(&[&"compile", &model, &"-o", &out, &"--sign", &key, &"-q"]);
+    expect_code(&o, 0);
+    out
+}
+
+fn fingerprint(pub_path: &Path) -> String {
+    tic_format::sign::fingerprint(&tic_runtime::read_public_key(pub_path).unwrap())
+}
+
+/// Flips a bit in the last byte of the file: inside the payload's last chunk.
+fn tamper_last_byte(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    let n = b.len();
+    b[n - 1] ^= 0x20;
+    std::fs::write(path, b).unwrap();
+}
+
+/// OpenSSL's version (major, minor, patch) when `openssl` is on PATH and
+/// is OpenSSL (not LibreSSL).
+fn openssl_version() -> Option<(u32, u32, u32)> {
+    let o = Command::new("openssl").arg("version").output().ok()?;
+    let text = String::from_utf8(o.stdout).ok()?;
+    let v = text.strip_prefix("OpenSSL ")?.split_whitespace().next()?;
+    let mut it = v.split('.').map(|p| {
+        p.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<u32>()
+            .ok()
+    });
+    Some((it.next()??, it.next()??, it.next()??))
+}
+
+/// Says on the real stderr (not captured by the test harness) that part
+/// of a test did not run, and why.
+fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
+#[test]
+fn verify_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 1);
+    let (key, pubk) = keygen(d, "signer");
+    let (_, other_pub) = keygen(d, "other");
+    let signed = compile_signed(d, &m, &key, "signed.tic");
+
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &pubk]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("verified"), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&fingerprint(&pubk)), "{}", stdout(&o));
+
+    // A directory of trusted keys works like the key itself.
+    let keys = d.join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::copy(&other_pub, keys.join("other.pub")).unwrap();
+    std::fs::copy(&pubk, keys.join("signer.pub")).unwrap();
+    expect_code(&tic(&[&"verify", &signed, &"--trusted-key", &keys]), 0);
+
+    // Untrusted signer.
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &other_pub]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("not among the trusted keys"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Unsigned, without and with --allow-unsigned.
+    let unsigned = d.join("unsigned.tic");
+    expect_code(&tic(&[&"compile", &m, &"-o", &unsigned, &"--unsigned"]), 0);
+    let o = tic(&[&"verify", &unsigned, &"--trusted-key", &pubk]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("--allow-unsigned"), "{}", stderr(&o));
+    expect_code(&tic(&[&"verify", &unsigned, &"--allow-unsigned"]), 0);
+
+    // Tampered.
+    let tampered = d.join("tampered.tic");
+    std::fs::copy(&signed, &tampered).unwrap();
+    tamper_last_byte(&tampered);
+    let o = tic(&[&"verify", &tampered, &"--trusted-key", &pubk]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("SHA-256"), "{}", stderr(&o));
+    // Restoring it fails the same way and writes nothing.
+    let out = d.join("restored");
+    let o = tic(&[
+        &"decompress",
+        &tampered,
+        &"-o",
+        &out,
+        &"--trusted-key",
+        &pubk,
+    ]);
+    expect_code(&o, 1);
+    assert!(!out.exists());
+    // The intact one restores byte for byte.
+    expect_code(
+        &tic(&[&"decompress", &signed, &"-o", &out, &"--trusted-key", &pubk]),
+        0,
+    );
+    for f in ["config.json", "model.safetensors"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(m.join(f)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 2);
+    let (key, pubk) = keygen(d, "k");
+    let signed = compile_signed(d, &m, &key, "a.tic");
+    let before = std::fs::read(&signed).unwrap();
+
+    // Missing files.
+    let missing = d.join("missing.tic");
+    let o = tic(&[&"verify", &missing, &"--trusted-key", &pubk]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("missing.tic"), "{}", stderr(&o));
+    expect_code(
+        &tic(&[&"verify", &signed, &"--trusted-key", &d.join("nokey.pub")]),
+        2,
+    );
+    expect_code(
+        &tic(&[
+            &"compile",
+            &d.join("nomodel"),
+            &"-o",
+            &d.join("x.tic"),
+            &"--unsigned",
+        ]),
+        2,
+    );
+    assert!(!d.join("x.tic").exists());
+
+    // Bad arguments.
+    expect_code(&tic(&[&"verify", &signed, &"--no-such-flag"]), 2);
+    expect_code(&tic(&[&"verify"]), 2);
+    expect_code(&tic(&[&"frobnicate"]), 2);
+    expect_code(
+        &tic(&[
+            &"compile",
+            &m,
+            &"-o",
+            &d.join("y.tic"),
+            &"--sign",
+            &key,
+            &"--unsigned",
+        ]),
+        2,
+    );
+    expect_code(
+        &tic(&[
+            &"compile",
+            &m,
+            &"-o",
+            &d.join("y.tic"),
+            &"--unsigned",
+            &"--chunk-size",
+            &"0",
+        ]),
+        2,
+    );
+
+    // A signed artifact but no trusted key given: told how to pass one.
+    let o = tic(&[&"verify", &signed]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("--trusted-key"), "{}", stderr(&o));
+
+    // Existing outputs are not replaced without --force.
+    let o = tic(&[&"compile", &m, &"-o", &signed, &"--unsigned"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&signed).unwrap(), before, "output untouched");
+    expect_code(
+        &tic(&[&"compile", &m, &"-o", &signed, &"--sign", &key, &"--force"]),
+        0,
+    );
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), b"mine").unwrap();
+    let o = tic(&[&"decompress", &signed, &"-o", &out, &"--trusted-key", &pubk]);
+    expect_code(&o, 2);
+    assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"mine");
+    let o = tic(&[&"keygen", &"-o", &d.join("k")]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(tic_runtime::read_public_key(&pubk).unwrap(), {
+        let pem = std::fs::read_to_string(&key).unwrap();
+        tic_format::sign::parse_private_key_pem(&pem)
+            .unwrap()
+            .verifying_key()
+    });
+}
+
+#[test]
+fn verify_json_reports_success_and_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 3);
+    let (key, pubk) = keygen(d, "k");
+    let signed = compile_signed(d, &m, &key, "a.tic");
+
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &pubk, &"--json"]);
+    expect_code(&o, 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("verify --json prints JSON");
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["signature"]["status"], "verified");
+    assert_eq!(v["signature"]["signer"], fingerprint(&pubk));
+    assert_eq!(v["encryption"]["recipients"], 0);
+    assert_eq!(v["encryption"]["encrypted"], false);
+    assert_eq!(v["lossless"], true);
+    assert_eq!(v["files"], 2);
+    assert_eq!(v["tensors"], 2);
+
+    // Encrypted to an age recipient and a symmetric key: verified without
+    // any identity, with the recipient count.
+    let id = age::x25519::Identity::generate();
+    let sym = d.join("sym.key");
+    std::fs::write(
+        &sym,
+        [7u8; 32]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let enc = d.join("enc.tic");
+    let recipient = id.to_public().to_string();
+    let o = tic(&[
+        &"compile",
+        &m,
+        &"-o",
+        &enc,
+        &"--sign",
+        &key,
+        &"--encrypt-to",
+        &recipient,
+        &"--encrypt-key",
+        &sym,
+    ]);
+    expect_code(&o, 0);
+    let o = tic(&[&"verify", &enc, &"--trusted-key", &pubk, &"--json"]);
+    expect_code(&o, 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["encryption"]["encrypted"], true);
+    assert_eq!(v["encryption"]["recipients"], 2);
+    assert_eq!(v["encryption"]["labels"][0], recipient.as_str());
+
+    // Failure: tampered.
+    tamper_last_byte(&signed);
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &pubk, &"--json"]);
+    expect_code(&o, 1);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON on failure too");
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["exit_code"], 1);
+    let err = v["error"].as_str().expect("an error string");
+    assert!(err.contains("chunk") && err.contains("SHA-256"), "{err}");
+
+    // Failure: a missing file is a usage/I-O failure, in the JSON too.
+    let o = tic(&[
+        &"verify",
+        &d.join("missing.tic"),
+        &"--trusted-key",
+        &pubk,
+        &"--json",
+    ]);
+    expect_code(&o, 2);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["exit_code"], 2);
+    assert!(v["error"].as_str().unwrap().contains("missing.tic"));
+}
+
+#[test]
+fn require_lossless_passes_on_a_lossless_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 4);
+    let (key, pubk) = keygen(d, "k");
+    let signed = compile_signed(d, &m, &key, "a.tic");
+    let o = tic(&[
+        &"verify",
+        &signed,
+        &"--trusted-key",
+        &pubk,
+        &"--require-lossless",
+    ]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("lossless"), "{}", stdout(&o));
+    let o = tic(&[
+        &"verify",
+        &signed,
+        &"--trusted-key",
+        &pubk,
+        &"--require-lossless",
+        &"--json",
+    ]);
+    expect_code(&o, 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (v["verified"].clone(), v["lossless"].clone()),
+        (Value::Bool(true), Value::Bool(true))
+    );
+}
+
+#[test]
+fn encrypted_round_trip_and_identity_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 5);
+    let (key, pubk) = keygen(d, "k");
+    let id = age::x25519::Identity::generate();
+    let id_file = d.join("id.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(
+            &id_file,
+            format!("# test identity\n{}\n", id.to_string().expose_secret()),
+        )
+        .unwrap();
+    }
+    let enc = d.join("enc.tic");
+    let recipient = id.to_public().to_string();
+    expect_code(
+        &tic(&[
+            &"compile",
+            &m,
+            &"-o",
+            &enc,
+            &"--sign",
+            &key,
+            &"--encrypt-to",
+            &recipient,
+        ]),
+        0,
+    );
+
+    let out = d.join("out");
+    let o = tic(&[
+        &"decompress",
+        &enc,
+        &"-o",
+        &out,
+        &"--trusted-key",
+        &pubk,
+        &"--identity",
+        &id_file,
+    ]);
+    expect_code(&o, 0);
+    for f in ["config.json", "model.safetensors"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(m.join(f)).unwrap()
+        );
+    }
+    // No identity: told to pass one (usage).
+    let out2 = d.join("out2");
+    let o = tic(&[&"decompress", &enc, &"-o", &out2, &"--trusted-key", &pubk]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("--identity"), "{}", stderr(&o));
+    // Someone else's identity: cannot decrypt (verification failure).
+    let other = d.join("other.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        let o = age::x25519::Identity::generate();
+        std::fs::write(&other, format!("{}\n", o.to_string().expose_secret())).unwrap();
+    }
+    let o = tic(&[
+        &"decompress",
+        &enc,
+        &"-o",
+        &out2,
+        &"--trusted-key",
+        &pubk,
+        &"--identity",
+        &other,
+    ]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("1 recipient(s)"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("AGE-SECRET-KEY-1"), "no secret echoed");
+    assert!(!out2.exists());
+}
+
+#[test]
+fn keygen_writes_a_0600_pkcs8_key_and_its_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, pubk) = keygen(d, "release");
+    assert_eq!(key.file_name().unwrap(), "release.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "private key mode {mode:o}");
+    let priv_pem = std::fs::read_to_string(&key).unwrap();
+    let pub_pem = std::fs::read_to_string(&pubk).unwrap();
+    assert!(
+        priv_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+        "{priv_pem}"
+    );
+    assert!(
+        pub_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+        "{pub_pem}"
+    );
+    let sk = tic_format::sign::parse_private_key_pem(&priv_pem).unwrap();
+    assert_eq!(
+        tic_format::sign::parse_public_key_pem(&pub_pem).unwrap(),
+        sk.verifying_key()
+    );
+    // Two keygens make two different keys.
+    let (key2, _) = keygen(d, "release2");
+    assert_ne!(std::fs::read(&key).unwrap(), std::fs::read(&key2).unwrap());
+
+    // Ed25519 in OpenSSL: 1.1.1 and later.
+    if !matches!(openssl_version(), Some(v) if v >= (1, 1, 1)) {
+        skip(
+            "keygen_writes_a_0600_pkcs8_key_and_its_public_key",
+            "no OpenSSL >= 1.1.1 on PATH; the OpenSSL cross-check of the key did not run",
+        );
+        return;
+    }
+    let o = Command::new("openssl")
+        .args(["pkey", "-in"])
+        .arg(&key)
+        .arg("-pubout")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl reads tic's key: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), pub_pem);
+}
+
+#[test]
+fn openssl_keys_sign_artifacts_that_verify() {
+    // `pkeyutl -rawin` (pure Ed25519 over a file): OpenSSL 3.0 and later.
+    if !matches!(openssl_version(), Some(v) if v >= (3, 0, 0)) {
+        skip(
+            "openssl_keys_sign_artifacts_that_verify",
+            "no OpenSSL >= 3.0 on PATH; signing with OpenSSL keys was not tested",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 6);
+    let key = d.join("ossl.pem");
+    let pubk = d.join("ossl.pub");
+    let run = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let o = Command::new("openssl")
+            .args(args.iter().map(|a| a.as_ref()))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[&"genpkey", &"-algorithm", &"ed25519", &"-out", &key]);
+    run(&[&"pkey", &"-in", &key, &"-pubout", &"-out", &pubk]);
+    let signed = compile_signed(d, &m, &key, "signed.tic");
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &pubk]);
+    expect_code(&o, 0);
+
+    // Signed outside tic, by OpenSSL, over the message tic prints: the same
+    // bytes as `compile --sign`.
+    let unsigned = d.join("unsigned.tic");
+    expect_code(&tic(&[&"compile", &m, &"-o", &unsigned, &"--unsigned"]), 0);
+    let msg = d.join("msg.bin");
+    expect_code(&tic(&[&"signing-message", &unsigned, &"-o", &msg]), 0);
+    assert_eq!(std::fs::metadata(&msg).unwrap().len(), 62);
+    let o = tic(&[&"signing-message", &unsigned]);
+    expect_code(&o, 0);
+    assert_eq!(
+        stdout(&o).trim(),
+        tic_format::hex(&std::fs::read(&msg).unwrap())
+    );
+    let sig = d.join("sig.bin");
+    run(&[
+        &"pkeyutl", &"-sign", &"-inkey", &key, &"-rawin", &"-in", &msg, &"-out", &sig,
+    ]);
+    let attached = d.join("attached.tic");
+    let o = tic(&[
+        &"attach-signature",
+        &unsigned,
+        &"--signature",
+        &sig,
+        &"--public-key",
+        &pubk,
+        &"-o",
+        &attached,
+    ]);
+    expect_code(&o, 0);
+    assert_eq!(
+        std::fs::read(&attached).unwrap(),
+        std::fs::read(&signed).unwrap()
+    );
+
+    // A signature by another key is refused (verification failure).
+    let other = d.join("other.pem");
+    run(&[&"genpkey", &"-algorithm", &"ed25519", &"-out", &other]);
+    run(&[
+        &"pkeyutl", &"-sign", &"-inkey", &other, &"-rawin", &"-in", &msg, &"-out", &sig,
+    ]);
+    let refused = d.join("refused.tic");
+    let o = tic(&[
+        &"attach-signature",
+        &unsigned,
+        &"--signature",
+        &sig,
+        &"--public-key",
+        &pubk,
+        &"-o",
+        &refused,
+    ]);
+    expect_code(&o, 1);
+    assert!(!refused.exists());
+}
+
+const X25519_SPKI: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VuAyEACBwjMoxEOgz61qJf0YzVE5KCG9KHfSWx12on+eo85zc=
+-----END PUBLIC KEY-----
+";
+
+#[test]
+fn key_file_errors_name_the_file_and_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 7);
+    let (key, pubk) = keygen(d, "k");
+    let signed = compile_signed(d, &m, &key, "a.tic");
+    let check = |o: &Output, want_code: i32, file: &Path, hints: &[&str]| {
+        expect_code(o, want_code);
+        let e = stderr(o);
+        assert!(
+            e.contains(file.to_str().unwrap()),
+            "names {}: {e}",
+            file.display()
+        );
+        for h in hints {
+            assert!(e.contains(h), "says {h:?}: {e}");
+        }
+    };
+
+    // A public key where the signing key goes.
+    let o = tic(&[&"compile", &m, &"-o", &d.join("x.tic"), &"--sign", &pubk]);
+    check(&o, 2, &pubk, &["private key", "tic keygen"]);
+    // A missing signing key.
+    let nokey = d.join("nokey.key");
+    let o = tic(&[&"compile", &m, &"-o", &d.join("x.tic"), &"--sign", &nokey]);
+    check(&o, 2, &nokey, &[]);
+    assert!(!d.join("x.tic").exists());
+
+    // An X25519 key, and a private key, given as the trusted key.
+    let x = d.join("x25519.pub");
+    std::fs::write(&x, X25519_SPKI).unwrap();
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &x]);
+    check(&o, 2, &x, &["Ed25519", "openssl pkey", "tic keygen"]);
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &key]);
+    check(&o, 2, &key, &["-pubout"]);
+    // A missing trusted key, and a key directory with no keys.
+    let nopub = d.join("nopub.pub");
+    check(
+        &tic(&[&"verify", &signed, &"--trusted-key", &nopub]),
+        2,
+        &nopub,
+        &[],
+    );
+    let empty = d.join("empty-keys");
+    std::fs::create_dir(&empty).unwrap();
+    check(
+        &tic(&[&"verify", &signed, &"--trusted-key", &empty]),
+        2,
+        &empty,
+        &["*.pub"],
+    );
+
+    // Identity and symmetric key files that are neither.
+    let bad = d.join("bad-identity.txt");
+    std::fs::write(&bad, "not a key\n").unwrap();
+    let o = tic(&[
+        &"decompress",
+        &signed,
+        &"-o",
+        &d.join("o"),
+        &"--trusted-key",
+        &pubk,
+        &"--identity",
+        &bad,
+    ]);
+    check(&o, 2, &bad, &["32 raw bytes"]);
+    let o = tic(&[
+        &"compile",
+        &m,
+        &"-o",
+        &d.join("y.tic"),
+        &"--unsigned",
+        &"--encrypt-key",
+        &bad,
+    ]);
+    check(&o, 2, &bad, &["32 raw bytes"]);
+    let o = tic(&[
+        &"compile",
+        &m,
+        &"-o",
+        &d.join("y.tic"),
+        &"--unsigned",
+        &"--encrypt-to",
+        &"age1notarecipient",
+    ]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("age1notarecipient") && stderr(&o).contains("age-keygen"),
+        "{}",
+        stderr(&o)
+    );
+}
