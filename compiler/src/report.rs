@@ -328,12 +328,23 @@ pub fn verify(
             }
             .into());
         }
-        v["verified"] = json!(true);
+        // Only a signature by a trusted key makes an artifact verified;
+        // --allow-unsigned accepts it (exit 0) without calling it verified.
+        let signed = matches!(art.signature(), SignatureStatus::Verified { .. });
+        v["verified"] = json!(signed);
+        v["accepted"] = json!(true);
         v["chunks_checked"] = json!(art.header().chunks.len());
         if !json_out {
             let h = art.header();
             let p = art.preamble();
-            println!("verified: {}", path.display());
+            if signed {
+                println!("verified: {}", path.display());
+            } else {
+                println!(
+                    "accepted, NOT verified (no trusted signature; allowed by --allow-unsigned): {}",
+                    path.display()
+                );
+            }
             println!("  signature:  {}", signature_text(art.signature()));
             println!(
                 "  format:     {}.{} (written by {})",
@@ -382,6 +393,7 @@ pub fn verify(
             let v = json!({
                 "artifact": path.display().to_string(),
                 "verified": false,
+                "accepted": false,
                 "exit_code": f.code,
                 "error": crate::message(&f.err),
             });

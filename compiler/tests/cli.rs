@@ -153,7 +153,16 @@ fn verify_exit_codes() {
     let o = tic(&[&"verify", &unsigned, &"--trusted-key", &pubk]);
     expect_code(&o, 1);
     assert!(stderr(&o).contains("--allow-unsigned"), "{}", stderr(&o));
-    expect_code(&tic(&[&"verify", &unsigned, &"--allow-unsigned"]), 0);
+    // Accepted on request, but never reported as verified (SPEC.md §5).
+    let o = tic(&[&"verify", &unsigned, &"--allow-unsigned", &"--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["verified"], false, "{v}");
+    assert_eq!(v["accepted"], true, "{v}");
+    assert_eq!(v["signature"]["status"], "unsigned", "{v}");
+    let o = tic(&[&"verify", &unsigned, &"--allow-unsigned"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("NOT verified"), "{}", stdout(&o));
 
     // Tampered.
     let tampered = d.join("tampered.tic");

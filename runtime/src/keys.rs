@@ -34,6 +34,12 @@ pub enum KeyFileError {
         #[source]
         source: crypto::CryptoError,
     },
+    #[error("{path}: not a decryption identity: it is neither an age identity file (lines starting AGE-SECRET-KEY-1, as `age-keygen` writes) nor a symmetric key file ({source})")]
+    NotAnIdentity {
+        path: PathBuf,
+        #[source]
+        source: crypto::CryptoError,
+    },
     #[error(
         "{path}: the directory holds no *.pub files; put trusted Ed25519 public keys (PEM) there"
     )]
@@ -105,7 +111,12 @@ pub fn read_identities(path: &Path) -> Result<Vec<Identity>, KeyFileError> {
         crypto::parse_identity_file(std::str::from_utf8(&bytes).expect("checked"))
             .map_err(crypto_err)
     } else {
-        let key = crypto::read_symmetric_key_file(&bytes).map_err(crypto_err)?;
+        let key = crypto::read_symmetric_key_file(&bytes).map_err(|source| {
+            KeyFileError::NotAnIdentity {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
         Ok(vec![Identity::Symmetric(key)])
     }
 }
