@@ -45,15 +45,24 @@ struct ChunkHists {
 }
 
 fn chunk_hists(elem_size: usize, rotate: bool, chunk: &[u8]) -> ChunkHists {
-    let bits = 8 * elem_size as u32;
+    match elem_size {
+        1 => chunk_hists_n::<1>(rotate, chunk),
+        2 => chunk_hists_n::<2>(rotate, chunk),
+        4 => chunk_hists_n::<4>(rotate, chunk),
+        _ => chunk_hists_n::<8>(rotate, chunk),
+    }
+}
+
+fn chunk_hists_n<const N: usize>(rotate: bool, chunk: &[u8]) -> ChunkHists {
+    let bits = 8 * N as u32;
     let top_bits = bits.min(16);
     let tshift = bits - top_bits;
     let nlow = (tshift / 8) as usize;
     let mut top = vec![0u32; 1 << top_bits];
     let mut low_bytes = vec![[0u32; 256]; nlow];
-    for c in chunk.chunks_exact(elem_size) {
+    for c in chunk.chunks_exact(N) {
         let mut a = [0u8; 8];
-        a[..elem_size].copy_from_slice(c);
+        a[..N].copy_from_slice(c);
         let mut r = u64::from_le_bytes(a);
         if rotate {
             r = if bits == 64 {
