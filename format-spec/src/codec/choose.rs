@@ -8,6 +8,10 @@ use super::{CodecSpec, MAX_HUFFMAN_WIDTH};
 /// At most this many chunks (spread over the tensor) are sampled.
 pub const SAMPLE_CHUNKS: usize = 4;
 
+/// Below this many elements a sampled chunk's plane histograms are built
+/// from the split planes instead of from 65536-bin histograms.
+const SMALL_CHUNK: usize = 1 << 14;
+
 /// The `planes` candidates tried for an element size.
 pub fn candidates(elem_size: usize, float: bool) -> Vec<PlanesParams> {
     let p = PlanesParams::new;
@@ -35,20 +39,30 @@ pub fn candidates(elem_size: usize, float: bool) -> Vec<PlanesParams> {
 /// `min(W, 16)` bits, and each whole byte below them.
 struct ChunkHists {
     top_bits: u32,
-    top: Vec<u32>,
+    /// Nonzero bins of the top-bits histogram (value, count).
+    top_nonzero: Vec<(u32, u32)>,
     low_bytes: Vec<[u32; 256]>,
 }
 
 fn chunk_hists(elem_size: usize, rotate: bool, chunk: &[u8]) -> ChunkHists {
-    let bits = 8 * elem_size as u32;
+    match elem_size {
+        1 => chunk_hists_n::<1>(rotate, chunk),
+        2 => chunk_hists_n::<2>(rotate, chunk),
+        4 => chunk_hists_n::<4>(rotate, chunk),
+        _ => chunk_hists_n::<8>(rotate, chunk),
+    }
+}
+
+fn chunk_hists_n<const N: usize>(rotate: bool, chunk: &[u8]) -> ChunkHists {
+    let bits = 8 * N as u32;
     let top_bits = bits.min(16);
     let tshift = bits - top_bits;
     let nlow = (tshift / 8) as usize;
     let mut top = vec![0u32; 1 << top_bits];
     let mut low_bytes = vec![[0u32; 256]; nlow];
-    for c in chunk.chunks_exact(elem_size) {
+    for c in chunk.chunks_exact(N) {
         let mut a = [0u8; 8];
-        a[..elem_size].copy_from_slice(c);
+        a[..N].copy_from_slice(c);
         let mut r = u64::from_le_bytes(a);
         if rotate {
             r = if bits == 64 {
@@ -62,9 +76,15 @@ fn chunk_hists(elem_size: usize, rotate: bool, chunk: &[u8]) -> ChunkHists {
             h[((r >> (8 * b)) & 0xff) as usize] += 1;
         }
     }
+    let top_nonzero = top
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c > 0)
+        .map(|(x, &c)| (x as u32, c))
+        .collect();
     ChunkHists {
         top_bits,
-        top,
+        top_nonzero,
         low_bytes,
     }
 }
@@ -76,8 +96,8 @@ fn derived_hist(h: &ChunkHists, bits: u32, shift: u32, w: u32) -> Option<Vec<u32
         let s = shift - tshift;
         let mask = (1usize << w) - 1;
         let mut out = vec![0u32; 1 << w];
-        for (x, &c) in h.top.iter().enumerate() {
-            out[(x >> s) & mask] += c;
+        for &(x, c) in &h.top_nonzero {
+            out[(x as usize >> s) & mask] += c;
         }
         Some(out)
     } else if w == 8 && shift.is_multiple_of(8) && shift + 8 <= tshift {
@@ -129,12 +149,19 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
         let m = chunk.len() / elem_size;
         raw_cost += chunk.len() as u64;
         let mut hists: [Option<ChunkHists>; 2] = [None, None];
+        // Small chunks: splitting is cheaper than 65536-bin histograms.
+        let direct = m < SMALL_CHUNK;
         for (cand, cost) in cands.iter().zip(costs.iter_mut()) {
-            let h = hists[usize::from(cand.rotate)]
-                .get_or_insert_with(|| chunk_hists(elem_size, cand.rotate, chunk));
             let mut split: Option<Vec<Vec<u16>>> = None;
             for (p, (shift, w)) in cand.layout().into_iter().enumerate() {
-                let hist = derived_hist(h, bits, shift, w).unwrap_or_else(|| {
+                let derived = if direct {
+                    None
+                } else {
+                    let h = hists[usize::from(cand.rotate)]
+                        .get_or_insert_with(|| chunk_hists(elem_size, cand.rotate, chunk));
+                    derived_hist(h, bits, shift, w)
+                };
+                let hist = derived.unwrap_or_else(|| {
                     let planes = split.get_or_insert_with(|| split_planes(cand, elem_size, chunk));
                     histogram(&planes[p], 1 << w)
                 });

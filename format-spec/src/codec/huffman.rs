@@ -111,6 +111,47 @@ pub(crate) fn package_merge(weights: &[u64], limit: u32) -> Vec<u8> {
     lens
 }
 
+/// Optimal code lengths limited to `limit` bits for `weights` (ascending,
+/// nonzero): plain Huffman (two-queue, O(n)) when it fits the limit, else
+/// package-merge. Both are optimal, so the cost is the same either way.
+pub(crate) fn code_lengths(weights: &[u64], limit: u32) -> Vec<u8> {
+    let n = weights.len();
+    if n <= 1 {
+        return package_merge(weights, limit);
+    }
+    // Internal nodes are created in nondecreasing weight order, so two
+    // queues (leaves, internal nodes) replace a heap. Node ids: leaves
+    // 0..n, internal nodes n..2n-1.
+    let mut parent = vec![0usize; 2 * n - 1];
+    let mut iw = Vec::with_capacity(n - 1);
+    let (mut li, mut ii) = (0usize, 0usize);
+    fn pick(leaves: &[u64], iw: &[u64], li: &mut usize, ii: &mut usize) -> (usize, u64) {
+        if *li < leaves.len() && (*ii >= iw.len() || leaves[*li] <= iw[*ii]) {
+            *li += 1;
+            (*li - 1, leaves[*li - 1])
+        } else {
+            *ii += 1;
+            (leaves.len() + *ii - 1, iw[*ii - 1])
+        }
+    }
+    for k in 0..n - 1 {
+        let (a, wa) = pick(weights, &iw, &mut li, &mut ii);
+        let (b, wb) = pick(weights, &iw, &mut li, &mut ii);
+        parent[a] = n + k;
+        parent[b] = n + k;
+        iw.push(wa + wb);
+    }
+    // Depths: the root (last node) is 0; parents come after their children.
+    let mut depth = vec![0u32; 2 * n - 1];
+    for v in (0..2 * n - 2).rev() {
+        depth[v] = depth[parent[v]] + 1;
+    }
+    if depth[..n].iter().any(|&d| d > limit) {
+        return package_merge(weights, limit);
+    }
+    depth[..n].iter().map(|&d| d as u8).collect()
+}
+
 /// Canonical codes (DEFLATE order: by length, then symbol value) for `lens`
 /// indexed by symbol value. Codes are returned MSB-first as integers.
 /// Requires a Kraft sum <= 1 and lengths <= 12.
@@ -259,7 +300,7 @@ fn evaluate(
         kept.insert(at, (esc_count, esc));
     }
     let weights: Vec<u64> = kept.iter().map(|k| k.0).collect();
-    let l = package_merge(&weights, MAX_CODE_LEN);
+    let l = code_lengths(&weights, MAX_CODE_LEN);
     let mut lens = vec![0u8; alphabet + 1];
     let mut bits = 0u64;
     for (&(c, s), &len) in kept.iter().zip(&l) {
@@ -766,6 +807,31 @@ mod tests {
         let cost: u64 = w.iter().zip(&l).map(|(a, &b)| a * b as u64).sum();
         // Huffman: internal nodes 2 + 4 + 7 + 12.
         assert_eq!(cost, 25);
+    }
+
+    #[test]
+    fn two_queue_huffman_matches_package_merge_cost() {
+        let mut x = 12345u64;
+        for round in 0..200 {
+            let n = 2 + round % 300;
+            let mut w: Vec<u64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    1 + (x % 1000) * (x % 7 + 1).pow(3)
+                })
+                .collect();
+            w.sort_unstable();
+            for limit in [9u32, 12] {
+                let a = code_lengths(&w, limit);
+                let b = package_merge(&w, limit);
+                let cost = |l: &[u8]| -> u64 { w.iter().zip(l).map(|(w, &l)| w * l as u64).sum() };
+                assert_eq!(cost(&a), cost(&b), "n={n} limit={limit}");
+                assert!(a.iter().all(|&l| l >= 1 && u32::from(l) <= limit));
+                assert!(kraft(&a) <= 1.0 + 1e-12);
+            }
+        }
     }
 
     #[test]

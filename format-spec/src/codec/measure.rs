@@ -118,6 +118,7 @@ fn measure_file(path: &str) {
         let mut tensor_total = 0usize;
         let mut by_spec: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
         let (mut t_choose, mut t_enc, mut t_dec) = (0.0, 0.0, 0.0);
+        let mut oracle_total = 0usize;
         for (_, dtype, a, b) in &tensors {
             let data = &payload[*a..*b];
             let (es, float) = dtype_info(dtype).unwrap_or((1, false));
@@ -138,6 +139,22 @@ fn measure_file(path: &str) {
             }
             stored_total += st;
             tensor_total += data.len();
+            // Oracle: the best candidate by actual encoded size (chooser check).
+            if std::env::var_os("TIC_CODEC_ORACLE").is_some() {
+                let mut specs: Vec<CodecSpec> =
+                    candidates(es, float).iter().map(|c| c.spec()).collect();
+                specs.push(CodecSpec::raw());
+                let best = specs
+                    .iter()
+                    .map(|sp| {
+                        data.chunks(chunk_elems * es)
+                            .map(|c| encode_chunk(sp, es, c).unwrap().len())
+                            .sum::<usize>()
+                    })
+                    .min()
+                    .unwrap();
+                oracle_total += best;
+            }
             if data.len() > 4 << 20 && chunk_elems == 512 << 10 {
                 let first = &data[..(chunk_elems * es).min(data.len())];
                 let s = encode_chunk(&spec, es, first).unwrap();
@@ -172,6 +189,12 @@ fn measure_file(path: &str) {
             mb / t_enc,
             mb / t_dec,
         );
+        if oracle_total > 0 {
+            println!(
+                "    oracle (best candidate per tensor by actual size): {:.3}%",
+                100.0 * oracle_total as f64 / tensor_total as f64
+            );
+        }
         for (k, (cnt, orig, st)) in by_spec {
             println!(
                 "      {k:<28} {cnt:>4} tensors {:>10} -> {:>10} ({:.3}%)",

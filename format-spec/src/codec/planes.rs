@@ -300,7 +300,7 @@ pub(crate) fn encode(
     data: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
     let planes = split_planes(pp, elem_size, data);
-    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    let mut out = Vec::with_capacity(data.len() + 16 * pp.widths.len() + 64);
     for (syms, &(_, w)) in planes.iter().zip(&pp.layout()) {
         encode_plane(syms, w, &mut out)?;
     }

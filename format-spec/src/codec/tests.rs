@@ -295,6 +295,23 @@ fn integer_types_use_byte_planes() {
 }
 
 #[test]
+fn api_types_are_send_and_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<CodecSpec>();
+    check::<PlanesParams>();
+    check::<CodecError>();
+    // Chunks encode and decode independently on any thread.
+    let data = bf16_bytes((0..5000).map(|i| (i as f32).sin()));
+    let spec = choose_codec(2, true, &data, 1000);
+    std::thread::scope(|s| {
+        for c in data.chunks(2000) {
+            let spec = &spec;
+            s.spawn(move || roundtrip(spec, 2, c));
+        }
+    });
+}
+
+#[test]
 fn spec_names_and_validation() {
     assert_eq!(CodecSpec::raw().name(), "raw");
     assert_eq!(planes(true, &[10, 6]).name(), "planes(rot,10+6)");
