@@ -17,6 +17,16 @@
 
 #define TIC_MAX_SYMBOLS 1025u // 2^10 symbols + ESC
 
+// Reads a shared word after a barrier and then waits at a second barrier,
+// so no thread can overwrite it before every thread has read it. Call from
+// block-uniform control flow.
+TIC_DEV u32 tic_block_read(const u32* v) {
+    __syncthreads();
+    const u32 x = *(const volatile u32*)v;
+    __syncthreads();
+    return x;
+}
+
 // Walks the plane sections of one chunk (one thread). Fills pd[0..nplanes)
 // and returns 0, or the first error. Every offset it produces lies inside
 // the chunk: section lengths are checked against what is left before use.
@@ -128,11 +138,11 @@ extern "C" __global__ void tic_planes_parse(const u8* __restrict__ buf,
     const u8* in = buf + c.in_off;
     const u32 ntiles = (u32)(((u64)c.n + TIC_TILE_SYMBOLS - 1u) / TIC_TILE_SYMBOLS);
     if (threadIdx.x == 0) s_err = tic_parse_sections(c, in, ntiles, nluts, s_pd);
-    __syncthreads();
-    // s_err is only written again after the next barrier, so every thread
-    // sees the same value here and the early return is block-uniform.
-    if (s_err != 0) {
-        if (threadIdx.x == 0) tic_fail(status, ci, s_err);
+    // Every read of s_err is followed by a barrier before thread 0 may write
+    // it again, so all threads see the same value and leave together.
+    const u32 section_err = tic_block_read(&s_err);
+    if (section_err != 0) {
+        if (threadIdx.x == 0) tic_fail(status, ci, section_err);
         return;
     }
     for (u32 p = 0; p < c.nplanes; p++) {
@@ -143,9 +153,9 @@ extern "C" __global__ void tic_planes_parse(const u8* __restrict__ buf,
         const u32 count = d.value >> 16;
         const u32 nsym = count + 1u;
         if (threadIdx.x == 0) s_err = tic_canonical_codes(in + d.body_off + 4u, nsym, s_len, s_code);
-        __syncthreads();
-        if (s_err != 0) {
-            if (threadIdx.x == 0) tic_fail(status, ci, s_err);
+        const u32 code_err = tic_block_read(&s_err);
+        if (code_err != 0) {
+            if (threadIdx.x == 0) tic_fail(status, ci, code_err);
             return;
         }
         u16* lut = luts + (u64)c.lut_slot[p] * TIC_LUT_SIZE;
@@ -172,8 +182,9 @@ extern "C" __global__ void tic_planes_parse(const u8* __restrict__ buf,
             if ((t == 0 && start != 0) || end != expect) atomicCAS(&s_err, 0u, TIC_ERR_TILE_DIRECTORY);
         }
         __syncthreads();
-        if (s_err != 0) {
-            if (threadIdx.x == 0) tic_fail(status, ci, s_err);
+        const u32 dir_err = tic_block_read(&s_err);
+        if (dir_err != 0) {
+            if (threadIdx.x == 0) tic_fail(status, ci, dir_err);
             return;
         }
     }

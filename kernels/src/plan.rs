@@ -481,7 +481,8 @@ impl BatchBuilder {
         let bad = |what: String| PlanError::BadChunk { tag: job.tag, what };
         check_elem_size(job.elem_size)?;
         let e = job.elem_size as u64;
-        if job.orig_len == 0 || !job.orig_len.is_multiple_of(e) || job.orig_len > MAX_CHUNK_ORIG_LEN {
+        if job.orig_len == 0 || !job.orig_len.is_multiple_of(e) || job.orig_len > MAX_CHUNK_ORIG_LEN
+        {
             return Err(bad(format!(
                 "{} original bytes is not 1 to {} whole elements of {e} bytes",
                 job.orig_len,
