@@ -386,11 +386,17 @@ mod cuda {
         let mut dec = gpu
             .decoder(opts.stream.clone(), dopts)
             .map_err(unavailable)?;
+        // Empty tensors get no decoder output (CUDA refuses 0-byte allocations
+        // on some drivers); see below.
         let outputs = tensors
             .iter()
-            .map(|t| dec.alloc_output(t.orig_len as usize))
+            .map(|t| match t.orig_len {
+                0 => Ok(None),
+                n => dec.alloc_output(n as usize).map(Some),
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable)?;
+        let stream = dec.stream().clone();
 
         let last_index = (h.chunks.len() as u64).saturating_sub(1);
         let mut start = 0;
@@ -427,7 +433,7 @@ mod cuda {
                     orig_len: c.orig_len,
                     data: &s[..s.len() - tag_len as usize],
                     keystream: cipher.as_ref().map(|k| k.keystream(i, i == last_index)),
-                    output: outputs[ti],
+                    output: outputs[ti].expect("a tensor with chunks has bytes"),
                     out_offset: off,
                 });
                 if let Err(e) = pushed {
@@ -440,9 +446,28 @@ mod cuda {
             .finish()
             .map_err(|e| gpu_error(art, tensors, &chunks, e, cipher.is_some()))?;
 
+        let mut buffers = buffers.into_iter();
         let mut loaded = Vec::with_capacity(tensors.len());
-        for (t, buf) in tensors.iter().zip(buffers) {
-            if opts.verify && tic_format::sha256(&copy_back(&buf, &t.name)?) != t.sha256 {
+        for (t, out) in tensors.iter().zip(&outputs) {
+            let buffer = match out {
+                Some(_) => {
+                    let buf = buffers.next().expect("one buffer per output");
+                    if opts.verify && tic_format::sha256(&copy_back(&buf, &t.name)?) != t.sha256 {
+                        return Err(Failure::Error(RuntimeError::TensorDigest {
+                            path: art.path().to_path_buf(),
+                            tensor: display_name(t),
+                        }));
+                    }
+                    TensorBuffer::Cuda(buf)
+                }
+                // An empty tensor: an empty device slice where the driver
+                // allows one, else an empty host buffer (no bytes either way).
+                None => match stream.null::<u8>() {
+                    Ok(s) => TensorBuffer::Cuda(s),
+                    Err(_) => TensorBuffer::Host(Vec::new()),
+                },
+            };
+            if opts.verify && out.is_none() && tic_format::sha256(&[]) != t.sha256 {
                 return Err(Failure::Error(RuntimeError::TensorDigest {
                     path: art.path().to_path_buf(),
                     tensor: display_name(t),
@@ -452,7 +477,7 @@ mod cuda {
                 name: t.name.clone(),
                 dtype: t.dtype,
                 shape: t.shape.clone(),
-                buffer: TensorBuffer::Cuda(buf),
+                buffer,
             });
         }
         Ok(loaded)
