@@ -17,11 +17,13 @@
 #![forbid(unsafe_code)]
 
 mod artifact;
+pub mod device;
 mod error;
 mod extract;
 mod keys;
 
 pub use artifact::{Artifact, OpenOptions, SignatureStatus, Trust};
+pub use device::{probe_cuda, Device, DeviceTensor, LoadOptions, TensorBuffer};
 pub use error::{ErrorKind, RuntimeError};
 pub use extract::ExtractReport;
 pub use keys::{read_identities, read_public_key, read_trusted_keys, KeyFileError};

@@ -1,0 +1,690 @@
+//! Loading tensors onto a device: decoded on an NVIDIA GPU when one can be
+//! used, on the CPU otherwise, with identical bytes either way.
+//!
+//! On the GPU path ([`Device::Cuda`], feature `cuda`):
+//! - every chunk is read and checked against its signed SHA-256 on the host
+//!   ([`Artifact::read_stored_chunk`]) before any byte of it is copied;
+//! - checked chunks go through pinned staging buffers to the device, where
+//!   `tic-kernels` decodes them straight into each tensor's buffer (see
+//!   `kernels/README.md` for the kernels and the copy/decode pipeline);
+//! - for encrypted artifacts the Poly1305 tag is to be checked on the host
+//!   over the ciphertext and the ChaCha20 keystream XORed on the device, so
+//!   plaintext never exists in host memory. That needs the crypto module's
+//!   `verify_chunk_tag` / `keystream_params` and the artifact's payload key,
+//!   neither of which this branch has yet: [`gpu_cipher`] is the one place to
+//!   wire them, and until then encrypted artifacts load on the CPU (with a
+//!   warning);
+//! - with [`LoadOptions::verify`] (the default) every tensor is copied back
+//!   and checked against its SHA-256 before it is returned.
+//!
+//! When the GPU cannot be used (no driver, no device, no NVRTC, a kernel
+//! that does not compile, a codec without a GPU decoder, a driver failure)
+//! one `tracing::warn!` line says why and the tensors are decoded on the
+//! CPU instead. Problems with the artifact itself (a digest mismatch, a
+//! malformed stream) are errors on either path, never a reason to retry.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tic_format::{DType, TensorEntry};
+
+use crate::artifact::{display_name, Artifact};
+use crate::error::RuntimeError;
+
+/// Where [`Artifact::load`] puts tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+    /// An NVIDIA GPU, by CUDA ordinal.
+    Cuda(usize),
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+    /// `cpu`, `cuda` (GPU 0) or `cuda:N`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device {s:?}: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+/// How to load.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// The CUDA stream tensors are allocated and written on (a new one when
+    /// `None`). It must belong to the primary context of `device`. Loading
+    /// is complete when `load` returns.
+    #[cfg(feature = "cuda")]
+    pub stream: Option<std::sync::Arc<tic_kernels::cudarc::driver::CudaStream>>,
+    /// Copy each tensor decoded on the GPU back to the host and check its
+    /// SHA-256 against the header before returning it (the CPU path always
+    /// checks). Chunk digests are checked either way.
+    pub verify: bool,
+    /// Bytes of each of the GPU path's two pinned staging buffers (and as
+    /// much device memory); `None` for the default (128 MiB). Raised as
+    /// needed to fit the artifact's largest chunk.
+    pub staging_bytes: Option<u64>,
+}
+
+impl LoadOptions {
+    pub fn new(device: Device) -> Self {
+        LoadOptions {
+            device,
+            #[cfg(feature = "cuda")]
+            stream: None,
+            verify: true,
+            staging_bytes: None,
+        }
+    }
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions::new(Device::Cpu)
+    }
+}
+
+/// Where a loaded tensor's bytes live.
+pub enum TensorBuffer {
+    Host(Vec<u8>),
+    /// Device memory, written on the load's stream.
+    #[cfg(feature = "cuda")]
+    Cuda(tic_kernels::cudarc::driver::CudaSlice<u8>),
+}
+
+impl fmt::Debug for TensorBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TensorBuffer::Host(v) => write!(f, "Host({} bytes)", v.len()),
+            #[cfg(feature = "cuda")]
+            TensorBuffer::Cuda(s) => write!(f, "Cuda({} bytes on cuda:{})", s.len(), s.ordinal()),
+        }
+    }
+}
+
+/// A tensor loaded onto a device: its original bytes (little-endian
+/// elements, as in safetensors).
+#[derive(Debug)]
+pub struct DeviceTensor {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<u64>,
+    pub buffer: TensorBuffer,
+}
+
+impl DeviceTensor {
+    /// Where the bytes are (after a fallback, `Cpu` even if a GPU was asked for).
+    pub fn device(&self) -> Device {
+        match &self.buffer {
+            TensorBuffer::Host(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            TensorBuffer::Cuda(s) => Device::Cuda(s.ordinal()),
+        }
+    }
+
+    /// Bytes in the tensor.
+    pub fn len(&self) -> usize {
+        match &self.buffer {
+            TensorBuffer::Host(v) => v.len(),
+            #[cfg(feature = "cuda")]
+            TensorBuffer::Cuda(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, copied to the host if they are on a GPU.
+    pub fn to_host(&self) -> Result<Vec<u8>, RuntimeError> {
+        match &self.buffer {
+            TensorBuffer::Host(v) => Ok(v.clone()),
+            #[cfg(feature = "cuda")]
+            TensorBuffer::Cuda(s) => cuda::copy_back(s, &self.name),
+        }
+    }
+
+    /// SHA-256 of the bytes (copied to the host first if on a GPU).
+    pub fn sha256(&self) -> Result<[u8; 32], RuntimeError> {
+        match &self.buffer {
+            TensorBuffer::Host(v) => Ok(tic_format::sha256(v)),
+            #[cfg(feature = "cuda")]
+            TensorBuffer::Cuda(_) => Ok(tic_format::sha256(&self.to_host()?)),
+        }
+    }
+}
+
+/// Whether GPU `ordinal` can decode tic artifacts: its name and the
+/// architecture the kernels were compiled for, or why not. Opens the GPU
+/// and compiles the kernels (once per process).
+pub fn probe_cuda(ordinal: usize) -> Result<String, String> {
+    #[cfg(feature = "cuda")]
+    {
+        tic_kernels::Gpu::shared(ordinal)
+            .map(|g| format!("{} ({})", g.name(), g.arch()))
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = ordinal;
+        Err("tic-runtime was built without its `cuda` feature".into())
+    }
+}
+
+impl Artifact {
+    /// Loads tensors onto `device`: the named ones in the order given, or
+    /// (`None`) every named tensor in header order. Falls back to the CPU,
+    /// with a warning, when the GPU cannot be used; see the [module
+    /// docs](crate::device).
+    pub fn load(
+        &self,
+        names: Option<&[&str]>,
+        device: Device,
+    ) -> Result<Vec<DeviceTensor>, RuntimeError> {
+        self.load_with(names, &LoadOptions::new(device))
+    }
+
+    /// [`load`](Self::load) with options (stream, digest check, staging size).
+    pub fn load_with(
+        &self,
+        names: Option<&[&str]>,
+        opts: &LoadOptions,
+    ) -> Result<Vec<DeviceTensor>, RuntimeError> {
+        let tensors: Vec<&TensorEntry> = match names {
+            Some(names) => names
+                .iter()
+                .map(|n| self.tensor(n))
+                .collect::<Result<_, _>>()?,
+            None => self
+                .header()
+                .tensors
+                .iter()
+                .filter(|t| !t.name.is_empty())
+                .collect(),
+        };
+        if !self.can_decrypt() {
+            return Err(RuntimeError::NeedIdentity {
+                path: self.path().to_path_buf(),
+                recipients: self.recipients().map_or(0, |r| r.entries.len()),
+            });
+        }
+        match opts.device {
+            Device::Cpu => self.load_on_cpu(&tensors),
+            Device::Cuda(ordinal) => {
+                #[cfg(feature = "cuda")]
+                let why = match cuda::load(self, &tensors, ordinal, opts) {
+                    Ok(loaded) => return Ok(loaded),
+                    Err(cuda::Failure::Error(e)) => return Err(e),
+                    Err(cuda::Failure::Unavailable(why)) => why,
+                };
+                #[cfg(not(feature = "cuda"))]
+                let why = "tic-runtime was built without its `cuda` feature".to_string();
+                tracing::warn!(
+                    "cannot decode on cuda:{ordinal}: {why}; decoding on the CPU instead (same bytes, in host memory)"
+                );
+                self.load_on_cpu(&tensors)
+            }
+        }
+    }
+
+    fn load_on_cpu(&self, tensors: &[&TensorEntry]) -> Result<Vec<DeviceTensor>, RuntimeError> {
+        tensors
+            .iter()
+            .map(|t| {
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(t.orig_len as usize).map_err(|_| {
+                    RuntimeError::Internal(format!(
+                        "cannot allocate {} bytes for tensor {}",
+                        t.orig_len,
+                        display_name(t)
+                    ))
+                })?;
+                buf.resize(t.orig_len as usize, 0);
+                self.read_tensor_into(t, &mut buf)?;
+                Ok(DeviceTensor {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    buffer: TensorBuffer::Host(buf),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use std::path::PathBuf;
+
+    use rayon::prelude::*;
+    use tic_format::{ChunkEntry, TensorEntry};
+    use tic_kernels::cudarc::driver::CudaSlice;
+    use tic_kernels::{ChunkInput, Codec, DecoderOptions, Gpu, GpuError, Keystream};
+
+    use super::{DeviceTensor, LoadOptions, TensorBuffer};
+    use crate::artifact::{display_name, Artifact};
+    use crate::error::RuntimeError;
+
+    /// Why the GPU path did not produce the tensors.
+    pub(super) enum Failure {
+        /// The GPU cannot be used; the caller falls back to the CPU.
+        Unavailable(String),
+        /// The artifact or the request is at fault; no fallback.
+        Error(RuntimeError),
+    }
+
+    impl From<RuntimeError> for Failure {
+        fn from(e: RuntimeError) -> Self {
+            Failure::Error(e)
+        }
+    }
+
+    /// What the GPU path needs for encrypted chunks: the tag check over the
+    /// ciphertext (on the host) and the ChaCha20 parameters the device XORs
+    /// with. Wire it with `tic_format::crypto::verify_chunk_tag(key, index,
+    /// last, stored)` and `keystream_params(key, index, last)` once the
+    /// crypto branch lands, in [`gpu_cipher`].
+    pub(super) trait ChunkCipher: Sync {
+        /// Checks the Poly1305 tag of a stored (ciphertext ‖ tag) chunk.
+        fn verify_tag(&self, index: u64, last: bool, stored: &[u8]) -> bool;
+        /// The keystream of the chunk: key, nonce and first block counter.
+        fn keystream(&self, index: u64, last: bool) -> Keystream;
+    }
+
+    /// The cipher for an encrypted artifact's GPU path. Not wired yet: it
+    /// needs the artifact's payload key (private to `artifact.rs`; a
+    /// `pub(crate)` accessor is the missing line) and the crypto module's
+    /// functions above. Until then encrypted artifacts load on the CPU.
+    pub(super) fn gpu_cipher(_art: &Artifact) -> Option<Box<dyn ChunkCipher + '_>> {
+        None
+    }
+
+    /// Most stored bytes read ahead per window (the window is read and
+    /// hashed in parallel, then staged while the GPU works on earlier ones).
+    const WINDOW_BYTES: u64 = 64 << 20;
+
+    fn unavailable(e: GpuError) -> Failure {
+        Failure::Unavailable(e.to_string())
+    }
+
+    pub(super) fn load(
+        art: &Artifact,
+        tensors: &[&TensorEntry],
+        ordinal: usize,
+        opts: &LoadOptions,
+    ) -> Result<Vec<DeviceTensor>, Failure> {
+        let h = art.header();
+        let cipher = if h.is_encrypted() {
+            Some(gpu_cipher(art).ok_or_else(|| {
+                Failure::Unavailable(
+                    "encrypted artifacts are not decrypted on the GPU yet (the crypto module's \
+                     keystream API is not wired into tic-runtime's GPU path)"
+                        .into(),
+                )
+            })?)
+        } else {
+            None
+        };
+        let codecs = tensors
+            .iter()
+            .map(|t| {
+                Codec::from_spec(t.codec.id, &t.codec.params, t.dtype.size())
+                    .map_err(|e| Failure::Unavailable(format!("tensor {}: {e}", display_name(t))))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let gpu = Gpu::shared(ordinal).map_err(unavailable)?;
+        tracing::debug!(
+            "decoding {} tensors on cuda:{ordinal}, {} ({})",
+            tensors.len(),
+            gpu.name(),
+            gpu.arch()
+        );
+
+        let tag_len = if cipher.is_some() {
+            tic_format::crypto::TAG_LEN as u64
+        } else {
+            0
+        };
+        // Every chunk to decode: (tensor, global index, entry, output offset).
+        let mut chunks: Vec<(usize, u64, &ChunkEntry, u64)> = Vec::new();
+        for (ti, t) in tensors.iter().enumerate() {
+            let mut off = 0;
+            for (i, c) in h.tensor_chunks(t) {
+                chunks.push((ti, i, c, off));
+                off += c.orig_len;
+            }
+        }
+        let largest = chunks
+            .iter()
+            .map(|(_, _, c, _)| c.stored_len - tag_len)
+            .max()
+            .unwrap_or(0);
+        let mut dopts = DecoderOptions {
+            largest_chunk: largest,
+            ..DecoderOptions::default()
+        };
+        if let Some(s) = opts.staging_bytes {
+            dopts.staging_bytes = s;
+        }
+        let mut dec = gpu
+            .decoder(opts.stream.clone(), dopts)
+            .map_err(unavailable)?;
+        // Empty tensors get no decoder output (CUDA refuses 0-byte allocations
+        // on some drivers); see below.
+        let outputs = tensors
+            .iter()
+            .map(|t| match t.orig_len {
+                0 => Ok(None),
+                n => dec.alloc_output(n as usize).map(Some),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        let stream = dec.stream().clone();
+
+        let last_index = (h.chunks.len() as u64).saturating_sub(1);
+        let mut start = 0;
+        while start < chunks.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < chunks.len() && (end == start || bytes < WINDOW_BYTES) {
+                bytes += chunks[end].2.stored_len;
+                end += 1;
+            }
+            let window = &chunks[start..end];
+            let stored: Vec<Vec<u8>> = window
+                .par_iter()
+                .map(|&(ti, i, _, _)| {
+                    let s = art.read_stored_chunk(i, tensors[ti])?;
+                    if let Some(cipher) = &cipher {
+                        if !cipher.verify_tag(i, i == last_index, &s) {
+                            return Err(RuntimeError::Decrypt {
+                                path: art.path().to_path_buf(),
+                                tensor: display_name(tensors[ti]),
+                                chunk: i,
+                            });
+                        }
+                    }
+                    Ok(s)
+                })
+                .collect::<Result<_, RuntimeError>>()?;
+            for (&(ti, i, c, off), s) in window.iter().zip(&stored) {
+                let t = tensors[ti];
+                let pushed = dec.push(ChunkInput {
+                    tag: i,
+                    codec: &codecs[ti],
+                    elem_size: t.dtype.size(),
+                    orig_len: c.orig_len,
+                    data: &s[..s.len() - tag_len as usize],
+                    keystream: cipher.as_ref().map(|k| k.keystream(i, i == last_index)),
+                    output: outputs[ti].expect("a tensor with chunks has bytes"),
+                    out_offset: off,
+                });
+                if let Err(e) = pushed {
+                    return Err(gpu_error(art, tensors, &chunks, e, cipher.is_some()));
+                }
+            }
+            start = end;
+        }
+        let buffers = dec
+            .finish()
+            .map_err(|e| gpu_error(art, tensors, &chunks, e, cipher.is_some()))?;
+
+        let mut buffers = buffers.into_iter();
+        let mut loaded = Vec::with_capacity(tensors.len());
+        for (t, out) in tensors.iter().zip(&outputs) {
+            let buffer = match out {
+                Some(_) => {
+                    let buf = buffers.next().expect("one buffer per output");
+                    if opts.verify && tic_format::sha256(&copy_back(&buf, &t.name)?) != t.sha256 {
+                        return Err(Failure::Error(RuntimeError::TensorDigest {
+                            path: art.path().to_path_buf(),
+                            tensor: display_name(t),
+                        }));
+                    }
+                    TensorBuffer::Cuda(buf)
+                }
+                // An empty tensor: an empty device slice where the driver
+                // allows one, else an empty host buffer (no bytes either way).
+                None => match stream.null::<u8>() {
+                    Ok(s) => TensorBuffer::Cuda(s),
+                    Err(_) => TensorBuffer::Host(Vec::new()),
+                },
+            };
+            if opts.verify && out.is_none() && tic_format::sha256(&[]) != t.sha256 {
+                return Err(Failure::Error(RuntimeError::TensorDigest {
+                    path: art.path().to_path_buf(),
+                    tensor: display_name(t),
+                }));
+            }
+            loaded.push(DeviceTensor {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                buffer,
+            });
+        }
+        Ok(loaded)
+    }
+
+    /// Turns a decoder error into a fallback or an error. A stream error on
+    /// a chunk that passed its digest means the writer or a decoder is
+    /// wrong; for a plaintext chunk the CPU decoder is asked for its verdict
+    /// (its error is the precise one).
+    fn gpu_error(
+        art: &Artifact,
+        tensors: &[&TensorEntry],
+        chunks: &[(usize, u64, &ChunkEntry, u64)],
+        e: GpuError,
+        encrypted: bool,
+    ) -> Failure {
+        let GpuError::Stream { tag, error } = e else {
+            return unavailable(e);
+        };
+        let Some(&(ti, ..)) = chunks.iter().find(|c| c.1 == tag) else {
+            return Failure::Error(RuntimeError::Internal(format!(
+                "the GPU decoder reported chunk {tag}, which was not submitted"
+            )));
+        };
+        let t = tensors[ti];
+        let gpu_said = format!(
+            "the GPU decoder rejected chunk {tag} of tensor {} ({error})",
+            display_name(t)
+        );
+        if !encrypted {
+            let mut buf = vec![0u8; t.orig_len as usize];
+            if let Err(cpu) = art.read_tensor_into(t, &mut buf) {
+                tracing::debug!("{gpu_said}; the CPU decoder agrees: {cpu}");
+                return Failure::Error(cpu);
+            }
+            return Failure::Error(RuntimeError::Internal(format!(
+                "{gpu_said}, but the CPU decoder accepts it"
+            )));
+        }
+        Failure::Error(RuntimeError::Internal(format!(
+            "{gpu_said}; the chunk passed its digest and tag checks, so the artifact's writer or the GPU decoder is wrong"
+        )))
+    }
+
+    /// Copies a device buffer to the host.
+    pub(super) fn copy_back(buf: &CudaSlice<u8>, name: &str) -> Result<Vec<u8>, RuntimeError> {
+        buf.stream().clone_dtoh(buf).map_err(|e| RuntimeError::Io {
+            path: PathBuf::from(format!("cuda:{}", buf.ordinal())),
+            source: std::io::Error::other(format!(
+                "copying tensor `{name}` back to the host failed: {e:?}"
+            )),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{OpenOptions, Trust};
+    use tic_format::codec::CodecSpec;
+    use tic_format::header::{Preamble, VERSION_MAJOR, VERSION_MINOR};
+    use tic_format::{ChunkEntry, Encryption, FileEntry, FileKind, Header};
+
+    /// An unsigned artifact with one safetensors file of two raw tensors,
+    /// the second in two chunks.
+    fn artifact(dir: &std::path::Path) -> (std::path::PathBuf, Vec<Vec<u8>>) {
+        let a: Vec<u8> = (0..64u32).flat_map(|i| (i as u16).to_le_bytes()).collect();
+        let b: Vec<u8> = (0..100u32).flat_map(|i| (i * 7).to_le_bytes()).collect();
+        let chunks_of = [vec![a.clone()], vec![b[..160].to_vec(), b[160..].to_vec()]];
+        let mut chunks = Vec::new();
+        let mut payload = Vec::new();
+        for c in chunks_of.iter().flatten() {
+            chunks.push(ChunkEntry {
+                offset: payload.len() as u64,
+                stored_len: c.len() as u64,
+                orig_len: c.len() as u64,
+                sha256: tic_format::sha256(c),
+            });
+            payload.extend_from_slice(c);
+        }
+        let tensor = |name: &str, dtype, shape: Vec<u64>, data: &[u8], first, count| TensorEntry {
+            name: name.into(),
+            dtype,
+            shape,
+            codec: CodecSpec::raw(),
+            orig_len: data.len() as u64,
+            sha256: tic_format::sha256(data),
+            first_chunk: first,
+            chunk_count: count,
+            lossy: None,
+        };
+        let st_header = vec![0u8; 8];
+        let header = Header {
+            creator: "device.rs test".into(),
+            payload_len: payload.len() as u64,
+            encryption: Encryption::None,
+            files: vec![FileEntry {
+                path: "model.safetensors".into(),
+                kind: FileKind::Safetensors,
+                size: (8 + a.len() + b.len()) as u64,
+                sha256: [0; 32],
+                st_header,
+                first_tensor: 0,
+                tensor_count: 2,
+            }],
+            tensors: vec![
+                tensor("a", DType::BF16, vec![8, 8], &a, 0, 1),
+                tensor("b", DType::U32, vec![100], &b, 1, 2),
+            ],
+            chunks,
+            extensions: vec![],
+        };
+        header.check().unwrap();
+        let hb = header.to_bytes();
+        let pre = Preamble {
+            major: VERSION_MAJOR,
+            minor: VERSION_MINOR,
+            header_len: hb.len() as u64,
+            signature_len: 0,
+            recipients_len: 0,
+            payload_len: payload.len() as u64,
+        };
+        let mut file = pre.to_bytes().to_vec();
+        file.extend_from_slice(&hb);
+        file.extend_from_slice(&payload);
+        let path = dir.join("t.tic");
+        std::fs::write(&path, file).unwrap();
+        (path, vec![a, b])
+    }
+
+    fn open(path: &std::path::Path) -> Artifact {
+        let opts = OpenOptions {
+            trust: Trust {
+                keys: vec![],
+                allow_unsigned: true,
+            },
+            ..Default::default()
+        };
+        Artifact::open(path, &opts).unwrap()
+    }
+
+    #[test]
+    fn device_names() {
+        assert_eq!("cpu".parse(), Ok(Device::Cpu));
+        assert_eq!("cuda".parse(), Ok(Device::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(Device::Cuda(3)));
+        assert!("gpu".parse::<Device>().is_err());
+        assert!("cuda:x".parse::<Device>().is_err());
+        assert_eq!(Device::Cuda(1).to_string(), "cuda:1");
+    }
+
+    #[test]
+    fn loads_on_the_cpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = artifact(dir.path());
+        let art = open(&path);
+        let all = art.load(None, Device::Cpu).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[0].name.as_str(), all[0].dtype), ("a", DType::BF16));
+        assert_eq!(all[0].shape, vec![8, 8]);
+        assert_eq!(all[0].to_host().unwrap(), data[0]);
+        assert_eq!(all[1].to_host().unwrap(), data[1]);
+        assert_eq!(all[1].sha256().unwrap(), tic_format::sha256(&data[1]));
+        assert_eq!(all[1].device(), Device::Cpu);
+        let some = art.load(Some(&["b"]), Device::Cpu).unwrap();
+        assert_eq!(some.len(), 1);
+        assert_eq!(some[0].to_host().unwrap(), data[1]);
+        assert!(matches!(
+            art.load(Some(&["nope"]), Device::Cpu),
+            Err(RuntimeError::TensorNotFound { .. })
+        ));
+    }
+
+    /// Without a usable GPU (this test's machines have none) a CUDA load
+    /// falls back to the CPU with the same bytes. On a machine with a GPU it
+    /// decodes there; either way the bytes must match.
+    #[test]
+    fn cuda_load_matches_or_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = artifact(dir.path());
+        let art = open(&path);
+        let loaded = art.load(None, Device::Cuda(0)).unwrap();
+        for (t, want) in loaded.iter().zip(&data) {
+            assert_eq!(&t.to_host().unwrap(), want);
+            if probe_cuda(0).is_err() {
+                assert_eq!(t.device(), Device::Cpu);
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_an_error_not_a_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = artifact(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let art = open(&path);
+        for device in [Device::Cpu, Device::Cuda(0)] {
+            assert!(
+                matches!(
+                    art.load(Some(&["b"]), device),
+                    Err(RuntimeError::ChunkDigest { chunk: 2, .. })
+                ),
+                "{device}"
+            );
+        }
+    }
+}
