@@ -329,7 +329,10 @@ fn plan_tensors(
             vec![t.offset]
         } else {
             (0..SAMPLE_SLICES)
-                .map(|i| t.offset + (i * (t.len - slice) / (SAMPLE_SLICES - 1)) / elem as u64 * elem as u64)
+                .map(|i| {
+                    t.offset
+                        + (i * (t.len - slice) / (SAMPLE_SLICES - 1)) / elem as u64 * elem as u64
+                })
                 .collect()
         };
         let per = if picks.len() == 1 { t.len } else { slice };

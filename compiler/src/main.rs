@@ -35,13 +35,13 @@ struct Cli {
 }
 
 #[derive(Args)]
-struct TrustArgs {
+pub(crate) struct TrustArgs {
     /// Trusted Ed25519 public key (PEM), or a directory of *.pub keys; repeatable.
     #[arg(long = "trusted-key", value_name = "KEY")]
-    trusted_keys: Vec<PathBuf>,
+    pub(crate) trusted_keys: Vec<PathBuf>,
     /// Accept an unsigned artifact (or skip the signature check when no key is given).
     #[arg(long)]
-    allow_unsigned: bool,
+    pub(crate) allow_unsigned: bool,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +100,23 @@ enum Cmd {
         /// Fail if any tensor is lossy.
         #[arg(long)]
         require_lossless: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load every tensor (or the named ones) onto a device, check each against
+    /// its SHA-256, and report the time of each stage.
+    Load {
+        artifact: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        /// cpu, cuda or cuda:N (falls back to the CPU, with a warning, when no GPU can be used).
+        #[arg(long, default_value = "cuda:0")]
+        device: String,
+        /// Load only this tensor; repeatable.
+        #[arg(long = "tensor", value_name = "NAME")]
+        tensors: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -255,7 +272,11 @@ fn progress(quiet: bool) -> Box<dyn tic_runtime::Progress> {
     }
 }
 
-fn open_with(path: &Path, trust: &TrustArgs, identities: &[PathBuf]) -> Result<Artifact, Failure> {
+pub(crate) fn open_with(
+    path: &Path,
+    trust: &TrustArgs,
+    identities: &[PathBuf],
+) -> Result<Artifact, Failure> {
     let keys = tic_runtime::read_trusted_keys(&trust.trusted_keys)?;
     let mut ids = Vec::new();
     for p in identities {
@@ -403,6 +424,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             json,
             quiet,
         ),
+        Cmd::Load {
+            artifact,
+            trust,
+            identity,
+            device,
+            tensors,
+            json,
+        } => report::load(&artifact, &trust, &identity, &device, &tensors, json),
         Cmd::Keygen { output, force } => {
             let key = tic_format::sign::generate_key()?;
             let priv_path = output.with_extension("key");

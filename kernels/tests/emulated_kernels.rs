@@ -609,3 +609,40 @@ fn random_corruption_stays_in_bounds() {
     eprintln!("{reported} of {} damaged chunks reported", chunks.len());
     assert!(reported >= chunks.len() / 2, "only {reported} reported");
 }
+
+/// Streams made by the real encoder (`tic_format::codec`), with the codec
+/// it chooses, decode bit-exactly on the emulated kernels: the GPU and the
+/// CPU read the same bitstream the same way.
+#[test]
+fn streams_from_the_real_encoder() {
+    if skip() {
+        return;
+    }
+    let mut rng = Rng(0x5eed);
+    let all16: Vec<u8> = (0..=u16::MAX).flat_map(|x| x.to_le_bytes()).collect();
+    let positions: Vec<u8> = (0..4096i64).flat_map(|x| x.to_le_bytes()).collect();
+    let cases: Vec<(Vec<u8>, usize, bool)> = vec![
+        (bf16_weights(&mut rng, 200_000), 2, true),
+        (all16.clone(), 2, true),
+        (all16, 2, false),
+        (f32_weights(&mut rng, 70_001), 4, true),
+        (positions, 8, false),
+        (vec![7u8; 100_000], 1, false),
+    ];
+    let mut chunks = Vec::new();
+    let mut originals = Vec::new();
+    for (data, e, float) in cases {
+        let spec = tic_format::codec::choose_codec(e, float, &data, 1 << 19);
+        let stored = tic_format::codec::encode_chunk(&spec, e, &data).unwrap();
+        let codec = Codec::from_spec(spec.id, &spec.params, e).unwrap();
+        chunks.push(TestChunk {
+            codec,
+            elem_size: e,
+            orig_len: data.len() as u64,
+            data: stored,
+            keystream: None,
+        });
+        originals.push(data);
+    }
+    assert_decodes(&chunks, &originals, Limits::default());
+}

@@ -184,6 +184,12 @@ impl Artifact {
     pub fn recipients(&self) -> Option<&RecipientsSection> {
         self.recipients.as_ref()
     }
+    /// The payload key, when the artifact is encrypted and was opened with a
+    /// matching identity (the GPU path decrypts with it on the device).
+    pub(crate) fn payload_key(&self) -> Option<&PayloadKey> {
+        self.key.as_ref()
+    }
+
     /// Whether tensors can be read: not encrypted, or a matching identity was given.
     pub fn can_decrypt(&self) -> bool {
         !self.header.is_encrypted() || self.key.is_some()

@@ -9,11 +9,7 @@
 //!   `kernels/README.md` for the kernels and the copy/decode pipeline);
 //! - for encrypted artifacts the Poly1305 tag is to be checked on the host
 //!   over the ciphertext and the ChaCha20 keystream XORed on the device, so
-//!   plaintext never exists in host memory. That needs the crypto module's
-//!   `verify_chunk_tag` / `keystream_params` and the artifact's payload key,
-//!   neither of which this branch has yet: [`gpu_cipher`] is the one place to
-//!   wire them, and until then encrypted artifacts load on the CPU (with a
-//!   warning);
+//!   plaintext never exists in host memory;
 //! - with [`LoadOptions::verify`] (the default) every tensor is copied back
 //!   and checked against its SHA-256 before it is returned.
 //!
@@ -298,9 +294,7 @@ mod cuda {
 
     /// What the GPU path needs for encrypted chunks: the tag check over the
     /// ciphertext (on the host) and the ChaCha20 parameters the device XORs
-    /// with. Wire it with `tic_format::crypto::verify_chunk_tag(key, index,
-    /// last, stored)` and `keystream_params(key, index, last)` once the
-    /// crypto branch lands, in [`gpu_cipher`].
+    /// with.
     pub(super) trait ChunkCipher: Sync {
         /// Checks the Poly1305 tag of a stored (ciphertext ‖ tag) chunk.
         fn verify_tag(&self, index: u64, last: bool, stored: &[u8]) -> bool;
@@ -308,12 +302,30 @@ mod cuda {
         fn keystream(&self, index: u64, last: bool) -> Keystream;
     }
 
-    /// The cipher for an encrypted artifact's GPU path. Not wired yet: it
-    /// needs the artifact's payload key (private to `artifact.rs`; a
-    /// `pub(crate)` accessor is the missing line) and the crypto module's
-    /// functions above. Until then encrypted artifacts load on the CPU.
-    pub(super) fn gpu_cipher(_art: &Artifact) -> Option<Box<dyn ChunkCipher + '_>> {
-        None
+    /// The payload key of an artifact opened with a matching identity,
+    /// split into its two GPU halves: the Poly1305 tag is checked on the
+    /// host over the ciphertext, the keystream is XORed on the device.
+    struct PayloadCipher<'a>(&'a tic_format::crypto::PayloadKey);
+
+    impl ChunkCipher for PayloadCipher<'_> {
+        fn verify_tag(&self, index: u64, last: bool, stored: &[u8]) -> bool {
+            tic_format::crypto::verify_chunk_tag(self.0, index, last, stored).is_ok()
+        }
+        fn keystream(&self, index: u64, last: bool) -> Keystream {
+            let (key, nonce, counter) = tic_format::crypto::keystream_params(self.0, index, last);
+            Keystream {
+                key,
+                nonce,
+                counter,
+            }
+        }
+    }
+
+    /// The cipher for an encrypted artifact's GPU path; `None` when the
+    /// artifact was opened without a matching identity.
+    pub(super) fn gpu_cipher(art: &Artifact) -> Option<Box<dyn ChunkCipher + '_>> {
+        art.payload_key()
+            .map(|k| Box::new(PayloadCipher(k)) as Box<dyn ChunkCipher>)
     }
 
     /// Most stored bytes read ahead per window (the window is read and
@@ -334,9 +346,7 @@ mod cuda {
         let cipher = if h.is_encrypted() {
             Some(gpu_cipher(art).ok_or_else(|| {
                 Failure::Unavailable(
-                    "encrypted artifacts are not decrypted on the GPU yet (the crypto module's \
-                     keystream API is not wired into tic-runtime's GPU path)"
-                        .into(),
+                    "the artifact is encrypted and was opened without a matching identity".into(),
                 )
             })?)
         } else {
