@@ -345,7 +345,11 @@ impl Artifact {
 
     /// Reads one tensor by name into a new buffer.
     pub fn read_tensor(&self, name: &str) -> Result<Vec<u8>, RuntimeError> {
-        let t = self.tensor(name)?;
+        self.read_entry(self.tensor(name)?)
+    }
+
+    /// Reads one tensor entry into a new buffer.
+    pub fn read_entry(&self, t: &TensorEntry) -> Result<Vec<u8>, RuntimeError> {
         let mut out = Vec::new();
         out.try_reserve_exact(t.orig_len as usize).map_err(|_| {
             RuntimeError::Internal(format!(

@@ -24,7 +24,7 @@ use std::str::FromStr;
 
 use tic_format::{DType, TensorEntry};
 
-use crate::artifact::{display_name, Artifact};
+use crate::artifact::Artifact;
 use crate::error::RuntimeError;
 
 /// Where [`Artifact::load`] puts tensors.
@@ -241,24 +241,15 @@ impl Artifact {
     }
 
     fn load_on_cpu(&self, tensors: &[&TensorEntry]) -> Result<Vec<DeviceTensor>, RuntimeError> {
+        use rayon::prelude::*;
         tensors
-            .iter()
+            .par_iter()
             .map(|t| {
-                let mut buf = Vec::new();
-                buf.try_reserve_exact(t.orig_len as usize).map_err(|_| {
-                    RuntimeError::Internal(format!(
-                        "cannot allocate {} bytes for tensor {}",
-                        t.orig_len,
-                        display_name(t)
-                    ))
-                })?;
-                buf.resize(t.orig_len as usize, 0);
-                self.read_tensor_into(t, &mut buf)?;
                 Ok(DeviceTensor {
                     name: t.name.clone(),
                     dtype: t.dtype,
                     shape: t.shape.clone(),
-                    buffer: TensorBuffer::Host(buf),
+                    buffer: TensorBuffer::Host(self.read_entry(t)?),
                 })
             })
             .collect()
