@@ -159,23 +159,15 @@ pub fn compile(
 
     let total: u64 = inputs.iter().map(|f| f.size).sum();
     progress.start("compiling", total);
-    let (hashes, chunks) = rayon::join(
-        || hash_inputs(&inputs, &handles, &plan),
-        || {
-            encode_payload(
-                &inputs,
-                &handles,
-                &plan,
-                key.as_ref(),
-                tmp.as_file(),
-                payload_offset,
-                progress,
-            )
-        },
-    );
-    progress.finish();
-    let (file_hashes, tensor_hashes) = hashes?;
-    let chunks = chunks?;
+    let (chunks, file_hashes, tensor_hashes) = encode_payload(
+        &inputs,
+        &handles,
+        &plan,
+        key.as_ref(),
+        tmp.as_file(),
+        payload_offset,
+        progress,
+    )?;
 
     // Fill in what encoding and hashing found.
     for (f, h) in header.files.iter_mut().zip(&file_hashes) {
@@ -418,64 +410,13 @@ fn skeleton_header(inputs: &[InputFile], plan: &[PlannedTensor], encryption: Enc
     }
 }
 
-/// SHA-256 of every input file and of every tensor's original bytes, one
-/// sequential read per file (files in parallel).
-#[allow(clippy::type_complexity)]
-fn hash_inputs(
-    inputs: &[InputFile],
-    handles: &[File],
-    plan: &[PlannedTensor],
-) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), CompileError> {
-    use ring::digest::{Context, SHA256};
-    const BLOCK: u64 = 4 << 20;
-    let per_file: Vec<([u8; 32], Vec<[u8; 32]>)> = inputs
-        .par_iter()
-        .enumerate()
-        .map(|(fi, f)| {
-            let tensors: Vec<&PlannedTensor> = plan.iter().filter(|t| t.file == fi).collect();
-            let mut ctxs: Vec<Context> = tensors.iter().map(|_| Context::new(&SHA256)).collect();
-            let mut file_ctx = Context::new(&SHA256);
-            let mut buf = vec![0u8; BLOCK.min(f.size) as usize];
-            let mut pos = 0u64;
-            let mut k = 0usize;
-            while pos < f.size {
-                let n = BLOCK.min(f.size - pos) as usize;
-                handles[fi]
-                    .read_exact_at(&mut buf[..n], pos)
-                    .map_err(io(&f.path))?;
-                let block = &buf[..n];
-                file_ctx.update(block);
-                let end = pos + n as u64;
-                while k < tensors.len() {
-                    let t = tensors[k];
-                    let (s, e) = (t.offset.max(pos), (t.offset + t.len).min(end));
-                    if s < e {
-                        ctxs[k].update(&block[(s - pos) as usize..(e - pos) as usize]);
-                    }
-                    if t.offset + t.len <= end {
-                        k += 1;
-                    } else {
-                        break;
-                    }
-                }
-                pos = end;
-            }
-            let digest =
-                |c: Context| -> [u8; 32] { c.finish().as_ref().try_into().expect("32 bytes") };
-            Ok((digest(file_ctx), ctxs.into_iter().map(digest).collect()))
-        })
-        .collect::<Result<_, CompileError>>()?;
-    let mut files = Vec::new();
-    let mut tensors = Vec::new();
-    for (f, t) in per_file {
-        files.push(f);
-        tensors.extend(t);
-    }
-    Ok((files, tensors))
-}
-
 /// Encodes (and encrypts) every chunk, writing the payload at
-/// `payload_offset` of `out`. Returns the chunk table.
+/// `payload_offset` of `out`. Windows of chunks are read, encoded and
+/// hashed in parallel while the previous window is written in order; the
+/// writer also feeds each chunk's original bytes to its file's and its
+/// tensor's SHA-256, so every input byte is read once. Returns the chunk
+/// table and the digests of the files and tensors.
+#[allow(clippy::type_complexity)]
 fn encode_payload(
     inputs: &[InputFile],
     handles: &[File],
@@ -484,25 +425,47 @@ fn encode_payload(
     out: &File,
     payload_offset: u64,
     progress: &dyn Progress,
-) -> Result<Vec<ChunkEntry>, CompileError> {
+) -> Result<(Vec<ChunkEntry>, Vec<[u8; 32]>, Vec<[u8; 32]>), CompileError> {
+    use ring::digest::{Context, SHA256};
     struct Job<'a> {
         tensor: &'a PlannedTensor,
+        /// Index of the tensor in `plan`.
+        t: usize,
         offset: u64,
         len: u64,
         index: u64,
     }
     let jobs: Vec<Job> = plan
         .iter()
-        .flat_map(|t| t.chunks.iter().map(move |&(offset, len)| (t, offset, len)))
         .enumerate()
-        .map(|(i, (tensor, offset, len))| Job {
+        .flat_map(|(ti, t)| {
+            t.chunks
+                .iter()
+                .map(move |&(offset, len)| (ti, t, offset, len))
+        })
+        .enumerate()
+        .map(|(i, (t, tensor, offset, len))| Job {
             tensor,
+            t,
             offset,
             len,
             index: i as u64,
         })
         .collect();
     let total = jobs.len() as u64;
+    // Every file's digest starts with its safetensors header bytes; its
+    // tensors follow in data order, which is chunk order.
+    let mut file_ctx: Vec<Context> = inputs
+        .iter()
+        .map(|f| {
+            let mut c = Context::new(&SHA256);
+            if let InputKind::Safetensors { st_header, .. } = &f.kind {
+                c.update(st_header);
+            }
+            c
+        })
+        .collect();
+    let mut tensor_ctx: Vec<Context> = plan.iter().map(|_| Context::new(&SHA256)).collect();
     let mut windows: Vec<&[Job]> = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -518,17 +481,17 @@ fn encode_payload(
         windows.push(&jobs[start..]);
     }
 
-    // (stored bytes, their SHA-256, original length) per chunk.
-    type Encoded = (Vec<u8>, [u8; 32], u64);
+    // (stored bytes, their SHA-256, original bytes) per chunk.
+    type Encoded = (Vec<u8>, [u8; 32], Vec<u8>);
     let encode = |w: &[Job]| -> Result<Vec<Encoded>, CompileError> {
         w.par_iter()
-            .map_init(Vec::new, |orig, j| {
+            .map(|j| {
                 let path = &inputs[j.tensor.file].path;
-                orig.resize(j.len as usize, 0);
+                let mut orig = vec![0u8; j.len as usize];
                 handles[j.tensor.file]
-                    .read_exact_at(orig, j.offset)
+                    .read_exact_at(&mut orig, j.offset)
                     .map_err(io(path))?;
-                let coded = codec::encode_chunk(&j.tensor.codec, j.tensor.dtype.size(), orig)
+                let coded = codec::encode_chunk(&j.tensor.codec, j.tensor.dtype.size(), &orig)
                     .map_err(|source| CompileError::Codec {
                         path: path.clone(),
                         tensor: j.tensor.name.clone(),
@@ -540,7 +503,7 @@ fn encode_payload(
                 };
                 let digest = tic_format::sha256(&stored);
                 progress.advance(j.len);
-                Ok((stored, digest, j.len))
+                Ok((stored, digest, orig))
             })
             .collect()
     };
@@ -562,12 +525,14 @@ fn encode_payload(
             || -> Result<Vec<ChunkEntry>, CompileError> {
                 let mut entries = Vec::with_capacity(done.len());
                 let mut at = offset;
-                for (stored, sha256, orig_len) in &done {
+                for ((stored, sha256, orig), j) in done.iter().zip(windows[k]) {
                     writer.write_all(stored).map_err(io(path))?;
+                    file_ctx[j.tensor.file].update(orig);
+                    tensor_ctx[j.t].update(orig);
                     entries.push(ChunkEntry {
                         offset: at,
                         stored_len: stored.len() as u64,
-                        orig_len: *orig_len,
+                        orig_len: orig.len() as u64,
                         sha256: *sha256,
                     });
                     at += stored.len() as u64;
@@ -582,5 +547,10 @@ fn encode_payload(
         pending = next.transpose()?;
     }
     writer.flush().map_err(io(path))?;
-    Ok(table)
+    let digest = |c: Context| -> [u8; 32] { c.finish().as_ref().try_into().expect("32 bytes") };
+    Ok((
+        table,
+        file_ctx.into_iter().map(digest).collect(),
+        tensor_ctx.into_iter().map(digest).collect(),
+    ))
 }
