@@ -26,8 +26,9 @@ use crate::input::{discover, InputFile, InputKind};
 
 /// Original bytes per chunk unless told otherwise.
 pub const DEFAULT_CHUNK_BYTES: u64 = 1 << 20;
-/// Original bytes encoded per window (bounds memory).
-const WINDOW_BYTES: u64 = 64 << 20;
+/// Original bytes encoded per window: small enough that hashing and
+/// writing one window overlaps encoding the next, and bounds memory.
+const WINDOW_BYTES: u64 = 8 << 20;
 /// One-tile slices sampled per tensor to choose its codec.
 const SAMPLE_SLICES: u64 = 4;
 
