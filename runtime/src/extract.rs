@@ -76,7 +76,8 @@ impl Artifact {
         // A temporary directory is private (0700); the restored model is not.
         {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(io(staging.path()))?;
+            fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+                .map_err(io(staging.path()))?;
         }
         // Swap into place: move any old output aside, rename, then delete it.
         let staged = staging.keep();

@@ -42,7 +42,9 @@ fn open(name: &str, identity: Option<&str>) -> Artifact {
 fn check_against_expected(art: &Artifact, exp: &Value) {
     let h = art.header();
     match art.signature() {
-        SignatureStatus::Verified { fingerprint } => assert_eq!(fingerprint, exp["signer"].as_str().unwrap()),
+        SignatureStatus::Verified { fingerprint } => {
+            assert_eq!(fingerprint, exp["signer"].as_str().unwrap())
+        }
         other => panic!("not verified: {other:?}"),
     }
     let files: Vec<Value> = h
@@ -71,8 +73,12 @@ fn signed_vector_verifies_and_restores_the_input() {
     let art = open("small-signed.tic", None);
     check_against_expected(&art, &exp["small-signed.tic"]);
     let out = tempfile::tempdir().unwrap();
-    art.extract(&out.path().join("o"), false, &NoProgress).unwrap();
-    assert_eq!(digests(&vectors().join("small-model")), digests(&out.path().join("o")));
+    art.extract(&out.path().join("o"), false, &NoProgress)
+        .unwrap();
+    assert_eq!(
+        digests(&vectors().join("small-model")),
+        digests(&out.path().join("o"))
+    );
 }
 
 #[test]
@@ -80,13 +86,21 @@ fn encrypted_vector_verifies_without_a_key_and_decrypts_with_each_identity() {
     let exp = expected();
     let art = open("small-encrypted.tic", None);
     check_against_expected(&art, &exp["small-encrypted.tic"]);
-    assert_eq!(art.recipients().unwrap().entries.len() as u64, exp["small-encrypted.tic"]["recipients"].as_u64().unwrap());
+    assert_eq!(
+        art.recipients().unwrap().entries.len() as u64,
+        exp["small-encrypted.tic"]["recipients"].as_u64().unwrap()
+    );
     assert!(!art.can_decrypt());
     for id in ["recipient.agekey", "recipient.symkey"] {
         let art = open("small-encrypted.tic", Some(id));
         let out = tempfile::tempdir().unwrap();
-        art.extract(&out.path().join("o"), false, &NoProgress).unwrap();
-        assert_eq!(digests(&vectors().join("small-model")), digests(&out.path().join("o")), "with {id}");
+        art.extract(&out.path().join("o"), false, &NoProgress)
+            .unwrap();
+        assert_eq!(
+            digests(&vectors().join("small-model")),
+            digests(&out.path().join("o")),
+            "with {id}"
+        );
     }
 }
 
@@ -101,9 +115,15 @@ fn regenerate() {
         std::fs::create_dir_all(&model).unwrap();
         let mut rng = Rng(7);
         let w: Vec<u8> = (0..256 * 320)
-            .flat_map(|_| half::bf16::from_f64(rng.normal(0.03)).to_bits().to_le_bytes())
+            .flat_map(|_| {
+                half::bf16::from_f64(rng.normal(0.03))
+                    .to_bits()
+                    .to_le_bytes()
+            })
             .collect();
-        let b: Vec<u8> = (0..8).flat_map(|i| (i as f32 * 0.25).to_le_bytes()).collect();
+        let b: Vec<u8> = (0..8)
+            .flat_map(|i| (i as f32 * 0.25).to_le_bytes())
+            .collect();
         let pos: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
         write_safetensors(
             &model.join("model.safetensors"),
@@ -113,22 +133,35 @@ fn regenerate() {
                 ("position_ids", "I64", vec![1, 16], pos),
             ],
         );
-        std::fs::write(model.join("config.json"), b"{\"model_type\": \"tic-test-vector\"}\n").unwrap();
+        std::fs::write(
+            model.join("config.json"),
+            b"{\"model_type\": \"tic-test-vector\"}\n",
+        )
+        .unwrap();
     }
     let key_path = v.join("signing.key");
     if !key_path.exists() {
         let k = tic_format::sign::generate_key().unwrap();
         std::fs::write(&key_path, tic_format::sign::private_key_pem(&k).unwrap()).unwrap();
-        std::fs::write(v.join("signing.pub"), tic_format::sign::public_key_pem(&k.verifying_key()).unwrap()).unwrap();
+        std::fs::write(
+            v.join("signing.pub"),
+            tic_format::sign::public_key_pem(&k.verifying_key()).unwrap(),
+        )
+        .unwrap();
     }
-    let key = tic_format::sign::parse_private_key_pem(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
+    let key = tic_format::sign::parse_private_key_pem(&std::fs::read_to_string(&key_path).unwrap())
+        .unwrap();
     let age_path = v.join("recipient.agekey");
     if !age_path.exists() {
         use age::secrecy::ExposeSecret;
         let id = age::x25519::Identity::generate();
         std::fs::write(
             &age_path,
-            format!("# public key: {}\n{}\n", id.to_public(), id.to_string().expose_secret()),
+            format!(
+                "# public key: {}\n{}\n",
+                id.to_public(),
+                id.to_string().expose_secret()
+            ),
         )
         .unwrap();
     }
@@ -140,14 +173,21 @@ fn regenerate() {
         std::fs::write(&sym_path, tic_format::hex(&k) + "\n").unwrap();
     }
     let age_text = std::fs::read_to_string(&age_path).unwrap();
-    let recipient = age_text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap();
-    let sym = tic_format::crypto::read_symmetric_key_file(&std::fs::read(&sym_path).unwrap()).unwrap();
+    let recipient = age_text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap();
+    let sym =
+        tic_format::crypto::read_symmetric_key_file(&std::fs::read(&sym_path).unwrap()).unwrap();
     let mut exp = serde_json::Map::new();
     for (name, recipients) in [
         ("small-signed.tic", vec![]),
         (
             "small-encrypted.tic",
-            vec![tic_format::crypto::parse_recipient(recipient).unwrap(), tic_format::crypto::Recipient::Symmetric(sym)],
+            vec![
+                tic_format::crypto::parse_recipient(recipient).unwrap(),
+                tic_format::crypto::Recipient::Symmetric(sym),
+            ],
         ),
     ] {
         let opts = CompileOptions {
@@ -161,7 +201,9 @@ fn regenerate() {
         let h = art.header();
         let p = art.preamble();
         let header = std::fs::read(art.path()).unwrap()[48..48 + p.header_len as usize].to_vec();
-        let SignatureStatus::Verified { fingerprint } = art.signature() else { panic!() };
+        let SignatureStatus::Verified { fingerprint } = art.signature() else {
+            panic!()
+        };
         exp.insert(
             name.into(),
             json!({
@@ -173,5 +215,9 @@ fn regenerate() {
             }),
         );
     }
-    std::fs::write(v.join("expected.json"), serde_json::to_string_pretty(&Value::Object(exp)).unwrap() + "\n").unwrap();
+    std::fs::write(
+        v.join("expected.json"),
+        serde_json::to_string_pretty(&Value::Object(exp)).unwrap() + "\n",
+    )
+    .unwrap();
 }
