@@ -184,7 +184,8 @@ pub struct TensorEntry {
     pub codec: CodecSpec,
     /// Bytes of the original tensor data.
     pub orig_len: u64,
-    /// SHA-256 of the original tensor bytes.
+    /// SHA-256 of the original tensor bytes; for a lossy tensor, of the
+    /// decoded bytes (what every reader gets).
     pub sha256: [u8; 32],
     pub first_chunk: u32,
     pub chunk_count: u32,
@@ -570,6 +571,14 @@ impl Header {
                     tensor: t.name.clone(),
                     source,
                 })?;
+            if let Some(d) = crate::codec::lossy_dtype(&t.codec) {
+                if d != t.dtype {
+                    return bad(format!(
+                        "tensor `{}`: its lossy codec is for {d} but the tensor is {}",
+                        t.name, t.dtype
+                    ));
+                }
+            }
             if t.codec.is_lossless() != t.lossy.is_none() {
                 return bad(format!(
                     "tensor `{}`: a lossy record must be present exactly when the codec is lossy",
