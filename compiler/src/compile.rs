@@ -6,6 +6,13 @@
 //! offsets known in advance (every header field has a size known before
 //! encoding). The header, signature and recipients go in last, and the
 //! temporary file is renamed onto the output.
+//!
+//! Tensors that a `--lossy` rule selects get codec 2 or 3. Their chunks are
+//! decoded again right after encoding: every element is checked against its
+//! bound (a violation is an internal error, never written), the errors are
+//! measured for the header's lossy record, and the tensor's SHA-256 and the
+//! SHA-256 of each file holding a lossy tensor are taken over the decoded
+//! bytes, i.e. over what a reader restores.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -14,15 +21,18 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
-use tic_format::codec::{self, CodecSpec, TILE_SYMBOLS};
+use tic_format::codec::{self, CodecSpec, ErrorStats, TILE_SYMBOLS};
 use tic_format::crypto::{self, PayloadKey, Recipient, RecipientsSection};
 use tic_format::header::{Preamble, VERSION_MAJOR, VERSION_MINOR};
 use tic_format::sign::{SignatureSection, SIGNATURE_SECTION_LEN};
-use tic_format::{ChunkEntry, DType, Encryption, FileEntry, FileKind, Header, TensorEntry};
+use tic_format::{
+    ChunkEntry, DType, Encryption, FileEntry, FileKind, Header, LossyRecord, TensorEntry,
+};
 use tic_runtime::Progress;
 
 use crate::error::CompileError;
 use crate::input::{discover, InputFile, InputKind};
+use crate::lossy::LossyRules;
 
 /// Original bytes per chunk unless told otherwise.
 pub const DEFAULT_CHUNK_BYTES: u64 = 1 << 20;
@@ -41,6 +51,8 @@ pub struct CompileOptions {
     pub chunk_bytes: u64,
     /// Replace an existing output.
     pub force: bool,
+    /// Lossy rules (`--lossy`); `None` keeps every tensor lossless.
+    pub lossy: Option<LossyRules>,
 }
 
 impl Default for CompileOptions {
@@ -50,6 +62,7 @@ impl Default for CompileOptions {
             recipients: Vec::new(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             force: false,
+            lossy: None,
         }
     }
 }
@@ -66,6 +79,8 @@ pub struct CompileReport {
     /// Fingerprint of the signing key, if signed.
     pub signer: Option<String>,
     pub recipients: usize,
+    /// Lossy-coded tensors: name, codec name and lossy record.
+    pub lossy: Vec<(String, String, LossyRecord)>,
 }
 
 struct PlannedTensor {
@@ -117,7 +132,7 @@ pub fn compile(
         .iter()
         .map(|f| File::open(&f.path).map_err(io(&f.path)))
         .collect::<Result<_, _>>()?;
-    let plan = plan_tensors(&inputs, &handles, opts.chunk_bytes)?;
+    let plan = plan_tensors(&inputs, &handles, opts.chunk_bytes, opts.lossy.as_ref())?;
 
     // Encryption is set up before encoding so every length is known.
     let (encryption, key, recipients_bytes) = if opts.recipients.is_empty() {
@@ -175,14 +190,40 @@ pub fn compile(
     );
     progress.finish();
     let (file_hashes, tensor_hashes) = hashes?;
-    let chunks = chunks?;
+    let Encoded {
+        chunks,
+        restored_files,
+        lossy_tensors,
+    } = chunks?;
 
-    // Fill in what encoding and hashing found.
+    // Fill in what encoding and hashing found. Files holding lossy tensors
+    // and lossy tensors themselves get the digests of what decoding gives.
     for (f, h) in header.files.iter_mut().zip(&file_hashes) {
         f.sha256 = *h;
     }
     for (t, h) in header.tensors.iter_mut().zip(&tensor_hashes) {
         t.sha256 = *h;
+    }
+    for (fi, h) in restored_files {
+        header.files[fi].sha256 = h;
+    }
+    let mut lossy_report = Vec::new();
+    for (ti, h, stats) in lossy_tensors {
+        let t = &mut header.tensors[ti];
+        t.sha256 = h;
+        let (bound_kind, bound) = codec::lossy_bound(&t.codec).ok_or_else(|| {
+            CompileError::Internal(format!("tensor `{}` has no lossy bound", t.name))
+        })?;
+        let record = LossyRecord {
+            bound_kind,
+            bound,
+            max_abs: stats.max_abs,
+            max_rel: stats.max_rel,
+            mean_rel: stats.mean_rel(),
+            rms_rel: stats.rms_rel(),
+        };
+        lossy_report.push((t.name.clone(), t.codec.name(), record.clone()));
+        t.lossy = Some(record);
     }
     header.payload_len = chunks.iter().map(|c| c.stored_len).sum();
     header.chunks = chunks;
@@ -230,6 +271,7 @@ pub fn compile(
         artifact_bytes,
         signer: signature.map(|s| s.fingerprint()),
         recipients: opts.recipients.len(),
+        lossy: lossy_report,
     })
 }
 
@@ -269,6 +311,7 @@ fn plan_tensors(
     inputs: &[InputFile],
     handles: &[File],
     chunk_bytes: u64,
+    lossy: Option<&LossyRules>,
 ) -> Result<Vec<PlannedTensor>, CompileError> {
     let mut plan = Vec::new();
     for (fi, f) in inputs.iter().enumerate() {
@@ -339,14 +382,43 @@ fn plan_tensors(
                 .read_exact_at(&mut sample[start..], off)
                 .map_err(io(&inputs[t.file].path))?;
         }
-        t.codec = codec::choose_codec(
-            elem,
-            t.dtype.is_float(),
-            &sample,
-            chunk_elems(elem, chunk_bytes) as usize,
-        );
+        let ce = chunk_elems(elem, chunk_bytes) as usize;
+        if let Some(setting) = lossy.and_then(|r| r.setting_for(&t.name, t.dtype)) {
+            let spec = codec::plan_lossy(t.dtype, setting, &sample, ce).map_err(|source| {
+                CompileError::Codec {
+                    path: inputs[t.file].path.clone(),
+                    tensor: t.name.clone(),
+                    source,
+                }
+            })?;
+            if let Some(spec) = spec {
+                t.codec = spec;
+                return Ok(());
+            }
+        }
+        t.codec = codec::choose_codec(elem, t.dtype.is_float(), &sample, ce);
         Ok(())
     })?;
+    if let Some(rules) = lossy {
+        let mut used = vec![false; rules.rules.len()];
+        for t in plan.iter().filter(|t| !t.name.is_empty()) {
+            if let Some((i, _)) = rules.lookup(&t.name) {
+                used[i] = true;
+            }
+        }
+        for (r, _) in rules
+            .rules
+            .iter()
+            .zip(&used)
+            .filter(|(r, &u)| !u && !r.from_preset)
+        {
+            tracing::warn!(
+                "--lossy rule `{}={}` matches no tensor (an earlier rule may take them all)",
+                r.pattern,
+                r.action
+            );
+        }
+    }
     let nchunks: usize = plan.iter().map(|t| t.chunks.len()).sum();
     if nchunks > tic_format::limits::MAX_CHUNKS as usize {
         return Err(CompileError::Unsupported {
@@ -377,7 +449,15 @@ fn skeleton_header(inputs: &[InputFile], plan: &[PlannedTensor], encryption: Enc
                 sha256: [0; 32],
                 first_chunk: chunks.len() as u32,
                 chunk_count: t.chunks.len() as u32,
-                lossy: None,
+                // Placeholder figures (same length); filled in after encoding.
+                lossy: codec::lossy_bound(&t.codec).map(|(bound_kind, bound)| LossyRecord {
+                    bound_kind,
+                    bound,
+                    max_abs: 0.0,
+                    max_rel: 0.0,
+                    mean_rel: 0.0,
+                    rms_rel: 0.0,
+                }),
             });
             for &(_, n) in &t.chunks {
                 chunks.push(ChunkEntry {
@@ -470,8 +550,88 @@ fn hash_inputs(
     Ok((files, tensors))
 }
 
+/// What encoding found besides the payload.
+struct Encoded {
+    /// The chunk table.
+    chunks: Vec<ChunkEntry>,
+    /// (file index, SHA-256 of the file as restored) for each file that
+    /// holds a lossy tensor.
+    restored_files: Vec<(usize, [u8; 32])>,
+    /// (tensor index, SHA-256 of the decoded tensor, its errors) for each
+    /// lossy tensor.
+    lossy_tensors: Vec<(usize, [u8; 32], ErrorStats)>,
+}
+
+/// One encoded chunk on its way to the writer.
+struct EncodedChunk {
+    stored: Vec<u8>,
+    sha256: [u8; 32],
+    orig_len: u64,
+    file: usize,
+    tensor: usize,
+    /// The bytes a reader restores, for chunks of files holding a lossy
+    /// tensor (decoded for lossy tensors, the original bytes otherwise).
+    restored: Option<Vec<u8>>,
+    /// Errors of a lossy chunk.
+    stats: Option<ErrorStats>,
+}
+
+/// Running digests of restored bytes, fed in payload order.
+#[derive(Default)]
+struct Restoring {
+    file: Option<(usize, ring::digest::Context)>,
+    tensor: Option<(usize, ring::digest::Context, ErrorStats)>,
+    files_done: Vec<(usize, [u8; 32])>,
+    tensors_done: Vec<(usize, [u8; 32], ErrorStats)>,
+}
+
+fn digest32(c: ring::digest::Context) -> [u8; 32] {
+    c.finish().as_ref().try_into().expect("32 bytes")
+}
+
+impl Restoring {
+    fn feed(&mut self, inputs: &[InputFile], c: &EncodedChunk) {
+        let Some(bytes) = &c.restored else {
+            return;
+        };
+        if self.file.as_ref().is_none_or(|(f, _)| *f != c.file) {
+            self.finish_file();
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            if let InputKind::Safetensors { st_header, .. } = &inputs[c.file].kind {
+                ctx.update(st_header);
+            }
+            self.file = Some((c.file, ctx));
+        }
+        if let Some((_, ctx)) = &mut self.file {
+            ctx.update(bytes);
+        }
+        if let Some(stats) = &c.stats {
+            if self.tensor.as_ref().is_none_or(|(t, _, _)| *t != c.tensor) {
+                self.finish_tensor();
+                let ctx = ring::digest::Context::new(&ring::digest::SHA256);
+                self.tensor = Some((c.tensor, ctx, ErrorStats::default()));
+            }
+            if let Some((_, ctx, st)) = &mut self.tensor {
+                ctx.update(bytes);
+                st.merge(stats);
+            }
+        }
+    }
+    fn finish_file(&mut self) {
+        if let Some((f, ctx)) = self.file.take() {
+            self.files_done.push((f, digest32(ctx)));
+        }
+    }
+    fn finish_tensor(&mut self) {
+        if let Some((t, ctx, st)) = self.tensor.take() {
+            self.tensors_done.push((t, digest32(ctx), st));
+        }
+    }
+}
+
 /// Encodes (and encrypts) every chunk, writing the payload at
-/// `payload_offset` of `out`. Returns the chunk table.
+/// `payload_offset` of `out`. Lossy chunks are decoded again, checked
+/// against their bound and measured.
 fn encode_payload(
     inputs: &[InputFile],
     handles: &[File],
@@ -480,19 +640,30 @@ fn encode_payload(
     out: &File,
     payload_offset: u64,
     progress: &dyn Progress,
-) -> Result<Vec<ChunkEntry>, CompileError> {
+) -> Result<Encoded, CompileError> {
     struct Job<'a> {
         tensor: &'a PlannedTensor,
+        tindex: usize,
         offset: u64,
         len: u64,
         index: u64,
     }
+    let mut lossy_files = vec![false; inputs.len()];
+    for t in plan.iter().filter(|t| !t.codec.is_lossless()) {
+        lossy_files[t.file] = true;
+    }
     let jobs: Vec<Job> = plan
         .iter()
-        .flat_map(|t| t.chunks.iter().map(move |&(offset, len)| (t, offset, len)))
         .enumerate()
-        .map(|(i, (tensor, offset, len))| Job {
+        .flat_map(|(ti, t)| {
+            t.chunks
+                .iter()
+                .map(move |&(offset, len)| (ti, t, offset, len))
+        })
+        .enumerate()
+        .map(|(i, (tindex, tensor, offset, len))| Job {
             tensor,
+            tindex,
             offset,
             len,
             index: i as u64,
@@ -514,29 +685,52 @@ fn encode_payload(
         windows.push(&jobs[start..]);
     }
 
-    // (stored bytes, their SHA-256, original length) per chunk.
-    type Encoded = (Vec<u8>, [u8; 32], u64);
-    let encode = |w: &[Job]| -> Result<Vec<Encoded>, CompileError> {
+    let encode = |w: &[Job]| -> Result<Vec<EncodedChunk>, CompileError> {
         w.par_iter()
             .map_init(Vec::new, |orig, j| {
-                let path = &inputs[j.tensor.file].path;
+                let t = j.tensor;
+                let path = &inputs[t.file].path;
                 orig.resize(j.len as usize, 0);
-                handles[j.tensor.file]
+                handles[t.file]
                     .read_exact_at(orig, j.offset)
                     .map_err(io(path))?;
-                let coded = codec::encode_chunk(&j.tensor.codec, j.tensor.dtype.size(), orig)
-                    .map_err(|source| CompileError::Codec {
-                        path: path.clone(),
-                        tensor: j.tensor.name.clone(),
-                        source,
-                    })?;
+                let codec_err = |source| CompileError::Codec {
+                    path: path.clone(),
+                    tensor: t.name.clone(),
+                    source,
+                };
+                let es = t.dtype.size();
+                let coded = codec::encode_chunk(&t.codec, es, orig).map_err(codec_err)?;
+                let (restored, stats) = if t.codec.is_lossless() {
+                    (lossy_files[t.file].then(|| orig.clone()), None)
+                } else {
+                    let mut decoded = vec![0u8; orig.len()];
+                    codec::decode_chunk(&t.codec, es, &coded, &mut decoded).map_err(codec_err)?;
+                    let stats =
+                        codec::check_and_measure(&t.codec, orig, &decoded).map_err(|e| {
+                            CompileError::Internal(format!(
+                                "tensor `{}` ({}): a decoded chunk breaks its bound: {e}",
+                                t.name,
+                                t.codec.name()
+                            ))
+                        })?;
+                    (Some(decoded), Some(stats))
+                };
                 let stored = match key {
                     Some(k) => crypto::seal_chunk(k, j.index, j.index + 1 == total, &coded),
                     None => coded,
                 };
-                let digest = tic_format::sha256(&stored);
+                let sha256 = tic_format::sha256(&stored);
                 progress.advance(j.len);
-                Ok((stored, digest, j.len))
+                Ok(EncodedChunk {
+                    stored,
+                    sha256,
+                    orig_len: j.len,
+                    file: t.file,
+                    tensor: j.tindex,
+                    restored,
+                    stats,
+                })
             })
             .collect()
     };
@@ -547,6 +741,7 @@ fn encode_payload(
         .seek(SeekFrom::Start(payload_offset))
         .map_err(io(path))?;
     let mut table = Vec::with_capacity(jobs.len());
+    let mut restoring = Restoring::default();
     let mut offset = 0u64;
     let mut pending = match windows.first() {
         Some(w) => Some(encode(w)?),
@@ -554,19 +749,21 @@ fn encode_payload(
     };
     for k in 0..windows.len() {
         let done = pending.take().expect("window encoded");
+        let restoring = &mut restoring;
         let (written, next) = rayon::join(
             || -> Result<Vec<ChunkEntry>, CompileError> {
                 let mut entries = Vec::with_capacity(done.len());
                 let mut at = offset;
-                for (stored, sha256, orig_len) in &done {
-                    writer.write_all(stored).map_err(io(path))?;
+                for c in &done {
+                    writer.write_all(&c.stored).map_err(io(path))?;
+                    restoring.feed(inputs, c);
                     entries.push(ChunkEntry {
                         offset: at,
-                        stored_len: stored.len() as u64,
-                        orig_len: *orig_len,
-                        sha256: *sha256,
+                        stored_len: c.stored.len() as u64,
+                        orig_len: c.orig_len,
+                        sha256: c.sha256,
                     });
-                    at += stored.len() as u64;
+                    at += c.stored.len() as u64;
                 }
                 Ok(entries)
             },
@@ -578,5 +775,11 @@ fn encode_payload(
         pending = next.transpose()?;
     }
     writer.flush().map_err(io(path))?;
-    Ok(table)
+    restoring.finish_file();
+    restoring.finish_tensor();
+    Ok(Encoded {
+        chunks: table,
+        restored_files: restoring.files_done,
+        lossy_tensors: restoring.tensors_done,
+    })
 }
