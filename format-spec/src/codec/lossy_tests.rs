@@ -854,3 +854,167 @@ fn lossy_md_worked_example() {
     );
     assert_eq!(value(DType::BF16, 0x3dd0), 0.1015625);
 }
+
+// ---------------------------------------------------------------------------
+// Test vectors (format-spec/test-vectors/lossy/).
+
+struct LossyVector {
+    name: &'static str,
+    description: &'static str,
+    dtype: DType,
+    setting: LossySetting,
+    input: Vec<u8>,
+}
+
+fn lossy_vectors() -> Vec<LossyVector> {
+    let mut rng = Rng::new(2024);
+    let specials_bf16 = [0x0000u32, 0x8000, 0x7f80, 0xff80, 0x7fa5, 0x0001, 0x7f7f];
+    let mut bf: Vec<u32> = (0..1000)
+        .map(|_| u32::from(half::bf16::from_f32((rng.normal() * 0.05) as f32).to_bits()))
+        .collect();
+    bf.extend(specials_bf16);
+    let mut hf: Vec<u32> = (0..700)
+        .map(|_| u32::from(half::f16::from_f32((rng.normal() * 0.1) as f32).to_bits()))
+        .collect();
+    hf.extend([0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e01, 0x0003, 0x7bff]);
+    let mut f: Vec<u32> = (0..600)
+        .map(|_| ((rng.normal() * 0.02) as f32).to_bits())
+        .collect();
+    f.extend([
+        0,
+        0x8000_0000,
+        0x7f80_0000,
+        0xffc0_0001,
+        1,
+        2.5f32.to_bits(),
+    ]);
+    vec![
+        LossyVector {
+            name: "bf16-mantissa-k4",
+            description: "codec 2 mantissa K=4 on 1000 BF16 ~N(0,0.05) then 0, -0, +Inf, -Inf, a NaN payload, the smallest subnormal and the largest finite value (the last three are exceptions)",
+            dtype: DType::BF16,
+            setting: LossySetting::Mantissa(4),
+            input: bytes(DType::BF16, &bf),
+        },
+        LossyVector {
+            name: "f16-quant-rel",
+            description: "codec 3 mode 1 (pointwise relative, eb 0.02) on 700 F16 ~N(0,0.1) then 0, -0, +Inf, -Inf, a NaN, a subnormal and the largest finite value",
+            dtype: DType::F16,
+            setting: LossySetting::Rel(0.02),
+            input: bytes(DType::F16, &hf),
+        },
+        LossyVector {
+            name: "f32-quant-abs",
+            description: "codec 3 mode 2 (absolute, eb 1e-3) on 600 F32 ~N(0,0.02) then 0, -0, +Inf, a NaN, the smallest subnormal and 2.5 (beyond the sampled range: an exception)",
+            dtype: DType::F32,
+            setting: LossySetting::Abs(1e-3),
+            input: bytes(DType::F32, &f),
+        },
+    ]
+}
+
+fn lossy_vector_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-vectors/lossy")
+}
+
+fn hexs(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhexs(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn sha_hex(d: &[u8]) -> String {
+    hexs(&crate::sha256(d))
+}
+
+/// Plans from the first 600 elements only, so that the abs vector has a
+/// value beyond the sampled range.
+fn vector_spec(v: &LossyVector) -> CodecSpec {
+    let es = v.dtype.size();
+    plan_lossy(v.dtype, v.setting, &v.input[..600 * es], 1 << 20)
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "writes format-spec/test-vectors/lossy/"]
+fn regenerate_lossy_test_vectors() {
+    let dir = lossy_vector_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    for v in lossy_vectors() {
+        let spec = vector_spec(&v);
+        let es = v.dtype.size();
+        let stored = encode_chunk(&spec, es, &v.input).unwrap();
+        let mut out = vec![0u8; v.input.len()];
+        decode_chunk(&spec, es, &stored, &mut out).unwrap();
+        check_bound(v.dtype, v.setting, &v.input, &out);
+        let (kind, bound) = lossy_bound(&spec).unwrap();
+        let j = serde_json::json!({
+            "name": v.name,
+            "description": v.description,
+            "dtype": v.dtype.name(),
+            "elem_size": es,
+            "codec_id": spec.id,
+            "codec_name": spec.name(),
+            "params_hex": hexs(&spec.params),
+            "bound_kind": kind,
+            "bound": bound,
+            "elements": v.input.len() / es,
+            "stored_file": format!("{}.bin", v.name),
+            "stored_len": stored.len(),
+            "stored_sha256": sha_hex(&stored),
+            "input_hex": hexs(&v.input),
+            "decoded_len": out.len(),
+            "decoded_sha256": sha_hex(&out),
+            "decoded_hex": hexs(&out),
+        });
+        std::fs::write(dir.join(format!("{}.bin", v.name)), &stored).unwrap();
+        let text = serde_json::to_string_pretty(&j).unwrap() + "\n";
+        std::fs::write(dir.join(format!("{}.json", v.name)), text).unwrap();
+    }
+}
+
+/// Each committed vector decodes to its recorded bytes, which are within
+/// the recorded bound of the recorded input; and the encoder still makes
+/// the same stream.
+#[test]
+fn committed_lossy_test_vectors_decode() {
+    let dir = lossy_vector_dir();
+    let gen = lossy_vectors();
+    for v in &gen {
+        let j: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{}.json", v.name))).unwrap(),
+        )
+        .unwrap();
+        let stored = std::fs::read(dir.join(j["stored_file"].as_str().unwrap())).unwrap();
+        assert_eq!(sha_hex(&stored), j["stored_sha256"].as_str().unwrap());
+        let es = j["elem_size"].as_u64().unwrap() as usize;
+        let spec = CodecSpec {
+            id: j["codec_id"].as_u64().unwrap() as u16,
+            params: unhexs(j["params_hex"].as_str().unwrap()),
+        };
+        assert_eq!(spec.name(), j["codec_name"].as_str().unwrap());
+        let (kind, bound) = lossy_bound(&spec).unwrap();
+        assert_eq!(u64::from(kind), j["bound_kind"].as_u64().unwrap());
+        assert_eq!(bound, j["bound"].as_f64().unwrap());
+        let mut out = vec![0u8; j["decoded_len"].as_u64().unwrap() as usize];
+        decode_chunk(&spec, es, &stored, &mut out).unwrap();
+        assert_eq!(sha_hex(&out), j["decoded_sha256"].as_str().unwrap());
+        assert_eq!(hexs(&out), j["decoded_hex"].as_str().unwrap());
+        let input = unhexs(j["input_hex"].as_str().unwrap());
+        assert!(
+            input == v.input,
+            "{}: input differs from the generator",
+            v.name
+        );
+        check_bound(v.dtype, v.setting, &input, &out);
+        assert_eq!(encode_chunk(&vector_spec(v), es, &input).unwrap(), stored);
+    }
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, 2 * gen.len(), "one .json and one .bin per vector");
+}
