@@ -506,25 +506,31 @@ fn get_varint(stored: &[u8], pos: &mut usize) -> Result<u32, CodecError> {
     )))
 }
 
-/// Encodes one chunk with parsed params.
-pub(crate) fn encode(lp: &LossyParams, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+/// The codes of a chunk (`C` bytes each, 0 at exceptions) and the indices
+/// of its exceptions. The inner plane layout does not change them.
+fn quantize(lp: &LossyParams, data: &[u8]) -> (Vec<u8>, Vec<u32>) {
     let es = lp.fmt.size();
-    let n = data.len() / es;
     let cs = lp.code_size;
-    let mut codes = vec![0u8; n * cs];
+    let mut codes = vec![0u8; data.len() / es * cs];
     let mut exceptions: Vec<u32> = Vec::new();
     for (i, (x, c)) in data
         .chunks_exact(es)
         .zip(codes.chunks_exact_mut(cs))
         .enumerate()
     {
-        let x = lp.fmt.load(x);
-        match lp.encode_elem(x) {
+        match lp.encode_elem(lp.fmt.load(x)) {
             Some(code) => c.copy_from_slice(&code.to_le_bytes()[..cs]),
             None => exceptions.push(i as u32),
         }
     }
-    let inner = encode_chunk(&lp.inner.spec(), cs, &codes)?;
+    (codes, exceptions)
+}
+
+/// Encodes one chunk with parsed params.
+pub(crate) fn encode(lp: &LossyParams, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let es = lp.fmt.size();
+    let (codes, exceptions) = quantize(lp, data);
+    let inner = encode_chunk(&lp.inner.spec(), lp.code_size, &codes)?;
     let len = u32::try_from(inner.len()).map_err(|_| CodecError::TooLarge {
         what: "codes stream longer than 2^32-1 bytes",
     })?;
@@ -742,15 +748,31 @@ fn layouts(bits: u32, size: usize) -> Vec<PlanesParams> {
 /// from `sample` (whole sampled chunks of `chunk_elems` elements, the last
 /// possibly shorter, back to back, as the compiler cuts them): the code
 /// width, then the inner plane layout that codes the sample smallest.
-/// Returns `None` when the setting cannot make the tensor smaller than a
-/// lossless codec would (K at or above the dtype's mantissa bits, a relative
-/// bound finer than the dtype's own precision) or the dtype is not BF16, F16
-/// or F32.
+/// Returns `None` (stay lossless) when the dtype is not BF16, F16 or F32,
+/// when the setting cannot change the tensor (K at or above the dtype's
+/// mantissa bits, a relative bound finer than the dtype's own precision),
+/// or when the lossy coding of the sample is not smaller than its lossless
+/// coding (`choose_codec`): the lossless bytes meet any bound, so a lossy
+/// setting never makes a tensor larger. (With an absolute bound finer than
+/// a BF16 tensor's own precision, the indices of the larger values are
+/// sparse and cost more than the values themselves.)
 pub fn plan_lossy(
     dtype: DType,
     setting: LossySetting,
     sample: &[u8],
     chunk_elems: usize,
+) -> Result<Option<CodecSpec>, CodecError> {
+    plan(dtype, setting, sample, chunk_elems, true)
+}
+
+/// [`plan_lossy`], optionally without the comparison with lossless coding
+/// (the tests exercise the codecs on data they do not shrink).
+pub(crate) fn plan(
+    dtype: DType,
+    setting: LossySetting,
+    sample: &[u8],
+    chunk_elems: usize,
+    vs_lossless: bool,
 ) -> Result<Option<CodecSpec>, CodecError> {
     let Some(fmt) = Fmt::of(dtype) else {
         return Ok(None);
@@ -801,27 +823,68 @@ pub fn plan_lossy(
     };
     let code_size = code_size_for(code_bits);
     let cands = layouts(code_bits, code_size);
-    let mut best: Option<(usize, LossyParams)> = None;
+    let first = cands
+        .first()
+        .cloned()
+        .ok_or_else(|| CodecError::BadParams {
+            id: CODEC_QUANT,
+            elem_size: es,
+            reason: format!("no plane layout for {code_bits}-bit codes"),
+        })?;
+    let mut lp = LossyParams {
+        fmt,
+        scheme,
+        code_bits,
+        code_size,
+        inner: first,
+    };
+    // The codes of the head of each sampled chunk, quantized once; each
+    // layout then only codes them (exceptions cost the same in every one).
     let ce = chunk_elems.max(1) * es;
-    for inner in cands {
-        let lp = LossyParams {
-            fmt,
-            scheme,
-            code_bits,
-            code_size,
-            inner,
-        };
-        let mut size = 0usize;
-        for chunk in sample.chunks(ce) {
+    let heads: Vec<&[u8]> = sample
+        .chunks(ce)
+        .map(|chunk| {
             let part = &chunk[..chunk.len().min(LAYOUT_SAMPLE_ELEMS * es)];
-            let part = &part[..part.len() / es * es];
-            size += encode(&lp, part)?.len();
+            &part[..part.len() / es * es]
+        })
+        .collect();
+    let mut exceptions_cost = 0usize;
+    let parts: Vec<Vec<u8>> = heads
+        .iter()
+        .map(|part| {
+            let (codes, exc) = quantize(&lp, part);
+            // Length fields, one to two index bytes and the value each.
+            exceptions_cost += 8 + exc.len() * (es + 2);
+            codes
+        })
+        .collect();
+    let mut best: Option<(usize, PlanesParams)> = None;
+    for inner in cands {
+        let spec = inner.spec();
+        let mut size = 0usize;
+        for codes in &parts {
+            size += encode_chunk(&spec, code_size, codes)?.len();
         }
         if best.as_ref().is_none_or(|(s, _)| size < *s) {
-            best = Some((size, lp));
+            best = Some((size, inner));
         }
     }
-    Ok(best.map(|(_, lp)| lp.to_spec()))
+    let Some((codes_cost, inner)) = best else {
+        return Ok(Some(lp.to_spec()));
+    };
+    lp.inner = inner;
+    if !vs_lossless {
+        return Ok(Some(lp.to_spec()));
+    }
+    let lossless = super::choose_codec(es, true, sample, chunk_elems.max(1));
+    let mut lossless_cost = 0usize;
+    for part in &heads {
+        lossless_cost += encode_chunk(&lossless, es, part)?.len();
+    }
+    if codes_cost + exceptions_cost >= lossless_cost {
+        return Ok(None);
+    }
+    Ok(Some(lp.to_spec()))
 }
 
 /// Error figures of decoded elements against the originals, mergeable

@@ -105,7 +105,7 @@ fn check_bound(dtype: DType, s: LossySetting, orig: &[u8], dec: &[u8]) -> usize 
 
 /// Plans, encodes, decodes and checks; returns (stored bytes, spec).
 fn run(dtype: DType, s: LossySetting, data: &[u8]) -> Option<(usize, CodecSpec)> {
-    let spec = plan_lossy(dtype, s, data, 512 << 10)
+    let spec = plan(dtype, s, data, 512 << 10, false)
         .unwrap_or_else(|e| panic!("{dtype} {s}: plan: {e}"))?;
     spec.validate(dtype.size()).unwrap();
     assert!(!spec.is_lossless());
@@ -246,7 +246,7 @@ fn odd_sizes_and_tiles() {
 fn values_beyond_the_sampled_range_become_exceptions() {
     let small = bytes(DType::F32, &[0.001f32.to_bits(); 1000]);
     let s = LossySetting::Abs(1e-6);
-    let spec = plan_lossy(DType::F32, s, &small, 1000).unwrap().unwrap();
+    let spec = plan(DType::F32, s, &small, 1000, false).unwrap().unwrap();
     let big: Vec<u32> = [1.0f32, -3.0e4, 0.0005, 1e9, -0.0]
         .iter()
         .map(|x| x.to_bits())
@@ -352,7 +352,7 @@ fn mantissa_keeps_only_the_kept_bits() {
 #[test]
 fn bounds_and_names() {
     let data = bytes(DType::BF16, &[0x3f80, 0x4000]);
-    let m = plan_lossy(DType::BF16, LossySetting::Mantissa(4), &data, 2)
+    let m = plan(DType::BF16, LossySetting::Mantissa(4), &data, 2, false)
         .unwrap()
         .unwrap();
     assert_eq!(m.id, CODEC_MANTISSA);
@@ -363,7 +363,7 @@ fn bounds_and_names() {
         "{}",
         m.name()
     );
-    let a = plan_lossy(DType::F32, LossySetting::Abs(1e-4), &[0; 8], 2)
+    let a = plan(DType::F32, LossySetting::Abs(1e-4), &[0; 8], 2, false)
         .unwrap()
         .unwrap();
     assert_eq!(a.id, CODEC_QUANT);
@@ -373,7 +373,7 @@ fn bounds_and_names() {
         "{}",
         a.name()
     );
-    let r = plan_lossy(DType::F16, LossySetting::Rel(0.01), &[0; 4], 2)
+    let r = plan(DType::F16, LossySetting::Rel(0.01), &[0; 4], 2, false)
         .unwrap()
         .unwrap();
     assert_eq!(lossy_bound(&r), Some((BOUND_RELATIVE, 0.01)));
@@ -397,6 +397,51 @@ fn bounds_and_names() {
     assert!(plan_lossy(DType::F32, LossySetting::Abs(f64::NAN), &[0; 4], 1).is_err());
     assert!(lossy_dtype_supported(DType::F16) && !lossy_dtype_supported(DType::F64));
     assert_eq!(lossy_bound(&CodecSpec::raw()), None);
+}
+
+/// `plan_lossy` keeps a tensor lossless when its lossy coding would not be
+/// smaller: tiny tensors, and bounds so fine that the indices cost more
+/// than the values (an absolute bound far below BF16's precision).
+#[test]
+fn lossy_never_larger_than_lossless() {
+    let mut rng = Rng::new(8);
+    let v: Vec<u32> = (0..200_000)
+        .map(|_| u32::from(half::bf16::from_f32((rng.normal() * 0.05) as f32).to_bits()))
+        .collect();
+    let data = bytes(DType::BF16, &v);
+    let ce = 1 << 20;
+    assert!(
+        plan_lossy(DType::BF16, LossySetting::Mantissa(4), &data, ce)
+            .unwrap()
+            .is_some()
+    );
+    assert!(plan_lossy(DType::BF16, LossySetting::Abs(1e-3), &data, ce)
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        plan_lossy(DType::BF16, LossySetting::Abs(1e-7), &data, ce).unwrap(),
+        None
+    );
+    // Forced, the same setting works but is larger than lossless.
+    let spec = plan(DType::BF16, LossySetting::Abs(1e-7), &data, ce, false)
+        .unwrap()
+        .unwrap();
+    let lossy = encode_chunk(&spec, 2, &data).unwrap().len();
+    let lossless = encode_chunk(&crate::codec::choose_codec(2, true, &data, ce), 2, &data)
+        .unwrap()
+        .len();
+    assert!(lossy > lossless, "{lossy} vs {lossless}");
+    // Two elements: the lossy stream's fixed overhead is larger than raw.
+    assert_eq!(
+        plan_lossy(
+            DType::F32,
+            LossySetting::Mantissa(2),
+            &[0, 0, 0x80, 0x3f, 0, 0, 0, 0x40],
+            2
+        )
+        .unwrap(),
+        None
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -612,7 +657,7 @@ fn fuzz_mutated_lossy_streams_never_panic() {
             })
             .collect();
         let data = bytes(dtype, &v);
-        let spec = plan_lossy(dtype, s, &data, 3000).unwrap().unwrap();
+        let spec = plan(dtype, s, &data, 3000, false).unwrap().unwrap();
         let stored = encode_chunk(&spec, dtype.size(), &data).unwrap();
         streams.push((dtype, spec, data.len(), stored));
     }
@@ -936,7 +981,7 @@ fn sha_hex(d: &[u8]) -> String {
 /// value beyond the sampled range.
 fn vector_spec(v: &LossyVector) -> CodecSpec {
     let es = v.dtype.size();
-    plan_lossy(v.dtype, v.setting, &v.input[..600 * es], 1 << 20)
+    plan(v.dtype, v.setting, &v.input[..600 * es], 1 << 20, false)
         .unwrap()
         .unwrap()
 }
