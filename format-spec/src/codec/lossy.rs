@@ -34,7 +34,7 @@ pub const BOUND_RELATIVE: u8 = 1;
 pub const BOUND_ABSOLUTE: u8 = 2;
 
 /// Elements sampled per chunk when choosing the plane layout of the codes.
-const LAYOUT_SAMPLE_ELEMS: usize = 128 << 10;
+const LAYOUT_SAMPLE_ELEMS: usize = 64 << 10;
 
 /// An IEEE-754 binary format the lossy codecs apply to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,7 +329,11 @@ impl LossyParams {
     /// (bound kind, bound) this scheme guarantees.
     fn bound(&self) -> (u8, f64) {
         match self.scheme {
-            Scheme::Mantissa { keep } => (BOUND_RELATIVE, (-(keep as f64) - 1.0).exp2()),
+            // 2^-(K+1), built from its bits (this runs per element).
+            Scheme::Mantissa { keep } => (
+                BOUND_RELATIVE,
+                f64::from_bits(u64::from(1023 - 1 - keep) << 52),
+            ),
             Scheme::Abs { eb, .. } => (BOUND_ABSOLUTE, eb),
             Scheme::Rel { eb, .. } => (BOUND_RELATIVE, eb),
         }
@@ -707,12 +711,12 @@ fn bits_for(v: u64) -> u32 {
 
 /// Candidate inner plane layouts for `bits`-bit codes in `size`-byte words:
 /// zero bits on top (merged into the first plane when it stays Huffman-able,
-/// else const planes of at most 16 bits), a first data plane of 4 to 10
-/// bits, the rest in planes of at most 8 bits (one plane when at most 10).
+/// else const planes of at most 16 bits), a first data plane of 6, 8, 9 or
+/// 10 bits, the rest in planes of at most 8 bits (one plane when at most 10).
 fn layouts(bits: u32, size: usize) -> Vec<PlanesParams> {
     let zeros = 8 * size as u32 - bits;
     let mut out: Vec<PlanesParams> = Vec::new();
-    for t in 4..=10u32 {
+    for t in [6u32, 8, 9, 10] {
         let t = t.min(bits);
         let mut w: Vec<u8> = Vec::new();
         if zeros + t <= 10 {
