@@ -585,6 +585,26 @@ impl Header {
                     t.name
                 ));
             }
+            if let Some(l) = &t.lossy {
+                // The record states the bound the codec guarantees, and
+                // measured figures are plain non-negative numbers.
+                if crate::codec::lossy_bound(&t.codec) != Some((l.bound_kind, l.bound)) {
+                    return bad(format!(
+                        "tensor `{}`: its lossy record says bound kind {} bound {:e}, not what codec {} guarantees",
+                        t.name,
+                        l.bound_kind,
+                        l.bound,
+                        t.codec.name()
+                    ));
+                }
+                let figures = [l.max_abs, l.max_rel, l.mean_rel, l.rms_rel];
+                if figures.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+                    return bad(format!(
+                        "tensor `{}`: its lossy record holds a negative or non-finite error figure",
+                        t.name
+                    ));
+                }
+            }
             if t.first_chunk as u64 != next_chunk {
                 return bad(format!(
                     "tensor `{}` starts at chunk {} but {} was expected",

@@ -738,10 +738,35 @@ fn header_requires_matching_dtype_and_record() {
     let h = header(DType::BF16, Some(record.clone()));
     h.check().unwrap();
     assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
-    let e = header(DType::F16, Some(record)).check().unwrap_err();
+    let e = header(DType::F16, Some(record.clone()))
+        .check()
+        .unwrap_err();
     assert!(e.to_string().contains("lossy codec is for BF16"), "{e}");
     let e = header(DType::BF16, None).check().unwrap_err();
     assert!(e.to_string().contains("lossy record"), "{e}");
+    // The record must state the codec's bound, and sane figures.
+    for bad in [
+        LossyRecord {
+            bound_kind: 2,
+            ..record.clone()
+        },
+        LossyRecord {
+            bound: 0.05,
+            ..record.clone()
+        },
+        LossyRecord {
+            mean_rel: f64::NAN,
+            ..record.clone()
+        },
+        LossyRecord {
+            max_abs: -1.0,
+            ..record.clone()
+        },
+    ] {
+        let h = header(DType::BF16, Some(bad));
+        let e = Header::parse(&h.to_bytes()).unwrap_err();
+        assert!(e.to_string().contains("lossy record"), "{e}");
+    }
 }
 
 // ---------------------------------------------------------------------------
