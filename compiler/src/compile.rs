@@ -6,6 +6,13 @@
 //! offsets known in advance (every header field has a size known before
 //! encoding). The header, signature and recipients go in last, and the
 //! temporary file is renamed onto the output.
+//!
+//! Tensors that a `--lossy` rule selects get codec 2 or 3. Their chunks are
+//! decoded again right after encoding: every element is checked against its
+//! bound (a violation is an internal error, never written), the errors are
+//! measured for the header's lossy record, and the tensor's SHA-256 and the
+//! SHA-256 of each file holding a lossy tensor are taken over the decoded
+//! bytes, i.e. over what a reader restores.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -14,23 +21,25 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
-use tic_format::codec::{self, CodecSpec, TILE_SYMBOLS};
+use tic_format::codec::{self, CodecSpec, ErrorStats, TILE_SYMBOLS};
 use tic_format::crypto::{self, PayloadKey, Recipient, RecipientsSection};
 use tic_format::header::{Preamble, VERSION_MAJOR, VERSION_MINOR};
 use tic_format::sign::{SignatureSection, SIGNATURE_SECTION_LEN};
-use tic_format::{ChunkEntry, DType, Encryption, FileEntry, FileKind, Header, TensorEntry};
+use tic_format::{
+    ChunkEntry, DType, Encryption, FileEntry, FileKind, Header, LossyRecord, TensorEntry,
+};
 use tic_runtime::Progress;
 
 use crate::error::CompileError;
 use crate::input::{discover, InputFile, InputKind};
+use crate::lossy::LossyRules;
 
 /// Original bytes per chunk unless told otherwise.
 pub const DEFAULT_CHUNK_BYTES: u64 = 1 << 20;
-/// Original bytes encoded per window: small enough that hashing and
-/// writing one window overlaps encoding the next, and bounds memory.
+/// Original bytes encoded per window (bounds memory).
 const WINDOW_BYTES: u64 = 8 << 20;
-/// One-tile slices sampled per tensor to choose its codec.
-const SAMPLE_SLICES: u64 = 4;
+/// Chunks sampled per tensor to choose its codec.
+const SAMPLE_CHUNKS: u64 = 4;
 
 /// How to compile.
 pub struct CompileOptions {
@@ -42,6 +51,8 @@ pub struct CompileOptions {
     pub chunk_bytes: u64,
     /// Replace an existing output.
     pub force: bool,
+    /// Lossy rules (`--lossy`); `None` keeps every tensor lossless.
+    pub lossy: Option<LossyRules>,
 }
 
 impl Default for CompileOptions {
@@ -51,6 +62,7 @@ impl Default for CompileOptions {
             recipients: Vec::new(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             force: false,
+            lossy: None,
         }
     }
 }
@@ -67,6 +79,8 @@ pub struct CompileReport {
     /// Fingerprint of the signing key, if signed.
     pub signer: Option<String>,
     pub recipients: usize,
+    /// Lossy-coded tensors: name, codec name and lossy record.
+    pub lossy: Vec<(String, String, LossyRecord)>,
 }
 
 struct PlannedTensor {
@@ -118,7 +132,7 @@ pub fn compile(
         .iter()
         .map(|f| File::open(&f.path).map_err(io(&f.path)))
         .collect::<Result<_, _>>()?;
-    let plan = plan_tensors(&inputs, &handles, opts.chunk_bytes)?;
+    let plan = plan_tensors(&inputs, &handles, opts.chunk_bytes, opts.lossy.as_ref())?;
 
     // Encryption is set up before encoding so every length is known.
     let (encryption, key, recipients_bytes) = if opts.recipients.is_empty() {
@@ -160,22 +174,56 @@ pub fn compile(
 
     let total: u64 = inputs.iter().map(|f| f.size).sum();
     progress.start("compiling", total);
-    let (chunks, file_hashes, tensor_hashes) = encode_payload(
-        &inputs,
-        &handles,
-        &plan,
-        key.as_ref(),
-        tmp.as_file(),
-        payload_offset,
-        progress,
-    )?;
+    let (hashes, chunks) = rayon::join(
+        || hash_inputs(&inputs, &handles, &plan),
+        || {
+            encode_payload(
+                &inputs,
+                &handles,
+                &plan,
+                key.as_ref(),
+                tmp.as_file(),
+                payload_offset,
+                progress,
+            )
+        },
+    );
+    progress.finish();
+    let (file_hashes, tensor_hashes) = hashes?;
+    let Encoded {
+        chunks,
+        restored_files,
+        lossy_tensors,
+    } = chunks?;
 
-    // Fill in what encoding and hashing found.
+    // Fill in what encoding and hashing found. Files holding lossy tensors
+    // and lossy tensors themselves get the digests of what decoding gives.
     for (f, h) in header.files.iter_mut().zip(&file_hashes) {
         f.sha256 = *h;
     }
     for (t, h) in header.tensors.iter_mut().zip(&tensor_hashes) {
         t.sha256 = *h;
+    }
+    for (fi, h) in restored_files {
+        header.files[fi].sha256 = h;
+    }
+    let mut lossy_report = Vec::new();
+    for (ti, h, stats) in lossy_tensors {
+        let t = &mut header.tensors[ti];
+        t.sha256 = h;
+        let (bound_kind, bound) = codec::lossy_bound(&t.codec).ok_or_else(|| {
+            CompileError::Internal(format!("tensor `{}` has no lossy bound", t.name))
+        })?;
+        let record = LossyRecord {
+            bound_kind,
+            bound,
+            max_abs: stats.max_abs,
+            max_rel: stats.max_rel,
+            mean_rel: stats.mean_rel(),
+            rms_rel: stats.rms_rel(),
+        };
+        lossy_report.push((t.name.clone(), t.codec.name(), record.clone()));
+        t.lossy = Some(record);
     }
     header.payload_len = chunks.iter().map(|c| c.stored_len).sum();
     header.chunks = chunks;
@@ -223,6 +271,7 @@ pub fn compile(
         artifact_bytes,
         signer: signature.map(|s| s.fingerprint()),
         recipients: opts.recipients.len(),
+        lossy: lossy_report,
     })
 }
 
@@ -262,6 +311,7 @@ fn plan_tensors(
     inputs: &[InputFile],
     handles: &[File],
     chunk_bytes: u64,
+    lossy: Option<&LossyRules>,
 ) -> Result<Vec<PlannedTensor>, CompileError> {
     let mut plan = Vec::new();
     for (fi, f) in inputs.iter().enumerate() {
@@ -314,36 +364,61 @@ fn plan_tensors(
         if t.chunks.is_empty() {
             return Ok::<(), CompileError>(());
         }
-        // Choose the codec on a sample: a few one-tile slices spread over
-        // the tensor (a histogram of 256Ki elements predicts the coded size
-        // of the whole as well as the whole does, at a fraction of the cost).
-        let slice = (TILE_SYMBOLS * elem) as u64;
-        let picks: Vec<u64> = if t.len <= slice * SAMPLE_SLICES {
-            vec![t.offset]
+        // Sample a few chunks spread over the tensor to choose the codec.
+        let k = t.chunks.len() as u64;
+        let picks: Vec<u64> = if k <= SAMPLE_CHUNKS {
+            (0..k).collect()
         } else {
-            (0..SAMPLE_SLICES)
-                .map(|i| {
-                    t.offset
-                        + (i * (t.len - slice) / (SAMPLE_SLICES - 1)) / elem as u64 * elem as u64
-                })
+            (0..SAMPLE_CHUNKS)
+                .map(|i| i * (k - 1) / (SAMPLE_CHUNKS - 1))
                 .collect()
         };
-        let per = if picks.len() == 1 { t.len } else { slice };
-        let mut sample = vec![0u8; (per * picks.len() as u64) as usize];
-        for (k, off) in picks.iter().enumerate() {
-            let at = k * per as usize;
+        let mut sample = Vec::new();
+        for p in picks {
+            let (off, n) = t.chunks[p as usize];
+            let start = sample.len();
+            sample.resize(start + n as usize, 0);
             handles[t.file]
-                .read_exact_at(&mut sample[at..at + per as usize], *off)
+                .read_exact_at(&mut sample[start..], off)
                 .map_err(io(&inputs[t.file].path))?;
         }
-        t.codec = codec::choose_codec(
-            elem,
-            t.dtype.is_float(),
-            &sample,
-            chunk_elems(elem, chunk_bytes) as usize,
-        );
+        let ce = chunk_elems(elem, chunk_bytes) as usize;
+        if let Some(setting) = lossy.and_then(|r| r.setting_for(&t.name, t.dtype)) {
+            let spec = codec::plan_lossy(t.dtype, setting, &sample, ce).map_err(|source| {
+                CompileError::Codec {
+                    path: inputs[t.file].path.clone(),
+                    tensor: t.name.clone(),
+                    source,
+                }
+            })?;
+            if let Some(spec) = spec {
+                t.codec = spec;
+                return Ok(());
+            }
+        }
+        t.codec = codec::choose_codec(elem, t.dtype.is_float(), &sample, ce);
         Ok(())
     })?;
+    if let Some(rules) = lossy {
+        let mut used = vec![false; rules.rules.len()];
+        for t in plan.iter().filter(|t| !t.name.is_empty()) {
+            if let Some((i, _)) = rules.lookup(&t.name) {
+                used[i] = true;
+            }
+        }
+        for (r, _) in rules
+            .rules
+            .iter()
+            .zip(&used)
+            .filter(|(r, &u)| !u && !r.from_preset)
+        {
+            tracing::warn!(
+                "--lossy rule `{}={}` matches no tensor (an earlier rule may take them all)",
+                r.pattern,
+                r.action
+            );
+        }
+    }
     let nchunks: usize = plan.iter().map(|t| t.chunks.len()).sum();
     if nchunks > tic_format::limits::MAX_CHUNKS as usize {
         return Err(CompileError::Unsupported {
@@ -374,7 +449,15 @@ fn skeleton_header(inputs: &[InputFile], plan: &[PlannedTensor], encryption: Enc
                 sha256: [0; 32],
                 first_chunk: chunks.len() as u32,
                 chunk_count: t.chunks.len() as u32,
-                lossy: None,
+                // Placeholder figures (same length); filled in after encoding.
+                lossy: codec::lossy_bound(&t.codec).map(|(bound_kind, bound)| LossyRecord {
+                    bound_kind,
+                    bound,
+                    max_abs: 0.0,
+                    max_rel: 0.0,
+                    mean_rel: 0.0,
+                    rms_rel: 0.0,
+                }),
             });
             for &(_, n) in &t.chunks {
                 chunks.push(ChunkEntry {
@@ -411,13 +494,144 @@ fn skeleton_header(inputs: &[InputFile], plan: &[PlannedTensor], encryption: Enc
     }
 }
 
-/// Encodes (and encrypts) every chunk, writing the payload at
-/// `payload_offset` of `out`. Windows of chunks are read, encoded and
-/// hashed in parallel while the previous window is written in order; the
-/// writer also feeds each chunk's original bytes to its file's and its
-/// tensor's SHA-256, so every input byte is read once. Returns the chunk
-/// table and the digests of the files and tensors.
+/// SHA-256 of every input file and of every tensor's original bytes, one
+/// sequential read per file (files in parallel).
 #[allow(clippy::type_complexity)]
+fn hash_inputs(
+    inputs: &[InputFile],
+    handles: &[File],
+    plan: &[PlannedTensor],
+) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), CompileError> {
+    use ring::digest::{Context, SHA256};
+    const BLOCK: u64 = 4 << 20;
+    let per_file: Vec<([u8; 32], Vec<[u8; 32]>)> = inputs
+        .par_iter()
+        .enumerate()
+        .map(|(fi, f)| {
+            let tensors: Vec<&PlannedTensor> = plan.iter().filter(|t| t.file == fi).collect();
+            let mut ctxs: Vec<Context> = tensors.iter().map(|_| Context::new(&SHA256)).collect();
+            let mut file_ctx = Context::new(&SHA256);
+            let mut buf = vec![0u8; BLOCK.min(f.size) as usize];
+            let mut pos = 0u64;
+            let mut k = 0usize;
+            while pos < f.size {
+                let n = BLOCK.min(f.size - pos) as usize;
+                handles[fi]
+                    .read_exact_at(&mut buf[..n], pos)
+                    .map_err(io(&f.path))?;
+                let block = &buf[..n];
+                file_ctx.update(block);
+                let end = pos + n as u64;
+                while k < tensors.len() {
+                    let t = tensors[k];
+                    let (s, e) = (t.offset.max(pos), (t.offset + t.len).min(end));
+                    if s < e {
+                        ctxs[k].update(&block[(s - pos) as usize..(e - pos) as usize]);
+                    }
+                    if t.offset + t.len <= end {
+                        k += 1;
+                    } else {
+                        break;
+                    }
+                }
+                pos = end;
+            }
+            let digest =
+                |c: Context| -> [u8; 32] { c.finish().as_ref().try_into().expect("32 bytes") };
+            Ok((digest(file_ctx), ctxs.into_iter().map(digest).collect()))
+        })
+        .collect::<Result<_, CompileError>>()?;
+    let mut files = Vec::new();
+    let mut tensors = Vec::new();
+    for (f, t) in per_file {
+        files.push(f);
+        tensors.extend(t);
+    }
+    Ok((files, tensors))
+}
+
+/// What encoding found besides the payload.
+struct Encoded {
+    /// The chunk table.
+    chunks: Vec<ChunkEntry>,
+    /// (file index, SHA-256 of the file as restored) for each file that
+    /// holds a lossy tensor.
+    restored_files: Vec<(usize, [u8; 32])>,
+    /// (tensor index, SHA-256 of the decoded tensor, its errors) for each
+    /// lossy tensor.
+    lossy_tensors: Vec<(usize, [u8; 32], ErrorStats)>,
+}
+
+/// One encoded chunk on its way to the writer.
+struct EncodedChunk {
+    stored: Vec<u8>,
+    sha256: [u8; 32],
+    orig_len: u64,
+    file: usize,
+    tensor: usize,
+    /// The bytes a reader restores, for chunks of files holding a lossy
+    /// tensor (decoded for lossy tensors, the original bytes otherwise).
+    restored: Option<Vec<u8>>,
+    /// Errors of a lossy chunk.
+    stats: Option<ErrorStats>,
+}
+
+/// Running digests of restored bytes, fed in payload order.
+#[derive(Default)]
+struct Restoring {
+    file: Option<(usize, ring::digest::Context)>,
+    tensor: Option<(usize, ring::digest::Context, ErrorStats)>,
+    files_done: Vec<(usize, [u8; 32])>,
+    tensors_done: Vec<(usize, [u8; 32], ErrorStats)>,
+}
+
+fn digest32(c: ring::digest::Context) -> [u8; 32] {
+    c.finish().as_ref().try_into().expect("32 bytes")
+}
+
+impl Restoring {
+    fn feed(&mut self, inputs: &[InputFile], c: &EncodedChunk) {
+        let Some(bytes) = &c.restored else {
+            return;
+        };
+        if self.file.as_ref().is_none_or(|(f, _)| *f != c.file) {
+            self.finish_file();
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            if let InputKind::Safetensors { st_header, .. } = &inputs[c.file].kind {
+                ctx.update(st_header);
+            }
+            self.file = Some((c.file, ctx));
+        }
+        if let Some((_, ctx)) = &mut self.file {
+            ctx.update(bytes);
+        }
+        if let Some(stats) = &c.stats {
+            if self.tensor.as_ref().is_none_or(|(t, _, _)| *t != c.tensor) {
+                self.finish_tensor();
+                let ctx = ring::digest::Context::new(&ring::digest::SHA256);
+                self.tensor = Some((c.tensor, ctx, ErrorStats::default()));
+            }
+            if let Some((_, ctx, st)) = &mut self.tensor {
+                ctx.update(bytes);
+                st.merge(stats);
+            }
+        }
+    }
+    fn finish_file(&mut self) {
+        if let Some((f, ctx)) = self.file.take() {
+            self.files_done.push((f, digest32(ctx)));
+        }
+    }
+    fn finish_tensor(&mut self) {
+        if let Some((t, ctx, st)) = self.tensor.take() {
+            self.tensors_done.push((t, digest32(ctx), st));
+        }
+    }
+}
+
+/// Encodes (and encrypts) every chunk, writing the payload at
+/// `payload_offset` of `out`. Lossy chunks are decoded again, checked
+/// against their bound and measured.
 fn encode_payload(
     inputs: &[InputFile],
     handles: &[File],
@@ -426,15 +640,17 @@ fn encode_payload(
     out: &File,
     payload_offset: u64,
     progress: &dyn Progress,
-) -> Result<(Vec<ChunkEntry>, Vec<[u8; 32]>, Vec<[u8; 32]>), CompileError> {
-    use ring::digest::{Context, SHA256};
+) -> Result<Encoded, CompileError> {
     struct Job<'a> {
         tensor: &'a PlannedTensor,
-        /// Index of the tensor in `plan`.
-        t: usize,
+        tindex: usize,
         offset: u64,
         len: u64,
         index: u64,
+    }
+    let mut lossy_files = vec![false; inputs.len()];
+    for t in plan.iter().filter(|t| !t.codec.is_lossless()) {
+        lossy_files[t.file] = true;
     }
     let jobs: Vec<Job> = plan
         .iter()
@@ -445,28 +661,15 @@ fn encode_payload(
                 .map(move |&(offset, len)| (ti, t, offset, len))
         })
         .enumerate()
-        .map(|(i, (t, tensor, offset, len))| Job {
+        .map(|(i, (tindex, tensor, offset, len))| Job {
             tensor,
-            t,
+            tindex,
             offset,
             len,
             index: i as u64,
         })
         .collect();
     let total = jobs.len() as u64;
-    // Every file's digest starts with its safetensors header bytes; its
-    // tensors follow in data order, which is chunk order.
-    let mut file_ctx: Vec<Context> = inputs
-        .iter()
-        .map(|f| {
-            let mut c = Context::new(&SHA256);
-            if let InputKind::Safetensors { st_header, .. } = &f.kind {
-                c.update(st_header);
-            }
-            c
-        })
-        .collect();
-    let mut tensor_ctx: Vec<Context> = plan.iter().map(|_| Context::new(&SHA256)).collect();
     let mut windows: Vec<&[Job]> = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -482,29 +685,52 @@ fn encode_payload(
         windows.push(&jobs[start..]);
     }
 
-    // (stored bytes, their SHA-256, original bytes) per chunk.
-    type Encoded = (Vec<u8>, [u8; 32], Vec<u8>);
-    let encode = |w: &[Job]| -> Result<Vec<Encoded>, CompileError> {
+    let encode = |w: &[Job]| -> Result<Vec<EncodedChunk>, CompileError> {
         w.par_iter()
-            .map(|j| {
-                let path = &inputs[j.tensor.file].path;
-                let mut orig = vec![0u8; j.len as usize];
-                handles[j.tensor.file]
-                    .read_exact_at(&mut orig, j.offset)
+            .map_init(Vec::new, |orig, j| {
+                let t = j.tensor;
+                let path = &inputs[t.file].path;
+                orig.resize(j.len as usize, 0);
+                handles[t.file]
+                    .read_exact_at(orig, j.offset)
                     .map_err(io(path))?;
-                let coded = codec::encode_chunk(&j.tensor.codec, j.tensor.dtype.size(), &orig)
-                    .map_err(|source| CompileError::Codec {
-                        path: path.clone(),
-                        tensor: j.tensor.name.clone(),
-                        source,
-                    })?;
+                let codec_err = |source| CompileError::Codec {
+                    path: path.clone(),
+                    tensor: t.name.clone(),
+                    source,
+                };
+                let es = t.dtype.size();
+                let coded = codec::encode_chunk(&t.codec, es, orig).map_err(codec_err)?;
+                let (restored, stats) = if t.codec.is_lossless() {
+                    (lossy_files[t.file].then(|| orig.clone()), None)
+                } else {
+                    let mut decoded = vec![0u8; orig.len()];
+                    codec::decode_chunk(&t.codec, es, &coded, &mut decoded).map_err(codec_err)?;
+                    let stats =
+                        codec::check_and_measure(&t.codec, orig, &decoded).map_err(|e| {
+                            CompileError::Internal(format!(
+                                "tensor `{}` ({}): a decoded chunk breaks its bound: {e}",
+                                t.name,
+                                t.codec.name()
+                            ))
+                        })?;
+                    (Some(decoded), Some(stats))
+                };
                 let stored = match key {
                     Some(k) => crypto::seal_chunk(k, j.index, j.index + 1 == total, &coded),
                     None => coded,
                 };
-                let digest = tic_format::sha256(&stored);
+                let sha256 = tic_format::sha256(&stored);
                 progress.advance(j.len);
-                Ok((stored, digest, orig))
+                Ok(EncodedChunk {
+                    stored,
+                    sha256,
+                    orig_len: j.len,
+                    file: t.file,
+                    tensor: j.tindex,
+                    restored,
+                    stats,
+                })
             })
             .collect()
     };
@@ -515,6 +741,7 @@ fn encode_payload(
         .seek(SeekFrom::Start(payload_offset))
         .map_err(io(path))?;
     let mut table = Vec::with_capacity(jobs.len());
+    let mut restoring = Restoring::default();
     let mut offset = 0u64;
     let mut pending = match windows.first() {
         Some(w) => Some(encode(w)?),
@@ -522,21 +749,21 @@ fn encode_payload(
     };
     for k in 0..windows.len() {
         let done = pending.take().expect("window encoded");
+        let restoring = &mut restoring;
         let (written, next) = rayon::join(
             || -> Result<Vec<ChunkEntry>, CompileError> {
                 let mut entries = Vec::with_capacity(done.len());
                 let mut at = offset;
-                for ((stored, sha256, orig), j) in done.iter().zip(windows[k]) {
-                    writer.write_all(stored).map_err(io(path))?;
-                    file_ctx[j.tensor.file].update(orig);
-                    tensor_ctx[j.t].update(orig);
+                for c in &done {
+                    writer.write_all(&c.stored).map_err(io(path))?;
+                    restoring.feed(inputs, c);
                     entries.push(ChunkEntry {
                         offset: at,
-                        stored_len: stored.len() as u64,
-                        orig_len: orig.len() as u64,
-                        sha256: *sha256,
+                        stored_len: c.stored.len() as u64,
+                        orig_len: c.orig_len,
+                        sha256: c.sha256,
                     });
-                    at += stored.len() as u64;
+                    at += c.stored.len() as u64;
                 }
                 Ok(entries)
             },
@@ -548,10 +775,11 @@ fn encode_payload(
         pending = next.transpose()?;
     }
     writer.flush().map_err(io(path))?;
-    let digest = |c: Context| -> [u8; 32] { c.finish().as_ref().try_into().expect("32 bytes") };
-    Ok((
-        table,
-        file_ctx.into_iter().map(digest).collect(),
-        tensor_ctx.into_iter().map(digest).collect(),
-    ))
+    restoring.finish_file();
+    restoring.finish_tensor();
+    Ok(Encoded {
+        chunks: table,
+        restored_files: restoring.files_done,
+        lossy_tensors: restoring.tensors_done,
+    })
 }

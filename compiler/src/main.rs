@@ -69,6 +69,12 @@ enum Cmd {
         /// Replace the output if it exists.
         #[arg(long)]
         force: bool,
+        /// Lossy coding with guaranteed error bounds, opt-in (default: every
+        /// tensor lossless). RULES: `preset:safe`, or PATTERN=SETTING items
+        /// separated by commas (first match wins), SETTING one of lossless,
+        /// mantissa:K, abs:EB, rel:EB. See --help.
+        #[arg(long, value_name = "RULES", long_help = lossy_long_help())]
+        lossy: Option<String>,
     },
     /// Restore the original files, byte for byte, after verifying.
     Decompress {
@@ -168,6 +174,31 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// The long help of `compile --lossy`, with the built-in presets.
+fn lossy_long_help() -> String {
+    let mut h = String::from(
+        "Lossy coding with guaranteed error bounds, opt-in: without --lossy every tensor is \
+         lossless. RULES is comma-separated items, each PATTERN=SETTING or preset:NAME (the \
+         preset's rules, in place). The first rule whose glob PATTERN (`*` any characters, `?` \
+         one) matches the whole tensor name decides; unmatched tensors stay lossless. Lossy \
+         settings apply to BF16, F16 and F32 tensors only; others stay lossless.\n\n\
+         SETTING:\n  \
+         lossless      keep the tensor bit for bit\n  \
+         mantissa:K    round to K mantissa bits, ties to even: pointwise relative error <= 2^-(K+1)\n  \
+         abs:EB        absolute error <= EB (error-bounded quantization, SZ-style)\n  \
+         rel:EB        pointwise relative error <= EB, 0 < EB < 1\n\n\
+         Zeros, signs, infinities and NaNs are kept exactly. Each lossy tensor's bound and \
+         measured errors are recorded in the artifact; `tic decompress` then restores values \
+         within the bounds, not the original bytes, and `tic verify --require-lossless` fails.\n\n\
+         Presets:\n",
+    );
+    for (name, rules, what) in tic_compiler::PRESETS {
+        h.push_str(&format!("  preset:{name}\n      {what}\n      = {rules}\n"));
+    }
+    h.push_str("\nExample: --lossy '*LayerNorm*=lossless,*.bias=lossless,*embeddings*=lossless,*.weight=mantissa:4'");
+    h
 }
 
 /// Exit codes, documented in the README.
@@ -306,6 +337,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             encrypt_key,
             chunk_size,
             force,
+            lossy,
         } => {
             let signing_key = match &sign {
                 Some(p) => Some(read_signing_key(p)?),
@@ -330,11 +362,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             if chunk_size == 0 || chunk_size > tic_format::limits::MAX_CHUNK_ORIG_LEN / 2 {
                 return Err(anyhow::anyhow!("--chunk-size must be between 1 and 32 MiB").into());
             }
+            let lossy = match &lossy {
+                Some(r) => Some(tic_compiler::LossyRules::parse(r)?),
+                None => None,
+            };
             let opts = CompileOptions {
                 signing_key,
                 recipients,
                 chunk_bytes: chunk_size,
                 force,
+                lossy,
             };
             let bar = progress(quiet);
             let start = std::time::Instant::now();
@@ -358,6 +395,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     String::new()
                 }
             );
+            if !r.lossy.is_empty() {
+                let max_rel = r.lossy.iter().map(|l| l.2.max_rel).fold(0.0, f64::max);
+                let max_abs = r.lossy.iter().map(|l| l.2.max_abs).fold(0.0, f64::max);
+                let mean_rel =
+                    r.lossy.iter().map(|l| l.2.mean_rel).sum::<f64>() / r.lossy.len() as f64;
+                println!(
+                    "lossy: {} tensor(s), pointwise relative error mean {:.3}% (average over tensors), max {:.3}%, max absolute error {:.3e}; `tic inspect` lists them",
+                    r.lossy.len(),
+                    100.0 * mean_rel,
+                    100.0 * max_rel,
+                    max_abs
+                );
+            }
             Ok(0)
         }
         Cmd::Decompress {

@@ -233,9 +233,17 @@ impl<'a> Report<'a> {
             )?;
         }
         writeln!(w)?;
+        // Lossy codec names are long: widen the column to the longest.
+        let cw = h
+            .tensors
+            .iter()
+            .map(|t| t.codec.name().len())
+            .max()
+            .unwrap_or(0)
+            .max(22);
         writeln!(
             w,
-            "{:<52} {:<8} {:<16} {:<22} {:>11} {:>11} {:>7}",
+            "{:<52} {:<8} {:<16} {:<cw$} {:>11} {:>11} {:>7}",
             "tensor", "dtype", "shape", "codec", "original", "stored", "ratio"
         )?;
         let (mut to, mut ts) = (0u64, 0u64);
@@ -245,7 +253,7 @@ impl<'a> Report<'a> {
             ts += s;
             writeln!(
                 w,
-                "{:<52} {:<8} {:<16} {:<22} {:>11} {:>11} {:>6.2}%{}",
+                "{:<52} {:<8} {:<16} {:<cw$} {:>11} {:>11} {:>6.2}%{}",
                 t.name,
                 t.dtype.name(),
                 format!("{:?}", t.shape),

@@ -209,7 +209,8 @@ pub struct TensorEntry {
     pub codec: CodecSpec,
     /// Bytes of the original tensor data.
     pub orig_len: u64,
-    /// SHA-256 of the original tensor bytes.
+    /// SHA-256 of the original tensor bytes; for a lossy tensor, of the
+    /// decoded bytes (what every reader gets).
     pub sha256: [u8; 32],
     pub first_chunk: u32,
     pub chunk_count: u32,
@@ -591,11 +592,39 @@ impl Header {
                     tensor: t.name.clone(),
                     source,
                 })?;
+            if let Some(d) = crate::codec::lossy_dtype(&t.codec) {
+                if d != t.dtype {
+                    return bad(format!(
+                        "tensor `{}`: its lossy codec is for {d} but the tensor is {}",
+                        t.name, t.dtype
+                    ));
+                }
+            }
             if t.codec.is_lossless() != t.lossy.is_none() {
                 return bad(format!(
                     "tensor `{}`: a lossy record must be present exactly when the codec is lossy",
                     t.name
                 ));
+            }
+            if let Some(l) = &t.lossy {
+                // The record states the bound the codec guarantees, and
+                // measured figures are plain non-negative numbers.
+                if crate::codec::lossy_bound(&t.codec) != Some((l.bound_kind, l.bound)) {
+                    return bad(format!(
+                        "tensor `{}`: its lossy record says bound kind {} bound {:e}, not what codec {} guarantees",
+                        t.name,
+                        l.bound_kind,
+                        l.bound,
+                        t.codec.name()
+                    ));
+                }
+                let figures = [l.max_abs, l.max_rel, l.mean_rel, l.rms_rel];
+                if figures.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+                    return bad(format!(
+                        "tensor `{}`: its lossy record holds a negative or non-finite error figure",
+                        t.name
+                    ));
+                }
             }
             let owner = format!("tensor `{}`", t.name);
             let run = claim_run(

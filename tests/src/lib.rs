@@ -174,7 +174,7 @@ pub fn compile(
             signing_key: key.cloned(),
             recipients,
             chunk_bytes: SMALL_CHUNK_BYTES,
-            force: false,
+            ..Default::default()
         },
         &tic_runtime::NoProgress,
     )

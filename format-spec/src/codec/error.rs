@@ -48,7 +48,7 @@ pub enum TableFault {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum CodecError {
     /// The codec id is not one of the v1 codecs.
-    #[error("unknown codec id {id}: this build only knows codecs 0 (raw) and 1 (planes); upgrade tic or recompile the artifact with this version")]
+    #[error("unknown codec id {id}: this build only knows codecs 0 (raw), 1 (planes), 2 (mantissa) and 3 (quant); upgrade tic or recompile the artifact with this version")]
     UnknownCodec {
         /// The codec id found.
         id: u16,
@@ -212,5 +212,14 @@ pub enum CodecError {
     TooLarge {
         /// Which limit was hit.
         what: &'static str,
+    },
+    /// A lossy (codec 2 or 3) chunk breaks a rule of `LOSSY.md`: a code
+    /// too wide or not defined, or a bad exception list.
+    #[error(
+        "lossy chunk: {reason}; the artifact is damaged or was written by an incompatible encoder"
+    )]
+    BadLossyChunk {
+        /// What is wrong.
+        reason: String,
     },
 }

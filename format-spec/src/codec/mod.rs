@@ -16,6 +16,7 @@ mod bits;
 mod choose;
 mod error;
 mod huffman;
+mod lossy;
 mod planes;
 
 #[cfg(test)]
@@ -25,6 +26,10 @@ mod tests;
 
 pub use choose::{candidates, choose_codec, SAMPLE_CHUNKS};
 pub use error::{CodecError, TableFault};
+pub use lossy::{
+    check_and_measure, lossy_bound, lossy_dtype, lossy_dtype_supported, plan_lossy, ErrorStats,
+    LossySetting, BOUND_ABSOLUTE, BOUND_RELATIVE, CODEC_MANTISSA, CODEC_QUANT,
+};
 pub use planes::{PlanesParams, MAX_PLANES, MAX_PLANE_WIDTH};
 
 /// Codec 0: stored chunk = original bytes.
@@ -65,6 +70,9 @@ impl CodecSpec {
     /// Checks that the id is known and the params are valid for elements of
     /// `elem_size` bytes. Unknown ids give [`CodecError::UnknownCodec`].
     pub fn validate(&self, elem_size: usize) -> Result<(), CodecError> {
+        if matches!(self.id, CODEC_MANTISSA | CODEC_QUANT) {
+            return lossy::LossyParams::parse(self, elem_size).map(|_| ());
+        }
         self.parsed(elem_size).map(|_| ())
     }
 
@@ -115,6 +123,9 @@ impl CodecSpec {
                 .name(),
                 _ => self.fallback_name(),
             },
+            CODEC_MANTISSA | CODEC_QUANT => {
+                lossy::name(self).unwrap_or_else(|| self.fallback_name())
+            }
             _ => self.fallback_name(),
         }
     }
@@ -125,7 +136,7 @@ impl CodecSpec {
     }
 
     /// Whether decoding reproduces the original bytes exactly (true for
-    /// both v1 codecs).
+    /// codecs 0 and 1, false for the lossy codecs 2 and 3).
     pub fn is_lossless(&self) -> bool {
         matches!(self.id, CODEC_RAW | CODEC_PLANES)
     }
@@ -145,6 +156,11 @@ pub fn encode_chunk(
     elem_size: usize,
     data: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
+    if matches!(spec.id, CODEC_MANTISSA | CODEC_QUANT) {
+        let lp = lossy::LossyParams::parse(spec, elem_size)?;
+        check_len(data.len(), elem_size)?;
+        return lossy::encode(&lp, data);
+    }
     let pp = spec.parsed(elem_size)?;
     check_len(data.len(), elem_size)?;
     match pp {
@@ -161,6 +177,11 @@ pub fn decode_chunk(
     stored: &[u8],
     out: &mut [u8],
 ) -> Result<(), CodecError> {
+    if matches!(spec.id, CODEC_MANTISSA | CODEC_QUANT) {
+        let lp = lossy::LossyParams::parse(spec, elem_size)?;
+        check_len(out.len(), elem_size)?;
+        return lossy::decode(&lp, stored, out);
+    }
     let pp = spec.parsed(elem_size)?;
     check_len(out.len(), elem_size)?;
     match pp {

@@ -348,13 +348,13 @@ fn encode_rejects_bad_input() {
     assert!(matches!(
         encode_chunk(
             &CodecSpec {
-                id: 2,
+                id: 200,
                 params: vec![]
             },
             4,
             &[0; 8]
         ),
-        Err(CodecError::UnknownCodec { id: 2 })
+        Err(CodecError::UnknownCodec { id: 200 })
     ));
 }
 
