@@ -39,7 +39,8 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "*norm*=lossless,*Norm*=lossless,*ln_*=lossless,*.bias=lossless,*embed*=lossless,\
          *wte*=lossless,*wpe*=lossless,*lm_head*=lossless,*.weight=mantissa:3",
         "like safe with 3 mantissa bits (pointwise relative error <= 2^-4 = 6.25%): \
-         smaller, for models checked to tolerate it",
+         smaller, for models checked to tolerate it (mean embedding cosine 0.998 on \
+         all-MiniLM-L6-v2)",
     ),
 ];
 

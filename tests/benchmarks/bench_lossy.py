@@ -477,8 +477,9 @@ def plots(results: list[dict], out: Path):
              "abs": ("tic abs:EB", "s", "tab:green"),
              "rel": ("tic rel:EB", "^", "tab:orange")}
     for what, fname, ylabel in (
-            ("cos", "lossy_size_quality.png", "1 - mean cosine similarity (log)"),
-            ("err", "lossy_size_error.png", "median pointwise relative error (log)")):
+            ("cos", "lossy_size_quality.png", "1 - mean cosine similarity (log; 0 drawn at 1e-6)"),
+            ("err", "lossy_size_error.png",
+             "median pointwise relative error (log; 0 drawn at 1e-4)")):
         fig, axes = plt.subplots(len(results), 2, figsize=(12, 4.6 * len(results)), squeeze=False)
         for i, r in enumerate(results):
             for j, scope in enumerate(("all", "proj")):
@@ -487,15 +488,19 @@ def plots(results: list[dict], out: Path):
                 for row in r["runs"]:
                     if row["scope"] != scope:
                         continue
+                    # A setting that left every tensor lossless (finer than
+                    # the dtype, or not smaller) has nothing to plot.
+                    if row["tool"] == "tic" and row.get("lossy_tensors", 1) == 0:
+                        continue
                     kind = row["setting"].split(":")[0]
                     groups.setdefault((row["tool"], kind), []).append(row)
                 for (tool, kind), rows in sorted(groups.items()):
                     rows.sort(key=lambda x: x["size_pct"])
                     xs = [x["size_pct"] for x in rows]
                     if what == "cos":
-                        ys = [max(1 - x["mean_cos"], 1e-9) for x in rows]
+                        ys = [max(1 - x["mean_cos"], 1e-6) for x in rows]
                     else:
-                        ys = [max(x["median_rel"], 1e-9) for x in rows]
+                        ys = [max(x["median_rel"], 1e-4) for x in rows]
                     if tool == "tic":
                         label, marker, color = style[kind]
                         ls = "-"
@@ -528,7 +533,15 @@ def main() -> int:
     ap.add_argument("--models", nargs="*", help="model directories (default ../shared/models/*)")
     ap.add_argument("--sentences", type=int, default=256)
     ap.add_argument("--quick", action="store_true", help="three settings only (a smoke run)")
+    ap.add_argument("--replot", action="store_true",
+                    help="only rewrite the tables and plots from OUT/lossy_results.json")
     args = ap.parse_args()
+    if args.replot:
+        out = Path(args.out)
+        doc = json.loads((out / "lossy_results.json").read_text())
+        (out / "lossy_tables.md").write_text(tables(doc["results"]))
+        plots(doc["results"], out)
+        return 0
     models = [Path(m) for m in args.models] if args.models else sorted(
         p for p in (SHARED / "models").glob("*") if (p / "model.safetensors").is_file())
     if not models:
