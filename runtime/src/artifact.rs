@@ -245,35 +245,35 @@ impl Artifact {
     }
 
     /// Turns checked stored bytes into the chunk's original bytes in `out`.
+    /// `stored` has been checked against its digest; it is decrypted in
+    /// place when the artifact is encrypted.
     fn decode_chunk(
         &self,
         index: u64,
-        stored: &[u8],
+        stored: &mut Vec<u8>,
         tensor: &TensorEntry,
-        scratch: &mut Vec<u8>,
         out: &mut [u8],
     ) -> Result<(), RuntimeError> {
-        let plain: &[u8] = match &self.key {
+        match &self.key {
             None if self.header.is_encrypted() => {
                 return Err(RuntimeError::NeedIdentity {
                     path: self.path.clone(),
                     recipients: self.recipients.as_ref().map_or(0, |r| r.entries.len()),
                 })
             }
-            None => stored,
+            None => {}
             Some(key) => {
                 let last = index + 1 == self.header.chunks.len() as u64;
-                scratch.resize(stored.len().saturating_sub(crypto::TAG_LEN), 0);
-                crypto::open_chunk_into(key, index, last, stored, scratch).map_err(|_| {
+                crypto::open_chunk_in_place(key, index, last, stored).map_err(|_| {
                     RuntimeError::Decrypt {
                         path: self.path.clone(),
                         tensor: display_name(tensor),
                         chunk: index,
                     }
                 })?;
-                scratch
             }
-        };
+        }
+        let plain: &[u8] = stored;
         codec::decode_chunk(&tensor.codec, tensor.dtype.size(), plain, out).map_err(|source| {
             RuntimeError::Decode {
                 path: self.path.clone(),
@@ -303,13 +303,12 @@ impl Artifact {
                 "chunk lengths do not fill the output".into(),
             ));
         }
-        slices.into_par_iter().try_for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(stored, scratch), (i, c, out)| {
+        slices
+            .into_par_iter()
+            .try_for_each_init(Vec::new, |stored, (i, c, out)| {
                 self.read_stored_chunk_into(i, c, tensor, stored)?;
-                self.decode_chunk(i, stored, tensor, scratch, out)
-            },
-        )
+                self.decode_chunk(i, stored, tensor, out)
+            })
     }
 
     /// Reads one tensor into `out` (exactly its original length): every

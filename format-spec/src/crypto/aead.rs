@@ -198,6 +198,32 @@ pub fn open_chunk_into(
     })
 }
 
+/// Authenticates and decrypts a stored chunk in place: on success `buf`
+/// holds the plaintext (`stored.len() − 16` bytes); on failure it holds
+/// only zeros. Saves the copy [`open_chunk_into`] makes.
+pub fn open_chunk_in_place(
+    key: &PayloadKey,
+    index: u64,
+    last: bool,
+    buf: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    let Some(ct_len) = buf.len().checked_sub(TAG_LEN) else {
+        return Err(CryptoError::ChunkTooShort {
+            index,
+            len: buf.len(),
+        });
+    };
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&buf[ct_len..]);
+    buf.truncate(ct_len);
+    ChaCha20Poly1305::new(key.expose_secret().into())
+        .decrypt_in_place_detached((&chunk_nonce(index, last)).into(), b"", buf, (&tag).into())
+        .map_err(|_| {
+            buf.fill(0);
+            CryptoError::ChunkAuthFailed { index }
+        })
+}
+
 /// The host half of the split path: checks the Poly1305 tag of a stored
 /// chunk over its ciphertext (one ChaCha20 block computes the one-time key;
 /// nothing is decrypted). Only after this succeeds may the ciphertext be

@@ -25,8 +25,8 @@ mod tests;
 
 pub use aead::{
     aead_apply_keystream, aead_open, aead_open_into, aead_seal, aead_verify_tag,
-    apply_chunk_keystream, chunk_nonce, keystream_params, open_chunk, open_chunk_into, seal_chunk,
-    verify_chunk_tag, AEAD_MAX_PLAINTEXT, KEYSTREAM_INITIAL_COUNTER,
+    apply_chunk_keystream, chunk_nonce, keystream_params, open_chunk, open_chunk_in_place,
+    open_chunk_into, seal_chunk, verify_chunk_tag, AEAD_MAX_PLAINTEXT, KEYSTREAM_INITIAL_COUNTER,
 };
 pub use error::CryptoError;
 pub use keys::{

@@ -237,3 +237,30 @@ fn hkdf_limits() {
     hkdf_sha256(&[0; 32], b"ikm", b"info", &mut b).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn open_in_place_matches_open_and_zeroes_on_tamper() {
+    let key = crate::crypto::derive(&crate::crypto::FileKey::from_bytes([7; 32]), &[9; 32]).0;
+    for len in [0usize, 1, 63, 64, 65, 4096] {
+        let pt: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let sealed = crate::crypto::seal_chunk(&key, 5, true, &pt);
+        let mut buf = sealed.clone();
+        crate::crypto::open_chunk_in_place(&key, 5, true, &mut buf).unwrap();
+        assert_eq!(buf, pt);
+        // Wrong position or any flipped byte fails and leaves only zeros.
+        let mut buf = sealed.clone();
+        assert!(crate::crypto::open_chunk_in_place(&key, 6, true, &mut buf).is_err());
+        assert!(buf.iter().all(|&b| b == 0));
+        for at in [0, sealed.len() / 2, sealed.len() - 1] {
+            let mut buf = sealed.clone();
+            buf[at] ^= 0x40;
+            assert!(matches!(
+                crate::crypto::open_chunk_in_place(&key, 5, true, &mut buf),
+                Err(crate::crypto::CryptoError::ChunkAuthFailed { index: 5 })
+            ));
+            assert!(buf.iter().all(|&b| b == 0));
+        }
+    }
+    let mut short = vec![1u8; 15];
+    assert!(crate::crypto::open_chunk_in_place(&key, 0, false, &mut short).is_err());
+}
