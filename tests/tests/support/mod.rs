@@ -49,29 +49,15 @@ pub fn write_raw_safetensors(path: &Path, json: &str, data_len: usize) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// SHA-256 of every file under `dir`, keyed by relative path.
+/// SHA-256 of every file under `dir` (or of `dir` itself when it is a
+/// file, keyed by its name), by relative path.
 pub fn digests(dir: &Path) -> std::collections::BTreeMap<String, [u8; 32]> {
-    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, [u8; 32]>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, tic_format::sha256(&std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut m = std::collections::BTreeMap::new();
     if dir.is_file() {
-        m.insert(
-            dir.file_name().unwrap().to_string_lossy().into_owned(),
-            tic_format::sha256(&std::fs::read(dir).unwrap()),
-        );
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        [(name, tic_format::sha256(&std::fs::read(dir).unwrap()))].into()
     } else {
-        walk(dir, dir, &mut m);
+        tic_tests::sha256_tree(dir)
     }
-    m
 }
 
 /// A deterministic xorshift generator.
