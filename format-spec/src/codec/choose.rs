@@ -114,7 +114,8 @@ pub(crate) fn plane_cost(hist: &[u32], w: u32, n: usize) -> u64 {
     let body = if n > 0 && distinct == 1 {
         2
     } else if n > 0 && w <= MAX_HUFFMAN_WIDTH {
-        huffman::plan_code(hist, w, n, raw).map_or(raw, |p| p.bytes)
+        huffman::plan_code(hist, w, n, raw, &huffman::ESC_THRESHOLDS_QUICK, false)
+            .map_or(raw, |p| p.bytes)
     } else {
         raw
     };

@@ -321,7 +321,9 @@ fn encode_plane(syms: &[u16], w: u32, out: &mut Vec<u8>) -> Result<(), CodecErro
         let mut done = false;
         if n > 0 && w <= MAX_HUFFMAN_WIDTH && !surely_incompressible(syms, w, raw_len) {
             let hist = histogram(syms, 1 << w);
-            if let Some(plan) = huffman::plan_code(&hist, w, n, raw_len as u64) {
+            if let Some(plan) =
+                huffman::plan_code(&hist, w, n, raw_len as u64, &huffman::ESC_THRESHOLDS, true)
+            {
                 out.push(MODE_HUFFMAN);
                 huffman::encode_body(syms, w, &plan, out);
                 // The plan's padding is an estimate: keep raw if it was off.

@@ -1,7 +1,7 @@
 //! Codec tests: round trips on adversarial data, one test per decoder error,
 //! an in-test fuzz loop, and the committed test vectors.
 
-use super::huffman::{plan_code, DIR_ENTRY};
+use super::huffman::{plan_code, DIR_ENTRY, ESC_THRESHOLDS};
 use super::*;
 
 /// Tiny deterministic xorshift64* generator (no external rand crate).
@@ -244,7 +244,7 @@ fn skewed_forces_length_limit() {
     assert!(distinct > 14, "need codes longer than 12 unlimited");
     let mut hist = vec![0u32; 256];
     data.iter().for_each(|&b| hist[b as usize] += 1);
-    let plan = plan_code(&hist, 8, data.len(), u64::MAX).unwrap();
+    let plan = plan_code(&hist, 8, data.len(), u64::MAX, &ESC_THRESHOLDS, true).unwrap();
     assert!(plan.lens.iter().all(|&l| u32::from(l) <= MAX_CODE_LEN));
     let stored = roundtrip(&planes(false, &[8]), 1, &data);
     // Entropy is 2 bits per symbol.
@@ -261,7 +261,7 @@ fn rare_symbols_are_escaped() {
     }
     let mut hist = vec![0u32; 256];
     data.iter().for_each(|&b| hist[b as usize] += 1);
-    let plan = plan_code(&hist, 8, data.len(), u64::MAX).unwrap();
+    let plan = plan_code(&hist, 8, data.len(), u64::MAX, &ESC_THRESHOLDS, true).unwrap();
     assert!(plan.lens[256] > 0, "escape symbol used");
     assert!(plan.count <= 8, "table range trimmed, count={}", plan.count);
     let stored = roundtrip(&planes(false, &[8]), 1, &data);
