@@ -114,15 +114,35 @@ pub(crate) fn unpack(data: &[u8], w: u32, first: usize, out: &mut [u16]) {
 
 /// `first` is a multiple of 8, so symbol groups of 8 start on byte `first / 8 * W`.
 fn unpack_w<const W: usize>(data: &[u8], first: usize, out: &mut [u16]) {
-    let mask = (1u128 << W) - 1;
     let src = data.get(first / 8 * W..).unwrap_or_default();
     let k = (out.len() / 8).min(src.len() / W);
-    for (g, b) in out[..8 * k].chunks_exact_mut(8).zip(src.chunks_exact(W)) {
-        let mut a = [0u8; 16];
-        a[..W].copy_from_slice(b);
-        let v = u128::from_le_bytes(a);
-        for (i, o) in g.iter_mut().enumerate() {
-            *o = ((v >> (i * W)) & mask) as u16;
+    let groups = out[..8 * k].chunks_exact_mut(8).zip(src.chunks_exact(W));
+    if W == 8 {
+        for (g, b) in groups {
+            for (o, &x) in g.iter_mut().zip(b) {
+                *o = u16::from(x);
+            }
+        }
+    } else if W < 8 {
+        // Eight symbols fit one u64: no 128-bit shifts.
+        let mask = (1u64 << W) - 1;
+        for (g, b) in groups {
+            let mut a = [0u8; 8];
+            a[..W].copy_from_slice(b);
+            let v = u64::from_le_bytes(a);
+            for (i, o) in g.iter_mut().enumerate() {
+                *o = ((v >> (i * W)) & mask) as u16;
+            }
+        }
+    } else {
+        let mask = (1u128 << W) - 1;
+        for (g, b) in groups {
+            let mut a = [0u8; 16];
+            a[..W].copy_from_slice(b);
+            let v = u128::from_le_bytes(a);
+            for (i, o) in g.iter_mut().enumerate() {
+                *o = ((v >> (i * W)) & mask) as u16;
+            }
         }
     }
     unpack_slow(data, W as u32, first + 8 * k, &mut out[8 * k..]);
