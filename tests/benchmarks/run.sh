@@ -23,5 +23,5 @@ if [ -z "${PEERS_PY:-}" ]; then
   fi
 fi
 
-cargo build --release -p tic-compiler
+cargo build --release -p tic-compiler -p tic-tests --bins
 exec "$PEERS_PY" tests/benchmarks/bench_lossless.py --tic "$root/target/release/tic" "$@"

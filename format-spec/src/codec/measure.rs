@@ -289,3 +289,64 @@ fn measure_f32_plane_entropy() {
         );
     }
 }
+
+/// Single-thread choose / encode / decode speed on a real checkpoint, each
+/// step timed several times and its fastest run kept (filters out a noisy
+/// machine). `TIC_CODEC_MODEL` picks the file. Repeated runs find each chunk
+/// in cache, so this is an upper bound for comparing builds; the `tic codec`
+/// rows of `tests/benchmarks/bench_lossless.py` are the like-for-like figures.
+#[test]
+#[ignore = "measurement; needs /work/shared/models"]
+fn measure_real_speed() {
+    let path = std::env::var("TIC_CODEC_MODEL")
+        .unwrap_or_else(|_| "/work/shared/models/all-MiniLM-L6-v2-bf16/model.safetensors".into());
+    let Ok(file) = std::fs::read(&path) else {
+        println!("skipping {path}: not readable");
+        return;
+    };
+    let hlen = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&file[8..8 + hlen]).unwrap();
+    let payload = &file[8 + hlen..];
+    const REPS: usize = 5;
+    let best = |f: &mut dyn FnMut()| -> f64 {
+        (0..REPS)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let chunk_elems = 512 << 10;
+    let (mut t_choose, mut t_enc, mut t_dec, mut orig, mut stored) = (0.0, 0.0, 0.0, 0, 0);
+    for (name, v) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            continue;
+        }
+        let o = v["data_offsets"].as_array().unwrap();
+        let data = &payload[o[0].as_u64().unwrap() as usize..o[1].as_u64().unwrap() as usize];
+        let (es, float) = dtype_info(v["dtype"].as_str().unwrap()).unwrap_or((1, false));
+        let mut spec = CodecSpec::raw();
+        t_choose += best(&mut || spec = choose_codec(es, float, data, chunk_elems));
+        for c in data.chunks(chunk_elems * es) {
+            let mut s = Vec::new();
+            t_enc += best(&mut || s = encode_chunk(&spec, es, c).unwrap());
+            let mut out = vec![0u8; c.len()];
+            t_dec += best(&mut || decode_chunk(&spec, es, &s, &mut out).unwrap());
+            assert!(out == c);
+            orig += c.len();
+            stored += s.len();
+        }
+    }
+    let mb = orig as f64 / 1e6;
+    println!(
+        "{path}: {:.3}% of tensor bytes; single thread, best of {REPS}: choose {:.1} ms \
+         ({:.0} MB/s), encode {:.0} MB/s, choose+encode {:.0} MB/s, decode {:.0} MB/s",
+        100.0 * stored as f64 / orig as f64,
+        t_choose * 1e3,
+        mb / t_choose,
+        mb / t_enc,
+        mb / (t_choose + t_enc),
+        mb / t_dec
+    );
+}

@@ -1,0 +1,180 @@
+//! In-memory codec throughput of tic on one safetensors file, for
+//! `bench_lossless.py`: the work `tic compile` and `tic decompress` spend in
+//! the codec (choosing each tensor's codec, encoding and decoding its chunks,
+//! cut as the compiler cuts them), without the SHA-256 digests and file I/O
+//! the commands add. This is the like-for-like figure next to a peer's
+//! in-memory API.
+//!
+//! usage: tic-codec-bench FILE [--threads T] [--warmup W] [--repeat R]
+//! prints one JSON object: {"size", "compress_s": [..], "decompress_s": [..], "roundtrip"}
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use tic_format::codec::{self, CodecSpec, TILE_SYMBOLS};
+use tic_format::safetensors::{header_len, parse_header};
+
+struct Args {
+    file: String,
+    threads: usize,
+    warmup: usize,
+    repeat: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        file: String::new(),
+        threads: 1,
+        warmup: 1,
+        repeat: 3,
+    };
+    while let Some(x) = it.next() {
+        let mut num = |name: &str| -> Result<usize, String> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{name} needs a number"))
+        };
+        match x.as_str() {
+            "--threads" => a.threads = num("--threads")?.max(1),
+            "--warmup" => a.warmup = num("--warmup")?,
+            "--repeat" => a.repeat = num("--repeat")?.max(1),
+            _ if a.file.is_empty() && !x.starts_with('-') => a.file = x,
+            _ => return Err(format!("unexpected argument `{x}`")),
+        }
+    }
+    if a.file.is_empty() {
+        return Err("usage: tic-codec-bench FILE [--threads T] [--warmup W] [--repeat R]".into());
+    }
+    Ok(a)
+}
+
+/// One tensor: element size, float or not, byte range in the file.
+struct Tensor {
+    elem: usize,
+    float: bool,
+    begin: usize,
+    end: usize,
+}
+
+/// Elements per chunk as `tic compile` cuts them by default.
+fn chunk_elems(elem: usize) -> usize {
+    let want = (tic_compiler::DEFAULT_CHUNK_BYTES as usize / elem).max(1);
+    want.div_ceil(TILE_SYMBOLS) * TILE_SYMBOLS
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("tic-codec-bench: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let file = std::fs::read(&args.file).map_err(|e| format!("{}: {e}", args.file))?;
+    let first8: [u8; 8] = file
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(format!("{}: shorter than 8 bytes", args.file))?;
+    let hlen = header_len(first8, file.len() as u64).map_err(|e| format!("{}: {e}", args.file))?;
+    let data_at = 8 + hlen as usize;
+    let parsed = parse_header(&file[8..data_at], (file.len() - data_at) as u64)
+        .map_err(|e| format!("{}: {e}", args.file))?;
+    let tensors: Vec<Tensor> = parsed
+        .iter()
+        .map(|t| Tensor {
+            elem: t.dtype.size(),
+            float: t.dtype.is_float(),
+            begin: data_at + t.begin as usize,
+            end: data_at + t.end as usize,
+        })
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let compress = || -> Vec<(CodecSpec, Vec<Vec<u8>>)> {
+        let specs: Vec<CodecSpec> = tensors
+            .par_iter()
+            .map(|t| {
+                codec::choose_codec(t.elem, t.float, &file[t.begin..t.end], chunk_elems(t.elem))
+            })
+            .collect();
+        let jobs: Vec<(usize, &[u8])> = tensors
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| {
+                file[t.begin..t.end]
+                    .chunks(chunk_elems(t.elem) * t.elem)
+                    .map(move |c| (i, c))
+            })
+            .collect();
+        let stored: Vec<Vec<u8>> = jobs
+            .par_iter()
+            .map(|&(i, c)| codec::encode_chunk(&specs[i], tensors[i].elem, c).expect("encodes"))
+            .collect();
+        let mut per_tensor: Vec<(CodecSpec, Vec<Vec<u8>>)> =
+            specs.into_iter().map(|s| (s, Vec::new())).collect();
+        for ((i, _), s) in jobs.iter().zip(stored) {
+            per_tensor[*i].1.push(s);
+        }
+        per_tensor
+    };
+    let decompress = |enc: &[(CodecSpec, Vec<Vec<u8>>)]| -> Vec<u8> {
+        let mut out = vec![0u8; file.len()];
+        out[..data_at].copy_from_slice(&file[..data_at]);
+        // Tensors are contiguous and in order (the parser checks it), so
+        // the output splits into one disjoint slice per chunk.
+        let mut rest = &mut out[data_at..];
+        let mut jobs = Vec::new();
+        for (t, (spec, chunks)) in tensors.iter().zip(enc) {
+            let ce = chunk_elems(t.elem) * t.elem;
+            let (mut region, tail) = std::mem::take(&mut rest).split_at_mut(t.end - t.begin);
+            rest = tail;
+            for s in chunks {
+                let (dst, more) = region.split_at_mut(ce.min(region.len()));
+                region = more;
+                jobs.push((spec, t.elem, s, dst));
+            }
+        }
+        jobs.into_par_iter().for_each(|(spec, es, s, dst)| {
+            codec::decode_chunk(spec, es, s, dst).expect("decodes");
+        });
+        out
+    };
+
+    let time = |f: &mut dyn FnMut()| -> Vec<f64> {
+        for _ in 0..args.warmup {
+            f();
+        }
+        (0..args.repeat)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect()
+    };
+    let (compress_s, decompress_s, size, roundtrip) = pool.install(|| {
+        let mut enc = Vec::new();
+        let compress_s = time(&mut || enc = compress());
+        let mut out = Vec::new();
+        let decompress_s = time(&mut || out = decompress(&enc));
+        let stored: usize = enc.iter().flat_map(|(_, c)| c).map(|s| s.len()).sum();
+        (compress_s, decompress_s, data_at + stored, out == file)
+    });
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.6}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "{{\"size\": {size}, \"compress_s\": [{}], \"decompress_s\": [{}], \"roundtrip\": {roundtrip}}}",
+        list(&compress_s),
+        list(&decompress_s)
+    );
+    Ok(())
+}
