@@ -393,7 +393,7 @@ def evaluate_targets(results: list[dict], tic_error: str | None) -> list[dict]:
         tic = tools.get("tic", {})
         why = "tic not measured"
         # 1. size
-        peers = [(r["size"], n) for n, rs in tools.items() if n != "tic" for r in rs.values()]
+        peers = [(r["size"], n) for n, rs in tools.items() if not n.startswith("tic") for r in rs.values()]
         if tic and peers:
             orig = next(iter(tic.values()))["orig"]
             tsize = max(r["size"] for r in tic.values())
