@@ -16,7 +16,7 @@ use crate::Progress;
 
 /// Original bytes decoded per window; windows are decoded in parallel
 /// while the previous one is hashed and written.
-const WINDOW_BYTES: u64 = 8 << 20;
+const WINDOW_BYTES: u64 = 2 << 20;
 
 /// Runs of chunks (tensor, (global index, chunk)) decoded together.
 type Window<'a> = Vec<(&'a TensorEntry, Vec<(u64, &'a tic_format::ChunkEntry)>)>;
