@@ -17,28 +17,19 @@ pub fn shared_models() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
-/// Writes a safetensors file the way the reference writer does: tensors in
-/// the given order, `__metadata__` first, JSON padded with spaces to 8 bytes.
-pub fn write_safetensors(path: &Path, tensors: &[(&str, &str, Vec<u64>, Vec<u8>)]) {
-    let mut json = String::from("{\"__metadata__\":{\"format\":\"pt\"}");
-    let mut at = 0usize;
-    for (name, dtype, shape, data) in tensors {
-        json.push_str(&format!(
-            ",\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{at},{}]}}",
-            at + data.len()
-        ));
-        at += data.len();
-    }
-    json.push('}');
-    while json.len() % 8 != 0 {
-        json.push(' ');
-    }
-    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(json.as_bytes());
-    for (_, _, _, data) in tensors {
-        bytes.extend_from_slice(data);
-    }
-    std::fs::write(path, bytes).unwrap();
+/// Writes a safetensors file the way the reference writer does (see
+/// [`tic_tests::safetensors_bytes`]).
+pub fn write_safetensors(path: &Path, tensors: &[(&str, &'static str, Vec<u64>, Vec<u8>)]) {
+    let tensors: Vec<tic_tests::Tensor> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| tic_tests::Tensor {
+            name: name.to_string(),
+            dtype,
+            shape: shape.clone(),
+            data: data.clone(),
+        })
+        .collect();
+    std::fs::write(path, tic_tests::safetensors_bytes(&tensors)).unwrap();
 }
 
 /// Writes raw bytes as a file, for hand-made malformed inputs.
