@@ -10,32 +10,78 @@ pub(crate) const DIR_ENTRY: usize = 4 + 2 * LANES;
 /// Lanes decoded in lockstep by the fast path.
 const GROUP: usize = 4;
 
-/// Decode table entry flags: the pattern is unassigned / the escape code.
-const INVALID: u32 = 1 << 31;
-const ESC_FLAG: u32 = 1 << 24;
+/// Rows (symbols per lane) the fast path decodes per block: 8 KiB of output.
+const BLOCK_ROWS: usize = 128;
 
-/// Decodes the symbol at the bottom of `word` and consumes it from `word`
-/// and `bp`. Unassigned patterns set [`INVALID`] in `bad` and consume nothing.
-#[inline(always)]
-fn fast_symbol(
-    table: &[u32; TABLE_SIZE],
-    word: &mut u64,
-    bp: &mut usize,
-    bad: &mut u32,
-    w: u32,
-    wmask: u64,
-) -> u16 {
-    let e = table[(*word & (TABLE_SIZE as u64 - 1)) as usize];
-    *bad |= e;
-    let adv = (e >> 16) & 0xff;
-    let s = if e & ESC_FLAG != 0 {
-        ((*word >> (adv - w)) & wmask) as u16
-    } else {
-        e as u16
-    };
-    *word >>= adv;
-    *bp += adv as usize;
-    s
+/// Scratch for a tile's lane area: a power of two at least the largest a
+/// valid tile needs (65536 symbols × 22 bits), plus 8 zero bytes of slack.
+const SCRATCH_BYTES: usize = 1 << 18;
+
+/// Per-thread scratch of the fast path: lane area copy and a whole tile of
+/// output (for the last, partial tile of a chunk).
+type Scratch = (Box<[u8; SCRATCH_BYTES + 8]>, Box<[u16; TILE_SYMBOLS]>);
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new((
+        vec![0u8; SCRATCH_BYTES + 8].into_boxed_slice().try_into().expect("length"),
+        vec![0u16; TILE_SYMBOLS].into_boxed_slice().try_into().expect("length"),
+    ));
+}
+
+// Decode table entries, one per 12-bit LSB-first peek:
+//   bits 0..10  first symbol          bits 10..20 second symbol (PAIR only)
+//   bits 20..24 bits consumed (first code, or both codes of a PAIR)
+//   bits 24..28 length of the first code
+//   PAIR: two whole codes fit in the peek; ESC: the first code is the escape
+//   (its w-bit value follows it); INVALID: no code starts with the peek.
+const SYM_MASK: u32 = 0x3ff;
+const PAIR: u32 = 1 << 28;
+const ESC_FLAG: u32 = 1 << 29;
+const INVALID: u32 = 1 << 31;
+
+/// A table entry: `syms` packed as `sym0 | sym1 << 10`.
+const fn entry(syms: u32, adv: u32, first_len: u32, flags: u32) -> u32 {
+    syms | adv << 20 | first_len << 24 | flags
+}
+
+/// Builds the decode table for code lengths `lens` (index = symbol; the
+/// last index is the escape) and their canonical codes.
+fn decode_table(lens: &[u8], codes: &[u16], escape: usize) -> Box<[u32; TABLE_SIZE]> {
+    // Single-code entries first; invalid peeks advance a whole peek so the
+    // fast path keeps moving (its result is then thrown away).
+    let mut single = Box::new([entry(0, MAX_CODE_LEN, 0, INVALID); TABLE_SIZE]);
+    for (s, (&l, &c)) in lens.iter().zip(codes).enumerate() {
+        if l == 0 {
+            continue;
+        }
+        let l32 = u32::from(l);
+        let e = if s == escape {
+            entry(0, l32, l32, ESC_FLAG)
+        } else {
+            entry(s as u32, l32, l32, 0)
+        };
+        let r = reverse(c, l) as usize;
+        for k in 0..1usize << (MAX_CODE_LEN - l32) {
+            single[r | (k << l)] = e;
+        }
+    }
+    // Pair a plain first code with a plain second code that fits entirely in
+    // the rest of the peek: a code's entry depends only on its own bits, so
+    // the lookup of the shifted peek is exact when that code is short enough.
+    let mut table = single.clone();
+    for (p, t) in table.iter_mut().enumerate() {
+        let e1 = single[p];
+        if e1 & (INVALID | ESC_FLAG) != 0 {
+            continue;
+        }
+        let l1 = (e1 >> 24) & 0xf;
+        let e2 = single[p >> l1];
+        let l2 = (e2 >> 24) & 0xf;
+        if e2 & (INVALID | ESC_FLAG) == 0 && l1 + l2 <= MAX_CODE_LEN {
+            *t = entry((e1 & SYM_MASK) | (e2 & SYM_MASK) << 10, l1 + l2, l1, PAIR);
+        }
+    }
+    table
 }
 
 /// Optimal code lengths limited to `limit` bits for `weights` (ascending, all
@@ -568,9 +614,7 @@ pub(crate) struct HuffDecoder<'a> {
     plane: usize,
     w: u32,
     wmask: u64,
-    /// Per 12-bit LSB-first peek: `escape << 24 | advance << 16 | symbol`;
-    /// unassigned patterns hold [`INVALID`] (advance 0). For the escape code, advance is its
-    /// length plus w and the symbol field holds its length.
+    /// Per 12-bit LSB-first peek: up to two symbols (see [`decode_table`]).
     table: Box<[u32; TABLE_SIZE]>,
     dir: &'a [u8],
     lanes: &'a [u8],
@@ -654,23 +698,7 @@ impl<'a> HuffDecoder<'a> {
             });
         }
         let codes = canonical_codes(&lens);
-        let mut table = Box::new([INVALID; TABLE_SIZE]);
-        for (s, (&l, &c)) in lens.iter().zip(&codes).enumerate() {
-            if l == 0 {
-                continue;
-            }
-            let r = reverse(c, l) as usize;
-            // Escape entries: flag, advance = code length + w, symbol field
-            // = code length (the value follows the code).
-            let e = if s as u32 == alphabet {
-                ESC_FLAG | ((u32::from(l) + w) << 16) | u32::from(l)
-            } else {
-                (u32::from(l) << 16) | s as u32
-            };
-            for k in 0..1usize << (MAX_CODE_LEN - u32::from(l)) {
-                table[r | (k << l)] = e;
-            }
-        }
+        let table = decode_table(&lens, &codes, alphabet as usize);
         // Tile directory.
         let dir_off = 4 + nl.div_ceil(2);
         let tiles = n.div_ceil(TILE_SYMBOLS);
@@ -713,88 +741,150 @@ impl<'a> HuffDecoder<'a> {
 
     /// Decodes tile `t`, whose symbol count is `out.len()`, into `out`.
     ///
-    /// Lanes are decoded [`GROUP`] at a time in lockstep (independent
-    /// dependency chains keep the CPU busy); a group whose fast decode sees
-    /// any problem is decoded again lane by lane to report the exact error.
+    /// The fast path decodes lanes [`GROUP`] at a time in lockstep
+    /// (independent dependency chains keep the CPU busy), up to two symbols
+    /// per table lookup, in blocks of [`BLOCK_ROWS`] rows so the rows being
+    /// written and the decode table stay in L1 together. It works on
+    /// power-of-two scratch copies indexed through masks, so it needs no
+    /// bounds checks. Each lane's last few symbols, and every lane if the fast
+    /// path met an unassigned code, then go through the exact one-symbol
+    /// decoder on the section itself, which reports the precise error.
     pub(crate) fn decode_tile(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
+        self.decode_tile_with(t, out, true)
+    }
+
+    /// [`Self::decode_tile`], with the fast path or (`fast == false`, for
+    /// tests) the exact decoder alone.
+    fn decode_tile_with(&self, t: usize, out: &mut [u16], fast: bool) -> Result<(), CodecError> {
         let m = out.len();
         let e = &self.dir[t * DIR_ENTRY..(t + 1) * DIR_ENTRY];
         let mut starts = [0usize; LANES];
         let mut lens = [0usize; LANES];
-        let mut at = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+        let first = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+        let mut at = first;
         for (j, l) in e[4..].chunks_exact(2).enumerate() {
             starts[j] = at;
             lens[j] = usize::from(u16::from_le_bytes([l[0], l[1]]));
             at += lens[j];
         }
-        for g in (0..LANES).step_by(GROUP) {
-            if !self.decode_group(g, &starts, &lens, out) {
-                for j in g..g + GROUP {
-                    self.decode_lane(t, j, starts[j], lens[j], lane_count(m, j), out)?;
+        let mut bp = starts.map(|s| s * 8);
+        let mut idx = [0usize; LANES];
+        for (j, x) in idx.iter_mut().enumerate() {
+            *x = j;
+        }
+        let area = self
+            .lanes
+            .get(first..at)
+            .filter(|a| a.len() <= SCRATCH_BYTES);
+        // Lane counts fall with the lane index: the last lane's is smallest.
+        let rows = lane_count(m, LANES - 1);
+        if let (Some(area), true) = (area, fast && rows > 0) {
+            let fast_ok = SCRATCH.with_borrow_mut(|sc| {
+                let (lane_buf, tile_buf) = (&mut sc.0, &mut sc.1);
+                lane_buf[..area.len()].copy_from_slice(area);
+                lane_buf[area.len()..area.len() + 8].fill(0);
+                let mut rel = bp.map(|b| b - first * 8);
+                let full = <&mut [u16; TILE_SYMBOLS]>::try_from(&mut *out);
+                let tile: &mut [u16; TILE_SYMBOLS] = match full {
+                    Ok(o) => o,
+                    Err(_) => tile_buf,
+                };
+                let mut bad = 0u32;
+                let mut limit = 0;
+                while limit < rows {
+                    limit = (limit + BLOCK_ROWS).min(rows);
+                    for (b, x) in rel.chunks_exact_mut(GROUP).zip(idx.chunks_exact_mut(GROUP)) {
+                        if let (Ok(b), Ok(x)) = (b.try_into(), x.try_into()) {
+                            bad |= self.decode_group(limit, b, x, lane_buf, tile);
+                        }
+                    }
+                }
+                if bad & INVALID != 0 {
+                    return false;
+                }
+                if m < TILE_SYMBOLS {
+                    out.copy_from_slice(&tile_buf[..m]);
+                }
+                for (b, r) in bp.iter_mut().zip(rel) {
+                    *b = r + first * 8;
+                }
+                true
+            });
+            if !fast_ok {
+                bp = starts.map(|s| s * 8);
+                for (j, x) in idx.iter_mut().enumerate() {
+                    *x = j;
                 }
             }
+        }
+        for j in 0..LANES {
+            let resume = (bp[j], idx[j] / LANES);
+            self.decode_lane(t, j, starts[j], lens[j], lane_count(m, j), resume, out)?;
         }
         Ok(())
     }
 
-    /// Fast lockstep decode of lanes `g..g + GROUP`, two symbols per lane
-    /// per 8-byte load (2 × 22 bits fit in the 57 bits a load guarantees).
-    /// Returns false if anything is off; the caller then re-decodes the
-    /// lanes one by one to report the exact error.
+    /// Fast lockstep decode of one group of lanes, at bit positions `bp` of
+    /// `lanes` and output indices `idx` (symbol `k` of lane `j` is
+    /// `out[k * LANES + j]`), until a lane could pass symbol `limit` of the
+    /// lane: one 8-byte load and two table lookups per lane and step (at most
+    /// 2 × 22 bits of the 57 a load guarantees), each lookup giving one or
+    /// two symbols. Returns the OR of the entries used: [`INVALID`] set means
+    /// an unassigned code was met and the results are void.
     #[inline]
     fn decode_group(
         &self,
-        g: usize,
-        starts: &[usize; LANES],
-        lens: &[usize; LANES],
-        out: &mut [u16],
-    ) -> bool {
-        if g + GROUP > LANES {
-            return false;
-        }
+        limit: usize,
+        bp: &mut [usize; GROUP],
+        idx: &mut [usize; GROUP],
+        lanes: &[u8; SCRATCH_BYTES + 8],
+        out: &mut [u16; TILE_SYMBOLS],
+    ) -> u32 {
+        const OUT_MASK: usize = TILE_SYMBOLS - 1;
         let table: &[u32; TABLE_SIZE] = &self.table;
-        let lanes = self.lanes;
         let w = self.w;
         let wmask = self.wmask;
         let mut bad = 0u32;
-        let mut bp = [0usize; GROUP];
-        for i in 0..GROUP {
-            bp[i] = starts[g + i] * 8;
-        }
-        let mut pairs = out.chunks_exact_mut(2 * LANES);
-        for pair in &mut pairs {
-            let (r0, r1) = pair.split_at_mut(LANES);
-            for i in 0..GROUP {
-                let mut word = load_u64(lanes, bp[i] >> 3) >> (bp[i] & 7);
-                r0[g + i] = fast_symbol(table, &mut word, &mut bp[i], &mut bad, w, wmask);
-                r1[g + i] = fast_symbol(table, &mut word, &mut bp[i], &mut bad, w, wmask);
+        loop {
+            // Steps every lane can take without passing `limit` (a step emits
+            // at most four symbols).
+            let done = idx.iter().map(|&x| x / LANES).max().unwrap_or(0);
+            let steps = limit.saturating_sub(done) / 4;
+            if steps == 0 {
+                return bad;
+            }
+            for _ in 0..steps {
+                for i in 0..GROUP {
+                    let b = (bp[i] >> 3) & (SCRATCH_BYTES - 1);
+                    let bytes: [u8; 8] = lanes[b..b + 8].try_into().unwrap_or([0; 8]);
+                    let mut word = u64::from_le_bytes(bytes) >> (bp[i] & 7);
+                    let mut used = 0;
+                    let mut at = idx[i];
+                    for _ in 0..2 {
+                        let e = table[(word & (TABLE_SIZE as u64 - 1)) as usize];
+                        bad |= e;
+                        let (syms, adv, step) = if e & ESC_FLAG != 0 {
+                            let l = (e >> 24) & 0xf;
+                            (((word >> l) & wmask) as u32, l + w, LANES)
+                        } else {
+                            (e, (e >> 20) & 0xf, LANES << ((e >> 28) & 1))
+                        };
+                        out[at & OUT_MASK] = (syms & SYM_MASK) as u16;
+                        out[(at + LANES) & OUT_MASK] = ((syms >> 10) & SYM_MASK) as u16;
+                        at += step;
+                        word >>= adv;
+                        used += adv as usize;
+                    }
+                    idx[i] = at;
+                    bp[i] += used;
+                }
             }
         }
-        let rest = pairs.into_remainder();
-        for (i, bp) in bp.iter_mut().enumerate() {
-            let mut p = g + i;
-            while p < rest.len() {
-                let mut word = load_u64(lanes, *bp >> 3) >> (*bp & 7);
-                rest[p] = fast_symbol(table, &mut word, bp, &mut bad, w, wmask);
-                p += LANES;
-            }
-        }
-        if bad & INVALID != 0 {
-            return false;
-        }
-        for i in 0..GROUP {
-            let (start, len) = (starts[g + i], lens[g + i]);
-            let end = (start + len) * 8;
-            if bp[i] > end || (bp[i] - start * 8).div_ceil(8) != len {
-                return false;
-            }
-            if bp[i] < end && (load_u64(lanes, bp[i] >> 3) & 0xff) >> (bp[i] & 7) != 0 {
-                return false;
-            }
-        }
-        true
     }
 
+    /// Exact decode of lane `j`'s symbols `k..cnt`, starting at bit `bp` of
+    /// the lane area (`resume = (bp, k)`), then the lane's end checks.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     fn decode_lane(
         &self,
@@ -803,15 +893,16 @@ impl<'a> HuffDecoder<'a> {
         start: usize,
         len: usize,
         cnt: usize,
+        resume: (usize, usize),
         out: &mut [u16],
     ) -> Result<(), CodecError> {
         let lanes = self.lanes;
         let table = &*self.table;
-        let w = self.w as usize;
-        let wmask = (1u64 << w) - 1;
+        let w = self.w;
+        let wmask = self.wmask;
         let begin = start * 8;
         let end = (start + len) * 8;
-        let mut bp = begin;
+        let (mut bp, k) = resume;
         let err = |bp: usize| {
             if bp >= end {
                 CodecError::LaneOverrun {
@@ -828,18 +919,19 @@ impl<'a> HuffDecoder<'a> {
             }
         };
         if let Some(lane_out) = out.get_mut(j..) {
-            for slot in lane_out.iter_mut().step_by(LANES).take(cnt) {
+            for slot in lane_out.iter_mut().step_by(LANES).take(cnt).skip(k) {
                 let word = load_u64(lanes, bp >> 3) >> (bp & 7);
                 let e = table[(word & (TABLE_SIZE as u64 - 1)) as usize];
-                let adv = ((e >> 16) & 0xff) as usize;
-                if adv == 0 {
+                if e & INVALID != 0 {
                     return Err(err(bp));
                 }
-                let mut s = e & 0xffff;
-                if e & ESC_FLAG != 0 {
-                    s = ((word >> s) & wmask) as u32;
-                }
-                bp += adv;
+                let l = (e >> 24) & 0xf;
+                let (s, adv) = if e & ESC_FLAG != 0 {
+                    (((word >> l) & wmask) as u32, l + w)
+                } else {
+                    (e & SYM_MASK, l)
+                };
+                bp += adv as usize;
                 *slot = s as u16;
             }
         }
@@ -876,6 +968,76 @@ mod tests {
             .filter(|&&l| l > 0)
             .map(|&l| 0.5f64.powi(l as i32))
             .sum()
+    }
+
+    /// Decodes every tile of `body` with the fast path and with the exact
+    /// decoder alone; both must give the same symbols or the same error.
+    fn fast_and_exact(w: u32, n: usize, body: &[u8]) -> Option<Vec<u16>> {
+        let dec = HuffDecoder::parse(0, w, n, body, 0).ok()?;
+        let mut all = Vec::new();
+        let mut failed = false;
+        for (t, first) in (0..n).step_by(TILE_SYMBOLS).enumerate() {
+            let m = (n - first).min(TILE_SYMBOLS);
+            let (mut a, mut b) = (vec![0u16; m], vec![0u16; m]);
+            let (ra, rb) = (
+                dec.decode_tile(t, &mut a),
+                dec.decode_tile_with(t, &mut b, false),
+            );
+            assert_eq!(format!("{ra:?}"), format!("{rb:?}"), "tile {t}");
+            if ra.is_ok() {
+                assert!(a == b, "tile {t}: fast and exact decodes differ");
+            }
+            failed |= ra.is_err();
+            all.extend(a);
+        }
+        (!failed).then_some(all)
+    }
+
+    #[test]
+    fn fast_path_matches_exact_decoder_on_damaged_sections() {
+        // Skewed 8-bit symbols with rare values (escapes), two full tiles and
+        // a partial one.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let n = 2 * TILE_SYMBOLS + 1234;
+        let syms: Vec<u16> = (0..n)
+            .map(|_| {
+                let r = next();
+                if r % 997 == 0 {
+                    (r >> 20) as u16 & 0xff
+                } else {
+                    120 + (r >> 32).trailing_zeros().min(9) as u16
+                }
+            })
+            .collect();
+        let mut hist = vec![0u32; 256];
+        syms.iter().for_each(|&s| hist[usize::from(s)] += 1);
+        let plan = plan_code(&hist, 8, n, u64::MAX, &ESC_THRESHOLDS, true).unwrap();
+        assert!(plan.lens[256] > 0, "escape code used");
+        let mut body = Vec::new();
+        encode_body(&syms, 8, &plan, &mut body);
+        assert_eq!(fast_and_exact(8, n, &body), Some(syms.clone()));
+        // Damage the code lengths (incomplete codes, unassigned patterns) or
+        // the lane bytes; the directory is left alone so tiles still parse.
+        let lanes_at = 4 + (usize::from(plan.count) + 1).div_ceil(2) + 3 * DIR_ENTRY;
+        let mut errors = 0;
+        for round in 0..300 {
+            let mut b = body.clone();
+            let r = next();
+            let at = if round % 3 == 0 {
+                4 + (r as usize >> 8) % 4
+            } else {
+                lanes_at + (r as usize >> 8) % (body.len() - lanes_at)
+            };
+            b[at] ^= 1 << (r % 8);
+            errors += usize::from(fast_and_exact(8, n, &b).is_none());
+        }
+        assert!(errors > 0, "some damage must be detected");
     }
 
     #[test]
