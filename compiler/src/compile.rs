@@ -737,6 +737,7 @@ fn encode_payload(
 
     let path = Path::new("(temporary artifact)");
     let mut writer = std::io::BufWriter::with_capacity(4 << 20, out);
+    let mut early = tic_runtime::writeback::EarlyWriteback::new(out);
     writer
         .seek(SeekFrom::Start(payload_offset))
         .map_err(io(path))?;
@@ -756,6 +757,7 @@ fn encode_payload(
                 let mut at = offset;
                 for c in &done {
                     writer.write_all(&c.stored).map_err(io(path))?;
+                    early.wrote(c.stored.len() as u64);
                     restoring.feed(inputs, c);
                     entries.push(ChunkEntry {
                         offset: at,
@@ -775,6 +777,7 @@ fn encode_payload(
         pending = next.transpose()?;
     }
     writer.flush().map_err(io(path))?;
+    early.finish();
     restoring.finish_file();
     restoring.finish_tensor();
     Ok(Encoded {

@@ -14,8 +14,7 @@ use crate::artifact::Artifact;
 use crate::error::RuntimeError;
 use crate::Progress;
 
-/// Original bytes decoded per window; windows are decoded in parallel
-/// while the previous one is hashed and written.
+/// Original bytes decoded per window: the unit handed to the file writer.
 const WINDOW_BYTES: u64 = 2 << 20;
 
 /// Runs of chunks (tensor, (global index, chunk)) decoded together.
@@ -113,6 +112,7 @@ impl Artifact {
             source,
         };
         let file = fs::File::create(dest).map_err(io)?;
+        let mut early = crate::writeback::EarlyWriteback::new(&file);
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         out.write_all(&f.st_header).map_err(io)?;
@@ -151,27 +151,78 @@ impl Artifact {
                 })
                 .collect()
         };
-        let mut pending = match windows.first() {
-            Some(w) => Some(decode(w)?),
-            None => None,
+        let mut write = |bufs: &[Vec<u8>]| -> Result<(), RuntimeError> {
+            for b in bufs {
+                out.write_all(b).map_err(io)?;
+                digest.update(b);
+                progress.advance(b.len() as u64);
+                early.wrote(b.len() as u64);
+            }
+            Ok(())
         };
-        for k in 0..windows.len() {
-            let bufs = pending.take().expect("window decoded");
-            let (written, next) = rayon::join(
-                || -> Result<(), RuntimeError> {
-                    for b in &bufs {
-                        out.write_all(b).map_err(io)?;
-                        digest.update(b);
-                        progress.advance(b.len() as u64);
+        let threads = rayon::current_num_threads();
+        if threads > 1 {
+            // Windows are decoded as pool tasks, a few ahead of a writer
+            // thread that hashes and writes them in order; each written
+            // window lets one more start, which bounds memory.
+            let decode = &decode;
+            std::thread::scope(|s| -> Result<(), RuntimeError> {
+                type Decoded = Result<Vec<Vec<u8>>, RuntimeError>;
+                let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Decoded)>();
+                let (permit_tx, permit_rx) = std::sync::mpsc::channel::<()>();
+                for _ in 0..threads + 2 {
+                    let _ = permit_tx.send(());
+                }
+                let n = windows.len();
+                let writer = s.spawn(move || -> Result<(), RuntimeError> {
+                    let mut ready = std::collections::BTreeMap::new();
+                    let mut next = 0;
+                    while next < n {
+                        let (k, bufs) = done_rx.recv().map_err(|_| {
+                            RuntimeError::Internal("the decoders stopped early".into())
+                        })?;
+                        ready.insert(k, bufs);
+                        while let Some(bufs) = ready.remove(&next) {
+                            write(&bufs?)?;
+                            next += 1;
+                            let _ = permit_tx.send(());
+                        }
                     }
                     Ok(())
-                },
-                || windows.get(k + 1).map(&decode),
-            );
-            written?;
-            pending = next.transpose()?;
+                });
+                rayon::in_place_scope(|sc| {
+                    for (k, w) in windows.iter().enumerate() {
+                        // Fails only once the writer has stopped on an error.
+                        if permit_rx.recv().is_err() {
+                            break;
+                        }
+                        let tx = done_tx.clone();
+                        sc.spawn(move |_| {
+                            let _ = tx.send((k, decode(w)));
+                        });
+                    }
+                });
+                drop(done_tx);
+                writer.join().unwrap_or_else(|_| {
+                    Err(RuntimeError::Internal("the writer thread panicked".into()))
+                })
+            })?;
+        } else {
+            // One thread: decode window k + 1 while window k is written.
+            let mut pending = match windows.first() {
+                Some(w) => Some(decode(w)?),
+                None => None,
+            };
+            for k in 0..windows.len() {
+                let bufs = pending.take().expect("window decoded");
+                let (written, next) =
+                    rayon::join(|| write(&bufs), || windows.get(k + 1).map(&decode));
+                written?;
+                pending = next.transpose()?;
+            }
         }
         out.flush().map_err(io)?;
+        early.finish();
         out.into_inner()
             .map_err(|e| io(e.into_error()))?
             .sync_all()

@@ -21,6 +21,7 @@ pub mod device;
 mod error;
 mod extract;
 mod keys;
+pub mod writeback;
 
 pub use artifact::{Artifact, OpenOptions, SignatureStatus, Trust};
 pub use device::{probe_cuda, Device, DeviceTensor, LoadOptions, TensorBuffer};

@@ -897,3 +897,63 @@ fn external_signing_is_byte_identical_to_compile_sign() {
     );
     assert!(!refused.exists());
 }
+
+#[test]
+fn extraction_in_order_and_all_or_nothing_on_one_and_many_threads() {
+    // Several 2 MiB extraction windows in one file (BF16 weights that code,
+    // bytes that do not), restored with one thread (decode beside the
+    // writer) and with several (a window pipeline feeding a writer thread).
+    let dir = tempdir().unwrap();
+    let key = signing_key();
+    let vk = key.verifying_key();
+    let bf16: Vec<u8> = pseudo_random(5, 3 << 20)
+        .chunks_exact(2)
+        .flat_map(|p| [p[0], 0x3c | (p[1] & 0x81)])
+        .collect();
+    let tensors = vec![
+        Tensor::random("a.bytes", "U8", &[3 << 20], 1),
+        Tensor {
+            name: "b.weight".into(),
+            dtype: "BF16",
+            shape: vec![3 << 19],
+            data: bf16,
+        },
+        Tensor::random("c.bytes", "U8", &[1 << 20], 2),
+    ];
+    let model = model_with(&dir.path().join("model"), &tensors);
+    let path = dir.path().join("a.tic");
+    compile(&model, &path, Some(&key), Vec::new());
+    let want = sha256_tree(&model);
+    let pool = |n: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let extract = |threads: usize, out: &Path| {
+        let art = open_trusting(&path, &vk).unwrap();
+        pool(threads).install(|| art.extract(out, false, &tic_runtime::NoProgress))
+    };
+    for threads in [1, 2, 5] {
+        let out = dir.path().join(format!("ok{threads}"));
+        extract(threads, &out).unwrap();
+        assert_eq!(sha256_tree(&out), want, "{threads} threads");
+    }
+
+    // A damaged chunk late in the file: no output at all, whichever path.
+    let p = Parts::read(&path);
+    let h = p.parsed_header();
+    let r = p.chunk_range(&h, h.chunks.len() - 3);
+    xor_byte(&path, (r.start + r.len() / 2) as u64, 0x01);
+    for threads in [1, 2, 5] {
+        let root = dir.path().join(format!("bad{threads}"));
+        std::fs::create_dir(&root).unwrap();
+        let err = extract(threads, &root.join("model")).unwrap_err();
+        assert!(matches!(&err, RuntimeError::ChunkDigest { .. }), "{err:?}");
+        assert_eq!(
+            std::fs::read_dir(&root).unwrap().count(),
+            0,
+            "nothing written"
+        );
+    }
+}
