@@ -29,26 +29,42 @@ thread_local! {
 }
 
 // Decode table entries, one per 12-bit LSB-first peek:
-//   bits 0..10  first symbol          bits 10..20 second symbol (PAIR only)
-//   bits 20..24 bits consumed (first code, or both codes of a PAIR)
-//   bits 24..28 length of the first code
-//   PAIR: two whole codes fit in the peek; ESC: the first code is the escape
-//   (its w-bit value follows it); INVALID: no code starts with the peek.
-const SYM_MASK: u32 = 0x3ff;
-const PAIR: u32 = 1 << 28;
-const ESC_FLAG: u32 = 1 << 29;
+//   bits 0..24  the symbols, first at the bottom: up to three of 8 bits
+//               (planes of w <= 8 bits) or two of 10 bits (wider planes)
+//   bits 24..28 bits consumed by the codes (for ESC: the escape code only)
+//   bits 28..30 how many symbols (0 only with INVALID)
+//   ESC: the (only) code is the escape, its w-bit value follows it;
+//   INVALID: no code starts with the peek (consumes a whole peek, so the
+//   fast path keeps moving; its result is then thrown away).
+// The exact decoder's table holds one symbol per entry.
+const ESC_FLAG: u32 = 1 << 30;
 const INVALID: u32 = 1 << 31;
 
-/// A table entry: `syms` packed as `sym0 | sym1 << 10`.
-const fn entry(syms: u32, adv: u32, first_len: u32, flags: u32) -> u32 {
-    syms | adv << 20 | first_len << 24 | flags
+/// A table entry.
+const fn entry(syms: u32, adv: u32, count: u32, flags: u32) -> u32 {
+    syms | adv << 24 | count << 28 | flags
 }
 
-/// Builds the decode table for code lengths `lens` (index = symbol; the
-/// last index is the escape) and their canonical codes.
-fn decode_table(lens: &[u8], codes: &[u16], escape: usize) -> Box<[u32; TABLE_SIZE]> {
-    // Single-code entries first; invalid peeks advance a whole peek so the
-    // fast path keeps moving (its result is then thrown away).
+/// Symbols per fast-table entry and their field width, for planes of `w`
+/// bits.
+const fn multi_layout(w: u32) -> (u32, u32) {
+    if w <= 8 {
+        (3, 8)
+    } else {
+        (2, 10)
+    }
+}
+
+/// Builds the exact (one code per entry) and fast (as many whole codes as
+/// the peek holds, up to [`multi_layout`]) decode tables for code lengths
+/// `lens` (index = symbol; `escape` is the escape's index) and their
+/// canonical codes.
+fn decode_tables(
+    lens: &[u8],
+    codes: &[u16],
+    escape: usize,
+    w: u32,
+) -> (Box<[u32; TABLE_SIZE]>, Box<[u32; TABLE_SIZE]>) {
     let mut single = Box::new([entry(0, MAX_CODE_LEN, 0, INVALID); TABLE_SIZE]);
     for (s, (&l, &c)) in lens.iter().zip(codes).enumerate() {
         if l == 0 {
@@ -56,32 +72,38 @@ fn decode_table(lens: &[u8], codes: &[u16], escape: usize) -> Box<[u32; TABLE_SI
         }
         let l32 = u32::from(l);
         let e = if s == escape {
-            entry(0, l32, l32, ESC_FLAG)
+            entry(0, l32, 1, ESC_FLAG)
         } else {
-            entry(s as u32, l32, l32, 0)
+            entry(s as u32, l32, 1, 0)
         };
         let r = reverse(c, l) as usize;
         for k in 0..1usize << (MAX_CODE_LEN - l32) {
             single[r | (k << l)] = e;
         }
     }
-    // Pair a plain first code with a plain second code that fits entirely in
-    // the rest of the peek: a code's entry depends only on its own bits, so
-    // the lookup of the shifted peek is exact when that code is short enough.
-    let mut table = single.clone();
-    for (p, t) in table.iter_mut().enumerate() {
-        let e1 = single[p];
-        if e1 & (INVALID | ESC_FLAG) != 0 {
+    // Append plain codes that fit entirely in the rest of the peek: a code's
+    // entry depends only on its own bits, so the lookup of the shifted peek
+    // is exact when that code is short enough.
+    let (max, width) = multi_layout(w);
+    let mut fast = single.clone();
+    for (p, t) in fast.iter_mut().enumerate() {
+        if *t & (INVALID | ESC_FLAG) != 0 {
             continue;
         }
-        let l1 = (e1 >> 24) & 0xf;
-        let e2 = single[p >> l1];
-        let l2 = (e2 >> 24) & 0xf;
-        if e2 & (INVALID | ESC_FLAG) == 0 && l1 + l2 <= MAX_CODE_LEN {
-            *t = entry((e1 & SYM_MASK) | (e2 & SYM_MASK) << 10, l1 + l2, l1, PAIR);
+        let (mut syms, mut used, mut count) = (*t & 0xff_ffff, (*t >> 24) & 0xf, 1);
+        while count < max {
+            let e = single[p >> used];
+            let l = (e >> 24) & 0xf;
+            if e & (INVALID | ESC_FLAG) != 0 || used + l > MAX_CODE_LEN {
+                break;
+            }
+            syms |= (e & 0xff_ffff) << (width * count);
+            used += l;
+            count += 1;
         }
+        *t = entry(syms, used, count, 0);
     }
-    table
+    (single, fast)
 }
 
 /// Optimal code lengths limited to `limit` bits for `weights` (ascending, all
@@ -614,8 +636,10 @@ pub(crate) struct HuffDecoder<'a> {
     plane: usize,
     w: u32,
     wmask: u64,
-    /// Per 12-bit LSB-first peek: up to two symbols (see [`decode_table`]).
+    /// Per 12-bit LSB-first peek: one symbol (see [`decode_tables`]).
     table: Box<[u32; TABLE_SIZE]>,
+    /// Per 12-bit LSB-first peek: up to three symbols.
+    fast: Box<[u32; TABLE_SIZE]>,
     dir: &'a [u8],
     lanes: &'a [u8],
 }
@@ -698,7 +722,7 @@ impl<'a> HuffDecoder<'a> {
             });
         }
         let codes = canonical_codes(&lens);
-        let table = decode_table(&lens, &codes, alphabet as usize);
+        let (table, fast) = decode_tables(&lens, &codes, alphabet as usize, w);
         // Tile directory.
         let dir_off = 4 + nl.div_ceil(2);
         let tiles = n.div_ceil(TILE_SYMBOLS);
@@ -734,6 +758,7 @@ impl<'a> HuffDecoder<'a> {
             w,
             wmask: u64::from(alphabet) - 1,
             table,
+            fast,
             dir,
             lanes,
         })
@@ -795,7 +820,11 @@ impl<'a> HuffDecoder<'a> {
                     limit = (limit + BLOCK_ROWS).min(rows);
                     for (b, x) in rel.chunks_exact_mut(GROUP).zip(idx.chunks_exact_mut(GROUP)) {
                         if let (Ok(b), Ok(x)) = (b.try_into(), x.try_into()) {
-                            bad |= self.decode_group(limit, b, x, lane_buf, tile);
+                            bad |= if self.w <= 8 {
+                                self.decode_group::<3, 8>(limit, b, x, lane_buf, tile)
+                            } else {
+                                self.decode_group::<2, 10>(limit, b, x, lane_buf, tile)
+                            };
                         }
                     }
                 }
@@ -828,11 +857,12 @@ impl<'a> HuffDecoder<'a> {
     /// `lanes` and output indices `idx` (symbol `k` of lane `j` is
     /// `out[k * LANES + j]`), until a lane could pass symbol `limit` of the
     /// lane: one 8-byte load and two table lookups per lane and step (at most
-    /// 2 × 22 bits of the 57 a load guarantees), each lookup giving one or
-    /// two symbols. Returns the OR of the entries used: [`INVALID`] set means
-    /// an unassigned code was met and the results are void.
+    /// 2 × 22 bits of the 57 a load guarantees), each lookup giving up to
+    /// `MAX` symbols of `WIDTH`-bit fields. Returns the OR of the entries
+    /// used: [`INVALID`] set means an unassigned code was met and the results
+    /// are void.
     #[inline]
-    fn decode_group(
+    fn decode_group<const MAX: usize, const WIDTH: u32>(
         &self,
         limit: usize,
         bp: &mut [usize; GROUP],
@@ -841,15 +871,16 @@ impl<'a> HuffDecoder<'a> {
         out: &mut [u16; TILE_SYMBOLS],
     ) -> u32 {
         const OUT_MASK: usize = TILE_SYMBOLS - 1;
-        let table: &[u32; TABLE_SIZE] = &self.table;
+        let sym_mask = (1u32 << WIDTH) - 1;
+        let table: &[u32; TABLE_SIZE] = &self.fast;
         let w = self.w;
         let wmask = self.wmask;
         let mut bad = 0u32;
         loop {
             // Steps every lane can take without passing `limit` (a step emits
-            // at most four symbols).
+            // at most 2 × MAX symbols).
             let done = idx.iter().map(|&x| x / LANES).max().unwrap_or(0);
-            let steps = limit.saturating_sub(done) / 4;
+            let steps = limit.saturating_sub(done) / (2 * MAX);
             if steps == 0 {
                 return bad;
             }
@@ -863,15 +894,17 @@ impl<'a> HuffDecoder<'a> {
                     for _ in 0..2 {
                         let e = table[(word & (TABLE_SIZE as u64 - 1)) as usize];
                         bad |= e;
-                        let (syms, adv, step) = if e & ESC_FLAG != 0 {
-                            let l = (e >> 24) & 0xf;
-                            (((word >> l) & wmask) as u32, l + w, LANES)
+                        let l = (e >> 24) & 0xf;
+                        let (syms, adv, count) = if e & ESC_FLAG != 0 {
+                            (((word >> l) & wmask) as u32, l + w, 1)
                         } else {
-                            (e, (e >> 20) & 0xf, LANES << ((e >> 28) & 1))
+                            (e, l, (e >> 28) as usize & 3)
                         };
-                        out[at & OUT_MASK] = (syms & SYM_MASK) as u16;
-                        out[(at + LANES) & OUT_MASK] = ((syms >> 10) & SYM_MASK) as u16;
-                        at += step;
+                        for k in 0..MAX {
+                            out[(at + k * LANES) & OUT_MASK] =
+                                ((syms >> (WIDTH * k as u32)) & sym_mask) as u16;
+                        }
+                        at += count * LANES;
                         word >>= adv;
                         used += adv as usize;
                     }
@@ -929,7 +962,7 @@ impl<'a> HuffDecoder<'a> {
                 let (s, adv) = if e & ESC_FLAG != 0 {
                     (((word >> l) & wmask) as u32, l + w)
                 } else {
-                    (e & SYM_MASK, l)
+                    (e & 0xff_ffff, l)
                 };
                 bp += adv as usize;
                 *slot = s as u16;
