@@ -14,7 +14,8 @@ use crate::artifact::Artifact;
 use crate::error::RuntimeError;
 use crate::Progress;
 
-/// Original bytes decoded per window: the unit handed to the file writer.
+/// Original bytes decoded per window: the unit of decoding tasks and of
+/// writing.
 const WINDOW_BYTES: u64 = 2 << 20;
 
 /// Runs of chunks (tensor, (global index, chunk)) decoded together.
@@ -112,15 +113,15 @@ impl Artifact {
             source,
         };
         let file = fs::File::create(dest).map_err(io)?;
-        let mut early = crate::writeback::EarlyWriteback::new(&file);
+        let early = crate::writeback::EarlyWriteback::new(&file);
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         out.write_all(&f.st_header).map_err(io)?;
         digest.update(&f.st_header);
         progress.advance(f.st_header.len() as u64);
 
-        // Windows of chunks across the file's tensors, each window decoded
-        // in parallel; window k+1 decodes while window k is written.
+        // Windows of chunks across the file's tensors, each decoded by one
+        // pool task (its tensors' chunks in parallel).
         let mut windows: Vec<Window> = Vec::new();
         let mut cur: Window = Vec::new();
         let mut cur_bytes = 0u64;
@@ -151,75 +152,100 @@ impl Artifact {
                 })
                 .collect()
         };
-        let mut write = |bufs: &[Vec<u8>]| -> Result<(), RuntimeError> {
-            for b in bufs {
-                out.write_all(b).map_err(io)?;
-                digest.update(b);
-                progress.advance(b.len() as u64);
-                early.wrote(b.len() as u64);
-            }
-            Ok(())
-        };
-        let threads = rayon::current_num_threads();
-        if threads > 1 {
-            // Windows are decoded as pool tasks, a few ahead of a writer
-            // thread that hashes and writes them in order; each written
-            // window lets one more start, which bounds memory.
-            let decode = &decode;
-            std::thread::scope(|s| -> Result<(), RuntimeError> {
-                type Decoded = Result<Vec<Vec<u8>>, RuntimeError>;
-                let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Decoded)>();
-                let (permit_tx, permit_rx) = std::sync::mpsc::channel::<()>();
-                for _ in 0..threads + 2 {
-                    let _ = permit_tx.send(());
-                }
-                let n = windows.len();
-                let writer = s.spawn(move || -> Result<(), RuntimeError> {
-                    let mut ready = std::collections::BTreeMap::new();
-                    let mut next = 0;
-                    while next < n {
-                        let (k, bufs) = done_rx.recv().map_err(|_| {
-                            RuntimeError::Internal("the decoders stopped early".into())
-                        })?;
-                        ready.insert(k, bufs);
-                        while let Some(bufs) = ready.remove(&next) {
-                            write(&bufs?)?;
-                            next += 1;
-                            let _ = permit_tx.send(());
-                        }
-                    }
-                    Ok(())
-                });
-                rayon::in_place_scope(|sc| {
-                    for (k, w) in windows.iter().enumerate() {
-                        // Fails only once the writer has stopped on an error.
-                        if permit_rx.recv().is_err() {
-                            break;
-                        }
-                        let tx = done_tx.clone();
-                        sc.spawn(move |_| {
-                            let _ = tx.send((k, decode(w)));
-                        });
-                    }
-                });
-                drop(done_tx);
-                writer.join().unwrap_or_else(|_| {
-                    Err(RuntimeError::Internal("the writer thread panicked".into()))
-                })
-            })?;
-        } else {
-            // One thread: decode window k + 1 while window k is written.
-            let mut pending = match windows.first() {
-                Some(w) => Some(decode(w)?),
-                None => None,
+        // The file's bytes go out in order through one sink (write, digest),
+        // the only serial chain. Whichever task completes the next window in
+        // order drains every window then ready into the sink; other tasks
+        // leave their window and go back to decoding, so no thread waits on
+        // the chain and no extra thread competes for the cores. At most
+        // threads + 2 windows are decoded and not yet written.
+        struct Sink<W> {
+            out: W,
+            digest: ring::digest::Context,
+            early: crate::writeback::EarlyWriteback,
+            next: usize,
+            failed: Option<RuntimeError>,
+        }
+        type Decoded = Result<Vec<Vec<u8>>, RuntimeError>;
+        let sink = std::sync::Mutex::new(Sink {
+            out,
+            digest,
+            early,
+            next: 0,
+            failed: None,
+        });
+        let ready = std::sync::Mutex::new(std::collections::BTreeMap::<usize, Decoded>::new());
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (permit_tx, permit_rx) = std::sync::mpsc::channel::<()>();
+        for _ in 0..rayon::current_num_threads() + 2 {
+            let _ = permit_tx.send(());
+        }
+        let drain = |permit: &std::sync::mpsc::Sender<()>| loop {
+            let Ok(mut sk) = sink.try_lock() else {
+                return; // the task holding the sink drains what follows
             };
-            for k in 0..windows.len() {
-                let bufs = pending.take().expect("window decoded");
-                let (written, next) =
-                    rayon::join(|| write(&bufs), || windows.get(k + 1).map(&decode));
-                written?;
-                pending = next.transpose()?;
+            // (The closure takes the guard: the map is unlocked while the
+            // window is written.)
+            while let Some(r) = ready.lock().ok().and_then(|mut m| m.remove(&sk.next)) {
+                let sk = &mut *sk;
+                match r {
+                    Ok(bufs) if sk.failed.is_none() => {
+                        for b in &bufs {
+                            if let Err(e) = sk.out.write_all(b) {
+                                sk.failed = Some(io(e));
+                                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                                break;
+                            }
+                            sk.digest.update(b);
+                            progress.advance(b.len() as u64);
+                            sk.early.wrote(b.len() as u64);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        sk.failed.get_or_insert(e);
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                sk.next += 1;
+                let _ = permit.send(());
             }
+            let next = sk.next;
+            drop(sk);
+            // A window may have become ready after the last look and before
+            // the sink was released: look again, or leave.
+            if !ready.lock().is_ok_and(|m| m.contains_key(&next)) {
+                return;
+            }
+        };
+        rayon::in_place_scope(|sc| {
+            for (k, w) in windows.iter().enumerate() {
+                if !acquire(&permit_rx) || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let (decode, drain, ready, permit) = (&decode, &drain, &ready, permit_tx.clone());
+                sc.spawn(move |_| {
+                    let r = decode(w);
+                    if let Ok(mut m) = ready.lock() {
+                        m.insert(k, r);
+                    }
+                    drain(&permit);
+                });
+            }
+        });
+        let Sink {
+            mut out,
+            digest,
+            early,
+            next,
+            failed,
+        } = sink
+            .into_inner()
+            .map_err(|_| RuntimeError::Internal("a decoding task panicked".into()))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if next != windows.len() {
+            return Err(RuntimeError::Internal("windows were left unwritten".into()));
         }
         out.flush().map_err(io)?;
         early.finish();
@@ -234,6 +260,31 @@ impl Artifact {
             });
         }
         Ok(())
+    }
+}
+
+/// Takes a permit; false once no more can come. A pool worker (extraction
+/// called from inside a rayon pool) runs pending tasks while it waits, so a
+/// one-thread pool cannot deadlock; other threads simply block.
+fn acquire(permits: &std::sync::mpsc::Receiver<()>) -> bool {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    loop {
+        match permits.try_recv() {
+            Ok(()) => return true,
+            Err(TryRecvError::Disconnected) => return false,
+            Err(TryRecvError::Empty) => {}
+        }
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => {}
+            Some(rayon::Yield::Idle) => {
+                match permits.recv_timeout(std::time::Duration::from_millis(1)) {
+                    Ok(()) => return true,
+                    Err(RecvTimeoutError::Disconnected) => return false,
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+            None => return permits.recv().is_ok(),
+        }
     }
 }
 
