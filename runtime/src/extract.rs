@@ -16,7 +16,7 @@ use crate::Progress;
 
 /// Original bytes decoded per window: the unit of decoding tasks and of
 /// writing.
-const WINDOW_BYTES: u64 = 2 << 20;
+const WINDOW_BYTES: u64 = 1 << 20;
 
 /// Runs of chunks (tensor, (global index, chunk)) decoded together.
 type Window<'a> = Vec<(&'a TensorEntry, Vec<(u64, &'a tic_format::ChunkEntry)>)>;
@@ -141,12 +141,20 @@ impl Artifact {
         if !cur.is_empty() {
             windows.push(cur);
         }
+        // Written buffers are used again for later windows: fresh ones would
+        // be faulted in and zeroed by the kernel for every window.
+        let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
         let decode = |w: &Window| -> Result<Vec<Vec<u8>>, RuntimeError> {
             use rayon::prelude::*;
             w.par_iter()
                 .map(|(t, chunks)| {
                     let len: u64 = chunks.iter().map(|(_, c)| c.orig_len).sum();
-                    let mut buf = vec![0u8; len as usize];
+                    let mut buf = spare
+                        .lock()
+                        .ok()
+                        .and_then(|mut s| s.pop())
+                        .unwrap_or_default();
+                    buf.resize(len as usize, 0);
                     self.decode_chunks_into(t, chunks, &mut buf)?;
                     Ok(buf)
                 })
@@ -198,6 +206,9 @@ impl Artifact {
                             sk.digest.update(b);
                             progress.advance(b.len() as u64);
                             sk.early.wrote(b.len() as u64);
+                        }
+                        if let Ok(mut s) = spare.lock() {
+                            s.extend(bufs);
                         }
                     }
                     Ok(_) => {}

@@ -900,7 +900,7 @@ fn external_signing_is_byte_identical_to_compile_sign() {
 
 #[test]
 fn extraction_in_order_and_all_or_nothing_on_one_and_many_threads() {
-    // Several 2 MiB extraction windows in one file (BF16 weights that code,
+    // Several 1 MiB extraction windows in one file (BF16 weights that code,
     // bytes that do not), restored with one thread (decode beside the
     // writer) and with several (a window pipeline feeding a writer thread).
     let dir = tempdir().unwrap();
