@@ -113,7 +113,7 @@ impl Artifact {
             source,
         };
         let file = fs::File::create(dest).map_err(io)?;
-        let early = crate::writeback::EarlyWriteback::new(&file);
+        let mut early = crate::writeback::EarlyWriteback::new(&file);
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         out.write_all(&f.st_header).map_err(io)?;
@@ -160,104 +160,25 @@ impl Artifact {
                 })
                 .collect()
         };
-        // The file's bytes go out in order through one sink (write, digest),
-        // the only serial chain. Whichever task completes the next window in
-        // order drains every window then ready into the sink; other tasks
-        // leave their window and go back to decoding, so no thread waits on
-        // the chain and no extra thread competes for the cores. At most
-        // threads + 2 windows are decoded and not yet written.
-        struct Sink<W> {
-            out: W,
-            digest: ring::digest::Context,
-            early: crate::writeback::EarlyWriteback,
-            next: usize,
-            failed: Option<RuntimeError>,
-        }
-        type Decoded = Result<Vec<Vec<u8>>, RuntimeError>;
-        let sink = std::sync::Mutex::new(Sink {
-            out,
-            digest,
-            early,
-            next: 0,
-            failed: None,
-        });
-        let ready = std::sync::Mutex::new(std::collections::BTreeMap::<usize, Decoded>::new());
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let (permit_tx, permit_rx) = std::sync::mpsc::channel::<()>();
-        for _ in 0..rayon::current_num_threads() + 2 {
-            let _ = permit_tx.send(());
-        }
-        let drain = |permit: &std::sync::mpsc::Sender<()>| loop {
-            let Ok(mut sk) = sink.try_lock() else {
-                return; // the task holding the sink drains what follows
-            };
-            // (The closure takes the guard: the map is unlocked while the
-            // window is written.)
-            while let Some(r) = ready.lock().ok().and_then(|mut m| m.remove(&sk.next)) {
-                let sk = &mut *sk;
-                match r {
-                    Ok(bufs) if sk.failed.is_none() => {
-                        for b in &bufs {
-                            if let Err(e) = sk.out.write_all(b) {
-                                sk.failed = Some(io(e));
-                                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                                break;
-                            }
-                            sk.digest.update(b);
-                            progress.advance(b.len() as u64);
-                            sk.early.wrote(b.len() as u64);
-                        }
-                        if let Ok(mut s) = spare.lock() {
-                            s.extend(bufs);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        sk.failed.get_or_insert(e);
-                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
+        // Windows are decoded in parallel and written and hashed in order
+        // (see `crate::ordered`), at most threads + 2 of them in memory.
+        crate::ordered::for_each_ordered(
+            &windows,
+            rayon::current_num_threads() + 2,
+            decode,
+            |bufs: Vec<Vec<u8>>| -> Result<(), RuntimeError> {
+                for b in &bufs {
+                    out.write_all(b).map_err(io)?;
+                    digest.update(b);
+                    progress.advance(b.len() as u64);
+                    early.wrote(b.len() as u64);
                 }
-                sk.next += 1;
-                let _ = permit.send(());
-            }
-            let next = sk.next;
-            drop(sk);
-            // A window may have become ready after the last look and before
-            // the sink was released: look again, or leave.
-            if !ready.lock().is_ok_and(|m| m.contains_key(&next)) {
-                return;
-            }
-        };
-        rayon::in_place_scope(|sc| {
-            for (k, w) in windows.iter().enumerate() {
-                if !acquire(&permit_rx) || stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
+                if let Ok(mut s) = spare.lock() {
+                    s.extend(bufs);
                 }
-                let (decode, drain, ready, permit) = (&decode, &drain, &ready, permit_tx.clone());
-                sc.spawn(move |_| {
-                    let r = decode(w);
-                    if let Ok(mut m) = ready.lock() {
-                        m.insert(k, r);
-                    }
-                    drain(&permit);
-                });
-            }
-        });
-        let Sink {
-            mut out,
-            digest,
-            early,
-            next,
-            failed,
-        } = sink
-            .into_inner()
-            .map_err(|_| RuntimeError::Internal("a decoding task panicked".into()))?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if next != windows.len() {
-            return Err(RuntimeError::Internal("windows were left unwritten".into()));
-        }
+                Ok(())
+            },
+        )?;
         out.flush().map_err(io)?;
         early.finish();
         out.into_inner()
@@ -271,31 +192,6 @@ impl Artifact {
             });
         }
         Ok(())
-    }
-}
-
-/// Takes a permit; false once no more can come. A pool worker (extraction
-/// called from inside a rayon pool) runs pending tasks while it waits, so a
-/// one-thread pool cannot deadlock; other threads simply block.
-fn acquire(permits: &std::sync::mpsc::Receiver<()>) -> bool {
-    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
-    loop {
-        match permits.try_recv() {
-            Ok(()) => return true,
-            Err(TryRecvError::Disconnected) => return false,
-            Err(TryRecvError::Empty) => {}
-        }
-        match rayon::yield_now() {
-            Some(rayon::Yield::Executed) => {}
-            Some(rayon::Yield::Idle) => {
-                match permits.recv_timeout(std::time::Duration::from_millis(1)) {
-                    Ok(()) => return true,
-                    Err(RecvTimeoutError::Disconnected) => return false,
-                    Err(RecvTimeoutError::Timeout) => {}
-                }
-            }
-            None => return permits.recv().is_ok(),
-        }
     }
 }
 

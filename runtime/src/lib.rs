@@ -21,6 +21,7 @@ pub mod device;
 mod error;
 mod extract;
 mod keys;
+pub mod ordered;
 pub mod writeback;
 
 pub use artifact::{Artifact, OpenOptions, SignatureStatus, Trust};
