@@ -437,7 +437,7 @@ def evaluate_targets(results: list[dict], tic_error: str | None) -> list[dict]:
             name = f"scaling: tic 2T {op} >= {SCALING_2T}x tic 1T"
             if t1 and t2:
                 add(name, f, t2[key] >= SCALING_2T * t1[key],
-                    f"tic 2T {t2[key]:.1f} MB/s vs 1T {t1[key]:.1f}: {t2[key] / t1[key]:.2f}x")
+                    f"tic 2T {t2[key]:.1f} MB/s vs 1T {t1[key]:.1f}: {t2[key] / t1[key]:.3f}x")
             else:
                 add(name, f, None, why if not t1 else "fewer than 2 usable CPUs" if not t2 else "")
     return targets
@@ -478,8 +478,9 @@ def render_md(report: dict) -> str:
            f"RAM {m['ram_gib']} GiB, kernel {m['kernel']}, Python {m['python']}; "
            f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end; "
            f"repo {m['repo_revision']}.", "",
-           f"Median of {report['settings']['repeat']} timed runs after {report['settings']['warmup']} "
-           f"warm-up run(s); MB = 10^6 bytes of the original file; size % = compressed / original.", "",
+           f"Median of {report['settings']['repeat']} timed rounds after {report['settings']['warmup']} "
+           f"warm-up round(s), every tool and thread count running once per round (so a slow phase of the "
+           f"machine hits all alike); MB = 10^6 bytes of the original file; size % = compressed / original.", "",
            "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
     out += ["| " + " | ".join(row) + " |" for row in table[1:]]
     out += ["", "## Targets", "", "| status | target | file | detail |", "|---|---|---|---|"]
@@ -511,8 +512,9 @@ def main() -> int:
                     help="comma-separated subset of tic,codec,zipnn,lmzip")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                     help="the 'all cores' thread count (default: usable CPUs)")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per measurement; the median is reported")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timed rounds (each tool and thread count runs once per round); the median is reported")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     ap.add_argument("--workdir", help="where artifacts and restored files go (default: a new dir in /dev/shm, else $TMPDIR)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds allowed per tic command")
     ap.add_argument("--out", type=Path, help="write results to OUT.json and OUT.md (a .json/.md suffix is replaced)")
@@ -574,7 +576,8 @@ def main() -> int:
     work = pick_workdir(args.workdir, max(f.stat().st_size for f in files))
     print(f"machine: {machine['cpu_model']}, nproc {machine['nproc']} ({machine['usable_cpus']} usable), "
           f"RAM {machine['ram_gib']} GiB, load {machine['loadavg_start'][0]:.2f}")
-    print(f"work dir: {work}; {args.warmup} warm-up + {args.repeat} timed runs, median; "
+    print(f"work dir: {work}; {args.warmup} warm-up + {args.repeat} timed rounds (every tool once per round), "
+          "median; "
           f"threads: tic {tic_threads}, peers {peer_threads}")
     for k, v in tools_how.items():
         print(f"  {k}: {v}")
@@ -595,16 +598,37 @@ def main() -> int:
             if codec:
                 plan += [(codec, t) for t in tic_threads]
             plan += [(p, t) for p in peers for t in peer_threads]
+            # Rounds: every (tool, threads) pair runs once per round, so a
+            # slow phase of a shared machine hits all of them alike and the
+            # ratios stay fair. The first --warmup rounds are not timed.
+            acc: dict[tuple, dict] = {}
+            for rnd in range(args.warmup + args.repeat):
+                for tool, t in plan:
+                    a = acc.setdefault((tool.name, t), {"c": [], "d": [], "rt": True})
+                    if "error" in a:
+                        continue
+                    try:
+                        if tool is tic:
+                            raw = tic.measure(src, t, work, 0, 1)
+                        else:
+                            # In-process tools keep one untimed run of their
+                            # own: the codec bench is a new process each call.
+                            raw = tool.measure(src, data, dtype, t, work, 1 if tool is codec else 0, 1)
+                    except Exception as e:  # noqa: BLE001 - report and go on with the other tools
+                        a["error"] = f"{type(e).__name__}: {e}"
+                        continue
+                    a["raw"], a["rt"] = raw, a["rt"] and raw["roundtrip"]
+                    if rnd >= args.warmup:
+                        a["c"] += raw["compress_s"]
+                        a["d"] += raw["decompress_s"]
             for tool, t in plan:
                 row = {**base, "tool": tool.name, "threads": t}
-                try:
-                    if tool is tic:
-                        raw = tic.measure(src, t, work, args.warmup, args.repeat)
-                    else:
-                        raw = tool.measure(src, data, dtype, t, work, args.warmup, args.repeat)
-                    row.update(summarize(raw, orig))
-                except Exception as e:  # noqa: BLE001 - report and go on with the other tools
-                    row["error"] = f"{type(e).__name__}: {e}"
+                a = acc[(tool.name, t)]
+                if "error" in a:
+                    row["error"] = a["error"]
+                else:
+                    row.update(summarize({**a["raw"], "compress_s": a["c"], "decompress_s": a["d"],
+                                          "roundtrip": a["rt"]}, orig))
                 if tool is tic and t == 1 and "error" not in row:
                     row["sha256_floor"] = sha256_floor(data, row["size"], args.repeat)
                 results.append(row)
