@@ -12,6 +12,12 @@ pub const SAMPLE_CHUNKS: usize = 4;
 /// from the split planes instead of from 65536-bin histograms.
 const SMALL_CHUNK: usize = 1 << 14;
 
+/// Sampled chunks of at least `SUBSAMPLE * SMALL_CHUNK` elements are
+/// histogrammed on one block of [`SUB_BLOCK`] elements in `SUBSAMPLE`
+/// (spread over the chunk), counts scaled back up.
+const SUBSAMPLE: usize = 4;
+const SUB_BLOCK: usize = 4096;
+
 /// The `planes` candidates tried for an element size.
 pub fn candidates(elem_size: usize, float: bool) -> Vec<PlanesParams> {
     let p = PlanesParams::new;
@@ -42,6 +48,19 @@ struct ChunkHists {
     /// Nonzero bins of the top-bits histogram (value, count).
     top_nonzero: Vec<(u32, u32)>,
     low_bytes: Vec<[u32; 256]>,
+}
+
+impl ChunkHists {
+    /// Multiplies every count by `k` (a sample's histograms standing in for
+    /// the whole chunk's); nonzero counts stay nonzero.
+    fn scale(&mut self, k: f64) {
+        if k == 1.0 {
+            return;
+        }
+        let up = |c: &mut u32| *c = ((f64::from(*c) * k).round() as u32).max(u32::from(*c > 0));
+        self.top_nonzero.iter_mut().for_each(|(_, c)| up(c));
+        self.low_bytes.iter_mut().flatten().for_each(up);
+    }
 }
 
 fn chunk_hists(elem_size: usize, rotate: bool, chunk: &[u8]) -> ChunkHists {
@@ -152,14 +171,28 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
         let mut hists: [Option<ChunkHists>; 2] = [None, None];
         // Small chunks: splitting is cheaper than 65536-bin histograms.
         let direct = m < SMALL_CHUNK;
+        let sub: Option<Vec<u8>> = (m >= SUBSAMPLE * SMALL_CHUNK).then(|| {
+            let mut v = Vec::with_capacity(chunk.len() / SUBSAMPLE + SUB_BLOCK * elem_size);
+            for b in chunk.chunks(SUB_BLOCK * elem_size).step_by(SUBSAMPLE) {
+                v.extend_from_slice(b);
+            }
+            v
+        });
+        let (hist_src, scale) = match &sub {
+            Some(s) => (s.as_slice(), (m as f64 / (s.len() / elem_size) as f64)),
+            None => (chunk, 1.0),
+        };
         for (cand, cost) in cands.iter().zip(costs.iter_mut()) {
             let mut split: Option<Vec<Vec<u16>>> = None;
             for (p, (shift, w)) in cand.layout().into_iter().enumerate() {
                 let derived = if direct {
                     None
                 } else {
-                    let h = hists[usize::from(cand.rotate)]
-                        .get_or_insert_with(|| chunk_hists(elem_size, cand.rotate, chunk));
+                    let h = hists[usize::from(cand.rotate)].get_or_insert_with(|| {
+                        let mut h = chunk_hists(elem_size, cand.rotate, hist_src);
+                        h.scale(scale);
+                        h
+                    });
                     derived_hist(h, bits, shift, w)
                 };
                 let hist = derived.unwrap_or_else(|| {
