@@ -86,14 +86,33 @@ pub(crate) fn pack(syms: &[u16], w: u32, out: &mut Vec<u8>) {
 
 /// Eight `W`-bit symbols are exactly `W` bytes.
 fn pack_w<const W: usize>(syms: &[u16], out: &mut Vec<u8>) {
-    out.reserve((syms.len() * W).div_ceil(8));
     let mut groups = syms.chunks_exact(8);
-    for g in &mut groups {
-        let mut v = 0u128;
-        for (i, &s) in g.iter().enumerate() {
-            v |= u128::from(s) << (i * W);
+    let start = out.len();
+    out.resize(start + groups.len() * W, 0);
+    let dst = out[start..].chunks_exact_mut(W).zip(&mut groups);
+    if W == 8 {
+        for (d, g) in dst {
+            for (o, &s) in d.iter_mut().zip(g) {
+                *o = s as u8;
+            }
         }
-        out.extend_from_slice(&v.to_le_bytes()[..W]);
+    } else if W < 8 {
+        // Eight symbols fit one u64: no 128-bit shifts.
+        for (d, g) in dst {
+            let mut v = 0u64;
+            for (i, &s) in g.iter().enumerate() {
+                v |= u64::from(s) << (i * W);
+            }
+            d.copy_from_slice(&v.to_le_bytes()[..W]);
+        }
+    } else {
+        for (d, g) in dst {
+            let mut v = 0u128;
+            for (i, &s) in g.iter().enumerate() {
+                v |= u128::from(s) << (i * W);
+            }
+            d.copy_from_slice(&v.to_le_bytes()[..W]);
+        }
     }
     let mut bw = BitWriter::new(out);
     for &s in groups.remainder() {
