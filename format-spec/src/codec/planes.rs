@@ -544,6 +544,22 @@ fn merge<E: Elem>(
             }
             continue;
         }
+        if let ([(s0, _), (s1, _), (s2, _), (s3, _)], 4) = (layout, E::SIZE) {
+            // F32 and other 4-plane 32-bit layouts: one pass, no accumulator.
+            let rows = bufs[0][..m]
+                .iter()
+                .zip(&bufs[1][..m])
+                .zip(bufs[2][..m].iter().zip(&bufs[3][..m]));
+            for (c, ((&a, &b), (&x, &y))) in out_tile.chunks_exact_mut(4).zip(rows) {
+                let r = (u32::from(a) << s0)
+                    | (u32::from(b) << s1)
+                    | (u32::from(x) << s2)
+                    | (u32::from(y) << s3);
+                let r = if pp.rotate { r.rotate_right(1) } else { r };
+                c.copy_from_slice(&r.to_le_bytes());
+            }
+            continue;
+        }
         if E::SIZE <= 4 {
             // u32 accumulators: twice the SIMD width of u64.
             let acc = &mut acc32[..m];
