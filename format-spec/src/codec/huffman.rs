@@ -767,8 +767,8 @@ impl<'a> HuffDecoder<'a> {
     /// Decodes tile `t`, whose symbol count is `out.len()`, into `out`.
     ///
     /// The fast path decodes lanes [`GROUP`] at a time in lockstep
-    /// (independent dependency chains keep the CPU busy), up to two symbols
-    /// per table lookup, in blocks of [`BLOCK_ROWS`] rows so the rows being
+    /// (independent dependency chains keep the CPU busy), up to three
+    /// symbols per table lookup (see [`multi_layout`]), in blocks of [`BLOCK_ROWS`] rows so the rows being
     /// written and the decode table stay in L1 together. It works on
     /// power-of-two scratch copies indexed through masks, so it needs no
     /// bounds checks. Each lane's last few symbols, and every lane if the fast
@@ -792,11 +792,10 @@ impl<'a> HuffDecoder<'a> {
             lens[j] = usize::from(u16::from_le_bytes([l[0], l[1]]));
             at += lens[j];
         }
-        let mut bp = starts.map(|s| s * 8);
-        let mut idx = [0usize; LANES];
-        for (j, x) in idx.iter_mut().enumerate() {
-            *x = j;
-        }
+        // Where each lane starts: bit position, output index of its symbol 0.
+        let start_bp = starts.map(|s| s * 8);
+        let start_idx: [usize; LANES] = std::array::from_fn(|j| j);
+        let (mut bp, mut idx) = (start_bp, start_idx);
         let area = self
             .lanes
             .get(first..at)
@@ -820,10 +819,9 @@ impl<'a> HuffDecoder<'a> {
                     limit = (limit + BLOCK_ROWS).min(rows);
                     for (b, x) in rel.chunks_exact_mut(GROUP).zip(idx.chunks_exact_mut(GROUP)) {
                         if let (Ok(b), Ok(x)) = (b.try_into(), x.try_into()) {
-                            bad |= if self.w <= 8 {
-                                self.decode_group::<3, 8>(limit, b, x, lane_buf, tile)
-                            } else {
-                                self.decode_group::<2, 10>(limit, b, x, lane_buf, tile)
+                            bad |= match multi_layout(self.w) {
+                                (3, 8) => self.decode_group::<3, 8>(limit, b, x, lane_buf, tile),
+                                _ => self.decode_group::<2, 10>(limit, b, x, lane_buf, tile),
                             };
                         }
                     }
@@ -840,10 +838,7 @@ impl<'a> HuffDecoder<'a> {
                 true
             });
             if !fast_ok {
-                bp = starts.map(|s| s * 8);
-                for (j, x) in idx.iter_mut().enumerate() {
-                    *x = j;
-                }
+                (bp, idx) = (start_bp, start_idx);
             }
         }
         for j in 0..LANES {

@@ -555,7 +555,7 @@ fn merge<E: Elem>(
                     | (u32::from(b) << s1)
                     | (u32::from(x) << s2)
                     | (u32::from(y) << s3);
-                let r = if pp.rotate { r.rotate_right(1) } else { r };
+                let r = if pp.rotate { rotr32(r, bits) } else { r };
                 c.copy_from_slice(&r.to_le_bytes());
             }
             continue;
