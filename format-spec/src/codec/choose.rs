@@ -2,7 +2,7 @@
 //! histograms of a bounded sample of chunks and picks the smallest.
 
 use super::huffman;
-use super::planes::{histogram, split_planes, PlanesParams};
+use super::planes::{plane_histogram, PlanesParams};
 use super::{CodecSpec, MAX_HUFFMAN_WIDTH};
 
 /// At most this many chunks (spread over the tensor) are sampled.
@@ -183,7 +183,6 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
             None => (chunk, 1.0),
         };
         for (cand, cost) in cands.iter().zip(costs.iter_mut()) {
-            let mut split: Option<Vec<Vec<u16>>> = None;
             for (p, (shift, w)) in cand.layout().into_iter().enumerate() {
                 let derived = if direct {
                     None
@@ -195,10 +194,7 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
                     });
                     derived_hist(h, bits, shift, w)
                 };
-                let hist = derived.unwrap_or_else(|| {
-                    let planes = split.get_or_insert_with(|| split_planes(cand, elem_size, chunk));
-                    histogram(&planes[p], 1 << w)
-                });
+                let hist = derived.unwrap_or_else(|| plane_histogram(cand, elem_size, chunk, p));
                 *cost += plane_cost(&hist, w, m);
             }
         }

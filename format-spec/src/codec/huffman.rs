@@ -459,10 +459,18 @@ fn evaluate(
     })
 }
 
-/// Appends a mode-2 section body (without the mode byte) for `syms`.
-pub(crate) fn encode_body(syms: &[u16], w: u32, plan: &CodePlan, out: &mut Vec<u8>) {
+/// Appends a mode-2 section body (without the mode byte) for `n` symbols.
+/// `fill(t, tile)` writes tile `t`'s symbols into `tile` (a prefix of `buf`,
+/// which must hold `min(n, TILE_SYMBOLS)` symbols).
+pub(crate) fn encode_body(
+    n: usize,
+    w: u32,
+    plan: &CodePlan,
+    out: &mut Vec<u8>,
+    buf: &mut [u16],
+    mut fill: impl FnMut(usize, &mut [u16]),
+) {
     let alphabet = 1usize << w;
-    let n = syms.len();
     // Table.
     out.extend_from_slice(&plan.first.to_le_bytes());
     out.extend_from_slice(&plan.count.to_le_bytes());
@@ -482,34 +490,27 @@ pub(crate) fn encode_body(syms: &[u16], w: u32, plan: &CodePlan, out: &mut Vec<u
     if (count + 1) % 2 == 1 {
         out.push(byte);
     }
-    // One (bits | len << 24) entry per symbol value; escaped symbols carry
-    // the escape code followed by their w raw bits.
-    let codes = canonical_codes(&plan.lens);
-    let esc_len = plan.lens[alphabet];
-    let esc_bits = reverse(codes[alphabet], esc_len);
-    let mut enc = [0u32; ENC_SIZE];
-    for (s, e) in enc.iter_mut().enumerate().take(alphabet) {
-        *e = {
-            let l = plan.lens[s];
-            if l > 0 {
-                reverse(codes[s], l) | (u32::from(l) << 24)
-            } else {
-                let len = u32::from(esc_len) + w;
-                (esc_bits | ((s as u32) << esc_len)) | (len << 24)
-            }
-        };
-    }
+    let enc = EncTable::new(plan, w);
     // Directory placeholder, then the lanes.
     let tiles = n.div_ceil(TILE_SYMBOLS);
     let dir_at = out.len();
     out.resize(dir_at + tiles * DIR_ENTRY, 0);
     let area_at = out.len();
     let mut scratch = Vec::new();
-    for (t, tile) in syms.chunks(TILE_SYMBOLS).enumerate() {
+    for t in 0..tiles {
+        let tile = &mut buf[..(n - t * TILE_SYMBOLS).min(TILE_SYMBOLS)];
+        fill(t, tile);
         let offset = (out.len() - area_at) as u32;
         let d = dir_at + t * DIR_ENTRY;
         out[d..d + 4].copy_from_slice(&offset.to_le_bytes());
-        let lens = encode_tile(tile, &enc, out, &mut scratch);
+        // As many rows per flush as the longest entry allows: the
+        // accumulator holds at most 7 pending bits plus K entries, and a
+        // flush may shift out at most 7 whole bytes.
+        let lens = match enc.max_len {
+            0..=14 => encode_tile::<4>(tile, &enc, out, &mut scratch),
+            15..=18 => encode_tile::<3>(tile, &enc, out, &mut scratch),
+            _ => encode_tile::<2>(tile, &enc, out, &mut scratch),
+        };
         for (j, len) in lens.iter().enumerate() {
             let at = d + 4 + 2 * j;
             out[at..at + 2].copy_from_slice(&len.to_le_bytes());
@@ -521,10 +522,44 @@ pub(crate) fn encode_body(syms: &[u16], w: u32, plan: &CodePlan, out: &mut Vec<u
 /// the unconditional 8-byte stores of [`LaneWriter::flush`].
 const LANE_CAP: usize = (TILE_SYMBOLS / LANES) * 22 / 8 + 16;
 
-/// Encoder table: one `bits | len << 24` entry per symbol value of a plane
-/// at most [`super::MAX_HUFFMAN_WIDTH`] bits wide (masking the index with
+/// Encoder table size: one entry per symbol value of a plane at most
+/// [`super::MAX_HUFFMAN_WIDTH`] bits wide (masking the index with
 /// `ENC_SIZE - 1` needs no bounds check).
 const ENC_SIZE: usize = 1 << 10;
+
+/// Per symbol value: its code's bits (LSB-first, ready to OR in) and length.
+/// Escaped symbols carry the escape code followed by their w raw bits.
+struct EncTable {
+    bits: [u32; ENC_SIZE],
+    lens: [u8; ENC_SIZE],
+    /// The longest entry, in bits (at most 12 + 10).
+    max_len: u32,
+}
+
+impl EncTable {
+    fn new(plan: &CodePlan, w: u32) -> Self {
+        let alphabet = 1usize << w;
+        let codes = canonical_codes(&plan.lens);
+        let esc_len = plan.lens[alphabet];
+        let esc_bits = reverse(codes[alphabet], esc_len);
+        let mut t = EncTable {
+            bits: [0; ENC_SIZE],
+            lens: [0; ENC_SIZE],
+            max_len: 0,
+        };
+        for (s, (&l, &code)) in plan.lens[..alphabet].iter().zip(&codes).enumerate() {
+            let (bits, len) = if l > 0 {
+                (reverse(code, l), u32::from(l))
+            } else {
+                (esc_bits | ((s as u32) << esc_len), u32::from(esc_len) + w)
+            };
+            t.bits[s] = bits;
+            t.lens[s] = len as u8;
+            t.max_len = t.max_len.max(len);
+        }
+        t
+    }
+}
 
 /// LSB-first bit writer over a lane's scratch buffer.
 #[derive(Clone, Copy, Default)]
@@ -535,12 +570,13 @@ struct LaneWriter {
 }
 
 impl LaneWriter {
-    /// Adds one `bits | len << 24` entry (len <= 22) without storing: at
-    /// most two adds may come between flushes (7 + 2 × 22 bits < 64).
+    /// Adds symbol `s`'s entry without storing (see [`encode_body`] for how
+    /// many adds may come between flushes).
     #[inline(always)]
-    fn add(&mut self, e: u32) {
-        self.acc |= u64::from(e & 0x00ff_ffff) << self.n;
-        self.n += e >> 24;
+    fn add(&mut self, enc: &EncTable, s: u16) {
+        let i = usize::from(s) & (ENC_SIZE - 1);
+        self.acc |= u64::from(enc.bits[i]) << self.n;
+        self.n += u32::from(enc.lens[i]);
     }
 
     /// Stores all 8 bytes of the accumulator and keeps only the whole ones.
@@ -551,7 +587,7 @@ impl LaneWriter {
         }
         let whole = self.n >> 3;
         self.pos += whole as usize;
-        // n <= 7 + 2 × 22, so at most 6 whole bytes: the shift is < 64.
+        // n <= 63, so at most 7 whole bytes: the shift is < 64.
         self.acc >>= 8 * whole;
         self.n &= 7;
     }
@@ -571,44 +607,43 @@ impl LaneWriter {
 
 /// Appends the 32 lanes of one tile; returns their byte lengths. Lanes are
 /// written four at a time in lockstep into scratch buffers (independent
-/// bit-writer chains), two rows per flush, then copied out in lane order.
-fn encode_tile(
+/// bit-writer chains), `K` rows per flush, then copied out in lane order.
+fn encode_tile<const K: usize>(
     tile: &[u16],
-    enc: &[u32; ENC_SIZE],
+    enc: &EncTable,
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> [u16; LANES] {
     const G: usize = 4;
     scratch.resize(LANES * LANE_CAP, 0);
     let mut lens = [0u16; LANES];
-    let pairs = tile.chunks_exact(2 * LANES);
-    let rest = pairs.remainder();
-    let code = |s: u16| enc[usize::from(s) & (ENC_SIZE - 1)];
+    let blocks = tile.chunks_exact(K * LANES);
+    let rest = blocks.remainder();
     for (g, group) in scratch.chunks_exact_mut(G * LANE_CAP).enumerate() {
         let g = g * G;
         let (b0, more) = group.split_at_mut(LANE_CAP);
         let (b1, more) = more.split_at_mut(LANE_CAP);
         let (b2, b3) = more.split_at_mut(LANE_CAP);
         let mut wr = [LaneWriter::default(); G];
-        for pair in pairs.clone() {
-            let (r0, r1) = pair.split_at(LANES);
-            if let (Some(a), Some(b)) = (r0.get(g..g + G), r1.get(g..g + G)) {
-                for i in 0..G {
-                    wr[i].add(code(a[i]));
-                    wr[i].add(code(b[i]));
+        for block in blocks.clone() {
+            for row in block.chunks_exact(LANES) {
+                if let Some(a) = row.get(g..).and_then(|r| r.first_chunk::<G>()) {
+                    for i in 0..G {
+                        wr[i].add(enc, a[i]);
+                    }
                 }
-                wr[0].flush(b0);
-                wr[1].flush(b1);
-                wr[2].flush(b2);
-                wr[3].flush(b3);
             }
+            wr[0].flush(b0);
+            wr[1].flush(b1);
+            wr[2].flush(b2);
+            wr[3].flush(b3);
         }
         let bufs: [&mut [u8]; G] = [b0, b1, b2, b3];
         for (i, (mut w, buf)) in wr.into_iter().zip(bufs).enumerate() {
             // The last, partial rows: one symbol per flush.
             let mut p = g + i;
             while let Some(&s) = rest.get(p) {
-                w.add(code(s));
+                w.add(enc, s);
                 w.flush(buf);
                 p += LANES;
             }
@@ -1021,6 +1056,60 @@ mod tests {
         (!failed).then_some(all)
     }
 
+    /// The encoder flushes 4, 3 or 2 rows at a time depending on the longest
+    /// table entry; every variant must give a body both decoders read back.
+    #[test]
+    fn encoder_row_batches_round_trip() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut batches = std::collections::BTreeSet::new();
+        for (w, rare) in [
+            (6, 0),
+            (6, 50),
+            (8, 0),
+            (8, 400),
+            (10, 0),
+            (10, 60),
+            (10, 1 << 40),
+        ] {
+            let n = TILE_SYMBOLS + 777;
+            let mask = (1u64 << w) - 1;
+            // Rare symbols (escaped when `rare` is large) now and then, and
+            // a burst of 4 rows of them, so that every lane meets four
+            // of the longest entries within one flush.
+            let syms: Vec<u16> = (0..n as u64)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if rare > 0 && (x.is_multiple_of(rare) || (4096..4096 + 4 * 32).contains(&i)) {
+                        ((x >> 20) & mask) as u16
+                    } else {
+                        ((3 + (x >> 40).trailing_zeros().min(14) as u64) & mask) as u16
+                    }
+                })
+                .collect();
+            let mut hist = vec![0u32; 1 << w];
+            syms.iter().for_each(|&s| hist[usize::from(s)] += 1);
+            let plan = plan_code(&hist, w, n, u64::MAX, &ESC_THRESHOLDS, true).unwrap();
+            batches.insert(match EncTable::new(&plan, w).max_len {
+                0..=14 => 4,
+                15..=18 => 3,
+                _ => 2,
+            });
+            let mut body = Vec::new();
+            let mut buf = vec![0u16; TILE_SYMBOLS];
+            encode_body(n, w, &plan, &mut body, &mut buf, |t, tile| {
+                tile.copy_from_slice(&syms[t * TILE_SYMBOLS..][..tile.len()]);
+            });
+            assert_eq!(
+                fast_and_exact(w, n, &body),
+                Some(syms),
+                "w {w}, rare {rare}"
+            );
+        }
+        assert_eq!(batches.into_iter().collect::<Vec<_>>(), [2, 3, 4]);
+    }
+
     #[test]
     fn fast_path_matches_exact_decoder_on_damaged_sections() {
         // Skewed 8-bit symbols with rare values (escapes), two full tiles and
@@ -1048,7 +1137,10 @@ mod tests {
         let plan = plan_code(&hist, 8, n, u64::MAX, &ESC_THRESHOLDS, true).unwrap();
         assert!(plan.lens[256] > 0, "escape code used");
         let mut body = Vec::new();
-        encode_body(&syms, 8, &plan, &mut body);
+        let mut buf = vec![0u16; TILE_SYMBOLS];
+        encode_body(n, 8, &plan, &mut body, &mut buf, |t, tile| {
+            tile.copy_from_slice(&syms[t * TILE_SYMBOLS..][..tile.len()]);
+        });
         assert_eq!(fast_and_exact(8, n, &body), Some(syms.clone()));
         // Damage the code lengths (incomplete codes, unassigned patterns) or
         // the lane bytes; the directory is left alone so tiles still parse.

@@ -205,56 +205,6 @@ fn rotr32(x: u32, bits: u32) -> u32 {
     }
 }
 
-/// Splits `data` into plane symbols, one vector per plane.
-fn split<E: Elem>(data: &[u8], rotate: bool, layout: &[(u32, u32)]) -> Vec<Vec<u16>> {
-    let n = data.len() / E::SIZE;
-    let bits = 8 * E::SIZE as u32;
-    let mut planes: Vec<Vec<u16>> = layout.iter().map(|_| vec![0u16; n]).collect();
-    match (layout, planes.as_mut_slice()) {
-        (&[(s0, _), (_, w1)], [p0, p1]) if E::SIZE == 2 => {
-            split2_u16(data, rotate, s0, ((1u32 << w1) - 1) as u16, p0, p1);
-        }
-        // Other 2-plane layouts.
-        (&[(s0, w0), (_, w1)], [p0, p1]) => {
-            let m0 = (1u64 << w0) - 1;
-            let m1 = (1u64 << w1) - 1;
-            for ((c, a), b) in data.chunks_exact(E::SIZE).zip(p0).zip(p1) {
-                let mut r = E::load(c);
-                if rotate {
-                    r = rotl(r, bits);
-                }
-                *a = ((r >> s0) & m0) as u16;
-                *b = (r & m1) as u16;
-            }
-        }
-        _ if E::SIZE <= 4 => {
-            // One vectorizable u32 pass per plane.
-            for (p, &(s, w)) in planes.iter_mut().zip(layout) {
-                let m = (1u32 << w) - 1;
-                for (o, c) in p.iter_mut().zip(data.chunks_exact(E::SIZE)) {
-                    let mut r = E::load(c) as u32;
-                    if rotate {
-                        r = rotl32(r, bits);
-                    }
-                    *o = ((r >> s) & m) as u16;
-                }
-            }
-        }
-        _ => {
-            for (i, c) in data.chunks_exact(E::SIZE).enumerate() {
-                let mut r = E::load(c);
-                if rotate {
-                    r = rotl(r, bits);
-                }
-                for (p, &(s, w)) in planes.iter_mut().zip(layout) {
-                    p[i] = ((r >> s) & ((1u64 << w) - 1)) as u16;
-                }
-            }
-        }
-    }
-    planes
-}
-
 /// `x = rotr16((a << s0) | b, 1)` (rotation optional), stored little-endian.
 fn merge2_u16(a: &[u16], b: &[u16], s0: u32, rotate: bool, out: &mut [u8]) {
     let pairs = out.chunks_exact_mut(2).zip(a.iter().zip(b));
@@ -270,27 +220,151 @@ fn merge2_u16(a: &[u16], b: &[u16], s0: u32, rotate: bool, out: &mut [u8]) {
     }
 }
 
-/// Two planes of a 16-bit element in 16-bit arithmetic (vectorizes).
-fn split2_u16(data: &[u8], rotate: bool, s0: u32, m1: u16, p0: &mut [u16], p1: &mut [u16]) {
-    for ((c, a), b) in data.chunks_exact(2).zip(p0).zip(p1) {
-        let mut r = u16::from_le_bytes([c[0], c[1]]);
-        if rotate {
-            r = r.rotate_left(1);
+/// Histogram of plane `plane` of a chunk (used by the chooser).
+pub(crate) fn plane_histogram(
+    pp: &PlanesParams,
+    elem_size: usize,
+    data: &[u8],
+    plane: usize,
+) -> Vec<u32> {
+    let (shift, w) = pp.layout()[plane];
+    let src = PlaneSrc {
+        data,
+        elem_size,
+        rotate: pp.rotate,
+        shift,
+        w,
+    };
+    let mut buf = vec![0u16; src.len().clamp(1, TILE_SYMBOLS)];
+    let mut hist = Histogram::new(1 << w);
+    src.for_each_tile(&mut buf, |_, syms| hist.add(syms));
+    hist.finish()
+}
+
+/// One plane of a chunk, read straight from the chunk's bytes: the encoder
+/// extracts a tile of symbols at a time into a small buffer that stays in
+/// cache, instead of splitting the whole chunk into plane vectors first.
+struct PlaneSrc<'a> {
+    data: &'a [u8],
+    elem_size: usize,
+    rotate: bool,
+    shift: u32,
+    w: u32,
+}
+
+impl PlaneSrc<'_> {
+    fn len(&self) -> usize {
+        self.data.len() / self.elem_size
+    }
+
+    /// Symbols of elements `first..first + out.len()`.
+    fn extract(&self, first: usize, out: &mut [u16]) {
+        let (s, w, rot) = (self.shift, self.w, self.rotate);
+        let bytes = |size: usize| &self.data[first * size..(first + out.len()) * size];
+        match self.elem_size {
+            1 => extract::<E1>(bytes(1), rot, s, w, out),
+            2 => extract2_u16(bytes(2), rot, s, w, out),
+            4 => extract::<E4>(bytes(4), rot, s, w, out),
+            _ => extract::<E8>(bytes(8), rot, s, w, out),
         }
-        *a = r >> s0;
-        *b = r & m1;
+    }
+
+    /// Every `step`-th symbol.
+    fn sample(&self, step: usize) -> Vec<u16> {
+        fn each<E: Elem>(src: &PlaneSrc, step: usize) -> Vec<u16> {
+            let bits = 8 * E::SIZE as u32;
+            let mask = (1u64 << src.w) - 1;
+            // Each stride's first element (a last, partial stride included).
+            src.data
+                .chunks(E::SIZE * step)
+                .filter_map(|c| c.get(..E::SIZE))
+                .map(|c| {
+                    let r = E::load(c);
+                    let r = if src.rotate { rotl(r, bits) } else { r };
+                    ((r >> src.shift) & mask) as u16
+                })
+                .collect()
+        }
+        match self.elem_size {
+            1 => each::<E1>(self, step),
+            2 => each::<E2>(self, step),
+            4 => each::<E4>(self, step),
+            _ => each::<E8>(self, step),
+        }
+    }
+
+    /// Calls `f(first, symbols)` for each tile of the plane in order.
+    fn for_each_tile(&self, buf: &mut [u16], mut f: impl FnMut(usize, &[u16])) {
+        let n = self.len();
+        let mut first = 0;
+        while first < n {
+            let m = (n - first).min(buf.len());
+            let tile = &mut buf[..m];
+            self.extract(first, tile);
+            f(first, tile);
+            first += m;
+        }
     }
 }
 
-/// Splits a chunk into plane symbols (used by the encoder and the chooser).
-pub(crate) fn split_planes(pp: &PlanesParams, elem_size: usize, data: &[u8]) -> Vec<Vec<u16>> {
-    let layout = pp.layout();
-    match elem_size {
-        1 => split::<E1>(data, pp.rotate, &layout),
-        2 => split::<E2>(data, pp.rotate, &layout),
-        4 => split::<E4>(data, pp.rotate, &layout),
-        _ => split::<E8>(data, pp.rotate, &layout),
+/// Plane symbols of whole elements (`data.len() == out.len() * E::SIZE`),
+/// in u32 arithmetic (vectorizes) up to 32-bit elements.
+fn extract<E: Elem>(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) {
+    let bits = 8 * E::SIZE as u32;
+    let pairs = out.iter_mut().zip(data.chunks_exact(E::SIZE));
+    if E::SIZE <= 4 {
+        let m = (1u32 << w) - 1;
+        for (o, c) in pairs {
+            let r = E::load(c) as u32;
+            let r = if rotate { rotl32(r, bits) } else { r };
+            *o = ((r >> s) & m) as u16;
+        }
+    } else {
+        let m = (1u64 << w) - 1;
+        for (o, c) in pairs {
+            let r = E::load(c);
+            let r = if rotate { rotl(r, bits) } else { r };
+            *o = ((r >> s) & m) as u16;
+        }
     }
+}
+
+/// [`extract`] for 16-bit elements: four at a time in a u64 (SWAR), which
+/// compiles to whole-word loads and stores where a per-element byte pair
+/// compiles to byte gathers.
+fn extract2_u16(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) {
+    const LO: u64 = 0x0001_0001_0001_0001;
+    let m = ((1u64 << w) - 1) * LO;
+    let one = |x: u64| {
+        let r = if rotate {
+            ((x << 1) & !LO) | ((x >> 15) & LO)
+        } else {
+            x
+        };
+        // Bits shifted in from the next element sit above bit 16 - s of
+        // each element, and w <= 16 - s, so the mask clears them.
+        (r >> s) & m
+    };
+    let mut quads = out.chunks_exact_mut(4);
+    let mut src = data.chunks_exact(8);
+    for (o, c) in (&mut quads).zip(&mut src) {
+        let v = one(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        for (k, x) in o.iter_mut().enumerate() {
+            *x = (v >> (16 * k)) as u16;
+        }
+    }
+    for (x, c) in quads
+        .into_remainder()
+        .iter_mut()
+        .zip(src.remainder().chunks_exact(2))
+    {
+        *x = one(u64::from(u16::from_le_bytes([c[0], c[1]]))) as u16;
+    }
+}
+
+thread_local! {
+    /// One tile of plane symbols for the encoder.
+    static TILE_BUF: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Encodes a chunk with validated parameters.
@@ -299,45 +373,83 @@ pub(crate) fn encode(
     elem_size: usize,
     data: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    let planes = split_planes(pp, elem_size, data);
     let mut out = Vec::with_capacity(data.len() + 16 * pp.widths.len() + 64);
-    for (syms, &(_, w)) in planes.iter().zip(&pp.layout()) {
-        encode_plane(syms, w, &mut out)?;
-    }
-    Ok(out)
+    TILE_BUF.with_borrow_mut(|buf| {
+        let n = data.len() / elem_size;
+        buf.resize(n.clamp(1, TILE_SYMBOLS), 0);
+        for (shift, w) in pp.layout() {
+            let src = PlaneSrc {
+                data,
+                elem_size,
+                rotate: pp.rotate,
+                shift,
+                w,
+            };
+            encode_plane(&src, &mut out, buf)?;
+        }
+        Ok(out)
+    })
 }
 
 /// Appends one plane section, choosing the smallest of raw, const, huffman.
-fn encode_plane(syms: &[u16], w: u32, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    let n = syms.len();
+fn encode_plane(src: &PlaneSrc, out: &mut Vec<u8>, buf: &mut [u16]) -> Result<(), CodecError> {
+    const STEP: usize = 16;
+    let (n, w) = (src.len(), src.w);
     let raw_len = (n * w as usize).div_ceil(8);
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
     let body_at = out.len() + 1;
-    if n > 0 && syms.iter().all(|&s| s == syms[0]) {
-        out.push(MODE_CONST);
-        out.extend_from_slice(&syms[0].to_le_bytes());
-    } else {
-        let mut done = false;
-        if n > 0 && w <= MAX_HUFFMAN_WIDTH && !surely_incompressible(syms, w, raw_len) {
-            let hist = histogram(syms, 1 << w);
-            if let Some(plan) =
-                huffman::plan_code(&hist, w, n, raw_len as u64, &huffman::ESC_THRESHOLDS, true)
-            {
-                out.push(MODE_HUFFMAN);
-                huffman::encode_body(syms, w, &plan, out);
-                // The plan's padding is an estimate: keep raw if it was off.
-                if out.len() - body_at < raw_len {
-                    done = true;
-                } else {
-                    out.truncate(at + 4);
-                }
+    // A sample of every 16th symbol, when the plane is long enough for one
+    // to say anything.
+    let sample = (n >= 64 * STEP).then(|| src.sample(STEP));
+    let huffman_worth_trying = n > 0
+        && w <= MAX_HUFFMAN_WIDTH
+        && !sample
+            .as_ref()
+            .is_some_and(|s| surely_incompressible(s, n, w, raw_len));
+    let mut done = false;
+    if huffman_worth_trying {
+        let mut hist = Histogram::new(1 << w);
+        src.for_each_tile(buf, |_, syms| hist.add(syms));
+        let hist = hist.finish();
+        let mut present = hist.iter().enumerate().filter(|(_, &c)| c > 0);
+        if let (Some((only, _)), None) = (present.next(), present.next()) {
+            out.push(MODE_CONST);
+            out.extend_from_slice(&(only as u16).to_le_bytes());
+            done = true;
+        } else if let Some(plan) =
+            huffman::plan_code(&hist, w, n, raw_len as u64, &huffman::ESC_THRESHOLDS, true)
+        {
+            out.push(MODE_HUFFMAN);
+            huffman::encode_body(n, w, &plan, out, buf, |t, tile| {
+                src.extract(t * TILE_SYMBOLS, tile);
+            });
+            // The plan's padding is an estimate: keep raw if it was off.
+            if out.len() - body_at < raw_len {
+                done = true;
+            } else {
+                out.truncate(at + 4);
             }
         }
-        if !done {
-            out.push(MODE_RAW);
-            bits::pack(syms, w, out);
+    } else if n > 0 && sample.as_ref().is_none_or(|s| s.iter().all(|&x| x == s[0])) {
+        // Constant planes are rare here (no sample or a constant sample):
+        // check every symbol.
+        let mut first = None;
+        let mut same = true;
+        src.for_each_tile(buf, |_, syms| {
+            let v = *first.get_or_insert(syms[0]);
+            same &= syms.iter().all(|&x| x == v);
+        });
+        if let (true, Some(v)) = (same, first) {
+            out.push(MODE_CONST);
+            out.extend_from_slice(&v.to_le_bytes());
+            done = true;
         }
+    }
+    if !done {
+        out.push(MODE_RAW);
+        // Tiles hold a multiple of 8 symbols, so their packings concatenate.
+        src.for_each_tile(buf, |_, syms| bits::pack(syms, w, out));
     }
     let section = out.len() - at - 4;
     let section = u32::try_from(section).map_err(|_| CodecError::TooLarge {
@@ -347,51 +459,73 @@ fn encode_plane(syms: &[u16], w: u32, out: &mut Vec<u8>) -> Result<(), CodecErro
     Ok(())
 }
 
-/// Cheap pre-check on a 1-in-16 sample: true when even the sample's
-/// empirical entropy (which tends to underestimate the plane's) plus the
-/// fixed Huffman overhead does not beat the raw size, so the full histogram
-/// and code construction can be skipped (near-uniform mantissa planes).
-fn surely_incompressible(syms: &[u16], w: u32, raw_len: usize) -> bool {
-    const STEP: usize = 16;
-    if syms.len() < 64 * STEP {
-        return false;
-    }
-    let sample: Vec<u16> = syms.iter().step_by(STEP).copied().collect();
-    let hist = histogram(&sample, 1 << w);
+/// Cheap pre-check on a 1-in-16 sample of an `n`-symbol plane: true when
+/// even the sample's empirical entropy (which tends to underestimate the
+/// plane's) plus the fixed Huffman overhead does not beat the raw size, so
+/// the full histogram and code construction can be skipped (near-uniform
+/// mantissa planes).
+fn surely_incompressible(sample: &[u16], n: usize, w: u32, raw_len: usize) -> bool {
+    let hist = histogram(sample, 1 << w);
     let m = sample.len() as f64;
     let bits_per_symbol: f64 = hist
         .iter()
         .filter(|&&c| c > 0)
         .map(|&c| f64::from(c) / m * (m / f64::from(c)).log2())
         .sum();
-    let estimate =
-        bits_per_symbol * syms.len() as f64 / 8.0 + huffman::fixed_overhead(syms.len()) as f64;
+    let estimate = bits_per_symbol * n as f64 / 8.0 + huffman::fixed_overhead(n) as f64;
     estimate >= raw_len as f64
 }
 
-/// Histogram of `syms` (all `< bins`). Four interleaved tables break the
+/// A histogram built over several slices. Four interleaved tables break the
 /// store-to-load dependency between repeated hits on the same bin, which
 /// dominates on skewed planes such as exponents.
+pub(crate) struct Histogram {
+    bins: usize,
+    h: Vec<u32>,
+}
+
+impl Histogram {
+    pub(crate) fn new(bins: usize) -> Self {
+        Histogram {
+            bins,
+            h: vec![0; 4 * bins],
+        }
+    }
+
+    /// Counts `syms` (all `< bins`).
+    pub(crate) fn add(&mut self, syms: &[u16]) {
+        let (h0, rest) = self.h.split_at_mut(self.bins);
+        let (h1, rest) = rest.split_at_mut(self.bins);
+        let (h2, h3) = rest.split_at_mut(self.bins);
+        let mut quads = syms.chunks_exact(4);
+        for q in &mut quads {
+            h0[q[0] as usize] += 1;
+            h1[q[1] as usize] += 1;
+            h2[q[2] as usize] += 1;
+            h3[q[3] as usize] += 1;
+        }
+        for &s in quads.remainder() {
+            h0[s as usize] += 1;
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u32> {
+        let (h0, rest) = self.h.split_at_mut(self.bins);
+        let (h1, rest) = rest.split_at_mut(self.bins);
+        let (h2, h3) = rest.split_at_mut(self.bins);
+        for ((a, b), (c, d)) in h0.iter_mut().zip(h1.iter()).zip(h2.iter().zip(h3.iter())) {
+            *a += b + c + d;
+        }
+        self.h.truncate(self.bins);
+        self.h
+    }
+}
+
+/// Histogram of `syms` (all `< bins`).
 pub(crate) fn histogram(syms: &[u16], bins: usize) -> Vec<u32> {
-    let mut h = vec![0u32; 4 * bins];
-    let (h0, rest) = h.split_at_mut(bins);
-    let (h1, rest) = rest.split_at_mut(bins);
-    let (h2, h3) = rest.split_at_mut(bins);
-    let mut quads = syms.chunks_exact(4);
-    for q in &mut quads {
-        h0[q[0] as usize] += 1;
-        h1[q[1] as usize] += 1;
-        h2[q[2] as usize] += 1;
-        h3[q[3] as usize] += 1;
-    }
-    for &s in quads.remainder() {
-        h0[s as usize] += 1;
-    }
-    for ((a, b), (c, d)) in h0.iter_mut().zip(h1.iter()).zip(h2.iter().zip(h3.iter())) {
-        *a += b + c + d;
-    }
-    h.truncate(bins);
-    h
+    let mut h = Histogram::new(bins);
+    h.add(syms);
+    h.finish()
 }
 
 /// A parsed plane section.
