@@ -269,28 +269,18 @@ impl PlaneSrc<'_> {
         }
     }
 
-    /// Every `step`-th symbol.
+    /// One symbol in `step`: the first [`SAMPLE_RUN`] of every
+    /// `SAMPLE_RUN * step`, so that the sample reads one cache line in
+    /// `step` rather than every line of the chunk.
     fn sample(&self, step: usize) -> Vec<u16> {
-        fn each<E: Elem>(src: &PlaneSrc, step: usize) -> Vec<u16> {
-            let bits = 8 * E::SIZE as u32;
-            let mask = (1u64 << src.w) - 1;
-            // Each stride's first element (a last, partial stride included).
-            src.data
-                .chunks(E::SIZE * step)
-                .filter_map(|c| c.get(..E::SIZE))
-                .map(|c| {
-                    let r = E::load(c);
-                    let r = if src.rotate { rotl(r, bits) } else { r };
-                    ((r >> src.shift) & mask) as u16
-                })
-                .collect()
+        let n = self.len();
+        let mut out = Vec::with_capacity(n / step + SAMPLE_RUN);
+        for first in (0..n).step_by(SAMPLE_RUN * step) {
+            let at = out.len();
+            out.resize(at + SAMPLE_RUN.min(n - first), 0);
+            self.extract(first, &mut out[at..]);
         }
-        match self.elem_size {
-            1 => each::<E1>(self, step),
-            2 => each::<E2>(self, step),
-            4 => each::<E4>(self, step),
-            _ => each::<E8>(self, step),
-        }
+        out
     }
 
     /// Calls `f(first, symbols)` for each tile of the plane in order.
@@ -306,6 +296,9 @@ impl PlaneSrc<'_> {
         }
     }
 }
+
+/// Length of the contiguous runs [`PlaneSrc::sample`] takes.
+const SAMPLE_RUN: usize = 64;
 
 /// Plane symbols of whole elements (`data.len() == out.len() * E::SIZE`),
 /// in u32 arithmetic (vectorizes) up to 32-bit elements.
@@ -399,7 +392,7 @@ fn encode_plane(src: &PlaneSrc, out: &mut Vec<u8>, buf: &mut [u16]) -> Result<()
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
     let body_at = out.len() + 1;
-    // A sample of every 16th symbol, when the plane is long enough for one
+    // A sample of one symbol in 16, when the plane is long enough for one
     // to say anything.
     let sample = (n >= 64 * STEP).then(|| src.sample(STEP));
     let huffman_worth_trying = n > 0
