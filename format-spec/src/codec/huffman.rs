@@ -323,10 +323,6 @@ pub(crate) struct CodePlan {
 
 /// Thresholds the encoder tries when deciding which rare symbols to escape.
 pub(crate) const ESC_THRESHOLDS: [u32; 14] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256];
-/// The shorter ladder the codec chooser uses to estimate a plane's size:
-/// it runs on every candidate of every sampled chunk, and a coarser ladder
-/// ranks the candidates the same way.
-pub(crate) const ESC_THRESHOLDS_QUICK: [u32; 4] = [1, 4, 16, 64];
 
 /// Body bytes that do not depend on the code: tile directory and an average
 /// of 4 padding bits per used lane.
