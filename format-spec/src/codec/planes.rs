@@ -188,15 +188,6 @@ fn rotr(x: u64, bits: u32) -> u64 {
 }
 
 #[inline(always)]
-fn rotl32(x: u32, bits: u32) -> u32 {
-    if bits == 32 {
-        x.rotate_left(1)
-    } else {
-        ((x << 1) | (x >> (bits - 1))) & ((1u32 << bits) - 1)
-    }
-}
-
-#[inline(always)]
 fn rotr32(x: u32, bits: u32) -> u32 {
     if bits == 32 {
         x.rotate_right(1)
@@ -263,8 +254,8 @@ impl PlaneSrc<'_> {
         let bytes = |size: usize| &self.data[first * size..(first + out.len()) * size];
         match self.elem_size {
             1 => extract::<E1>(bytes(1), rot, s, w, out),
-            2 => extract2_u16(bytes(2), rot, s, w, out),
-            4 => extract::<E4>(bytes(4), rot, s, w, out),
+            2 => extract_swar::<16>(bytes(2), rot, s, w, out),
+            4 => extract_swar::<32>(bytes(4), rot, s, w, out),
             _ => extract::<E8>(bytes(8), rot, s, w, out),
         }
     }
@@ -300,58 +291,56 @@ impl PlaneSrc<'_> {
 /// Length of the contiguous runs [`PlaneSrc::sample`] takes.
 const SAMPLE_RUN: usize = 64;
 
-/// Plane symbols of whole elements (`data.len() == out.len() * E::SIZE`),
-/// in u32 arithmetic (vectorizes) up to 32-bit elements.
+/// Plane symbols of whole elements (`data.len() == out.len() * E::SIZE`).
 fn extract<E: Elem>(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) {
     let bits = 8 * E::SIZE as u32;
-    let pairs = out.iter_mut().zip(data.chunks_exact(E::SIZE));
-    if E::SIZE <= 4 {
-        let m = (1u32 << w) - 1;
-        for (o, c) in pairs {
-            let r = E::load(c) as u32;
-            let r = if rotate { rotl32(r, bits) } else { r };
-            *o = ((r >> s) & m) as u16;
-        }
-    } else {
-        let m = (1u64 << w) - 1;
-        for (o, c) in pairs {
-            let r = E::load(c);
-            let r = if rotate { rotl(r, bits) } else { r };
-            *o = ((r >> s) & m) as u16;
-        }
+    let m = (1u64 << w) - 1;
+    for (o, c) in out.iter_mut().zip(data.chunks_exact(E::SIZE)) {
+        let r = E::load(c);
+        let r = if rotate { rotl(r, bits) } else { r };
+        *o = ((r >> s) & m) as u16;
     }
 }
 
-/// [`extract`] for 16-bit elements: four at a time in a u64 (SWAR), which
-/// compiles to whole-word loads and stores where a per-element byte pair
-/// compiles to byte gathers.
-fn extract2_u16(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) {
-    const LO: u64 = 0x0001_0001_0001_0001;
-    let m = ((1u64 << w) - 1) * LO;
+/// [`extract`] for 16- and 32-bit elements (`L` bits): 64 / L of them at a
+/// time in a u64 (SWAR), which compiles to whole-word loads and stores where
+/// per-element byte loads compile to byte gathers.
+fn extract_swar<const L: u32>(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) {
+    // Bit 0 of every element.
+    let lo: u64 = if L == 16 {
+        0x0001_0001_0001_0001
+    } else {
+        0x0000_0001_0000_0001
+    };
+    let m = ((1u64 << w) - 1) * lo;
     let one = |x: u64| {
         let r = if rotate {
-            ((x << 1) & !LO) | ((x >> 15) & LO)
+            ((x << 1) & !lo) | ((x >> (L - 1)) & lo)
         } else {
             x
         };
-        // Bits shifted in from the next element sit above bit 16 - s of
-        // each element, and w <= 16 - s, so the mask clears them.
+        // Bits shifted in from the next element sit above bit L - s of
+        // each element, and w <= L - s, so the mask clears them.
         (r >> s) & m
     };
-    let mut quads = out.chunks_exact_mut(4);
+    let k = (64 / L) as usize;
+    let bytes = (L / 8) as usize;
+    let mut groups = out.chunks_exact_mut(k);
     let mut src = data.chunks_exact(8);
-    for (o, c) in (&mut quads).zip(&mut src) {
+    for (o, c) in (&mut groups).zip(&mut src) {
         let v = one(u64::from_le_bytes(c.try_into().unwrap_or_default()));
-        for (k, x) in o.iter_mut().enumerate() {
-            *x = (v >> (16 * k)) as u16;
+        for (i, x) in o.iter_mut().enumerate() {
+            *x = (v >> (L as usize * i)) as u16;
         }
     }
-    for (x, c) in quads
+    for (x, c) in groups
         .into_remainder()
         .iter_mut()
-        .zip(src.remainder().chunks_exact(2))
+        .zip(src.remainder().chunks_exact(bytes))
     {
-        *x = one(u64::from(u16::from_le_bytes([c[0], c[1]]))) as u16;
+        let mut a = [0u8; 8];
+        a[..bytes].copy_from_slice(c);
+        *x = one(u64::from_le_bytes(a)) as u16;
     }
 }
 
