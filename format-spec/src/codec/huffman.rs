@@ -455,61 +455,71 @@ fn evaluate(
     })
 }
 
-/// Appends a mode-2 section body (without the mode byte) for `n` symbols.
-/// `fill(t, tile)` writes tile `t`'s symbols into `tile` (a prefix of `buf`,
-/// which must hold `min(n, TILE_SYMBOLS)` symbols).
-pub(crate) fn encode_body(
+/// Writes a mode-2 section body (without the mode byte) tile by tile, so
+/// that a caller can interleave several planes' tiles.
+pub(crate) struct BodyWriter {
+    enc: EncTable,
     n: usize,
-    w: u32,
-    plan: &CodePlan,
-    out: &mut Vec<u8>,
-    buf: &mut [u16],
-    mut fill: impl FnMut(usize, &mut [u16]),
-) {
-    let alphabet = 1usize << w;
-    // Table.
-    out.extend_from_slice(&plan.first.to_le_bytes());
-    out.extend_from_slice(&plan.count.to_le_bytes());
-    let first = plan.first as usize;
-    let count = plan.count as usize;
-    let nibbles = plan.lens[first..first + count]
-        .iter()
-        .chain(std::iter::once(&plan.lens[alphabet]));
-    let mut byte = 0u8;
-    for (i, &l) in nibbles.enumerate() {
-        if i % 2 == 0 {
-            byte = l;
-        } else {
-            out.push(byte | (l << 4));
+    /// Where the tile directory starts in the body.
+    dir_at: usize,
+    /// Where the lane area starts in the body.
+    area_at: usize,
+    scratch: Vec<u8>,
+}
+
+impl BodyWriter {
+    /// Appends the code table and a directory placeholder for `n` symbols
+    /// of width `w` to `body`.
+    pub(crate) fn start(n: usize, w: u32, plan: &CodePlan, body: &mut Vec<u8>) -> Self {
+        let alphabet = 1usize << w;
+        body.extend_from_slice(&plan.first.to_le_bytes());
+        body.extend_from_slice(&plan.count.to_le_bytes());
+        let first = plan.first as usize;
+        let count = plan.count as usize;
+        let nibbles = plan.lens[first..first + count]
+            .iter()
+            .chain(std::iter::once(&plan.lens[alphabet]));
+        let mut byte = 0u8;
+        for (i, &l) in nibbles.enumerate() {
+            if i % 2 == 0 {
+                byte = l;
+            } else {
+                body.push(byte | (l << 4));
+            }
+        }
+        if (count + 1) % 2 == 1 {
+            body.push(byte);
+        }
+        let dir_at = body.len();
+        body.resize(dir_at + n.div_ceil(TILE_SYMBOLS) * DIR_ENTRY, 0);
+        BodyWriter {
+            enc: EncTable::new(plan, w),
+            n,
+            dir_at,
+            area_at: body.len(),
+            scratch: Vec::new(),
         }
     }
-    if (count + 1) % 2 == 1 {
-        out.push(byte);
-    }
-    let enc = EncTable::new(plan, w);
-    // Directory placeholder, then the lanes.
-    let tiles = n.div_ceil(TILE_SYMBOLS);
-    let dir_at = out.len();
-    out.resize(dir_at + tiles * DIR_ENTRY, 0);
-    let area_at = out.len();
-    let mut scratch = Vec::new();
-    for t in 0..tiles {
-        let tile = &mut buf[..(n - t * TILE_SYMBOLS).min(TILE_SYMBOLS)];
-        fill(t, tile);
-        let offset = (out.len() - area_at) as u32;
-        let d = dir_at + t * DIR_ENTRY;
-        out[d..d + 4].copy_from_slice(&offset.to_le_bytes());
+
+    /// Appends tile `t` (tiles come in order; `tile` holds all its symbols)
+    /// and fills in its directory entry.
+    pub(crate) fn tile(&mut self, t: usize, tile: &[u16], body: &mut Vec<u8>) {
+        debug_assert_eq!(tile.len(), (self.n - t * TILE_SYMBOLS).min(TILE_SYMBOLS));
+        let offset = (body.len() - self.area_at) as u32;
+        let d = self.dir_at + t * DIR_ENTRY;
+        body[d..d + 4].copy_from_slice(&offset.to_le_bytes());
         // As many rows per flush as the longest entry allows: the
         // accumulator holds at most 7 pending bits plus K entries, and a
         // flush may shift out at most 7 whole bytes.
+        let (enc, scratch) = (&self.enc, &mut self.scratch);
         let lens = match enc.max_len {
-            0..=14 => encode_tile::<4>(tile, &enc, out, &mut scratch),
-            15..=18 => encode_tile::<3>(tile, &enc, out, &mut scratch),
-            _ => encode_tile::<2>(tile, &enc, out, &mut scratch),
+            0..=14 => encode_tile::<4>(tile, enc, body, scratch),
+            15..=18 => encode_tile::<3>(tile, enc, body, scratch),
+            _ => encode_tile::<2>(tile, enc, body, scratch),
         };
         for (j, len) in lens.iter().enumerate() {
             let at = d + 4 + 2 * j;
-            out[at..at + 2].copy_from_slice(&len.to_le_bytes());
+            body[at..at + 2].copy_from_slice(&len.to_le_bytes());
         }
     }
 }
@@ -566,7 +576,7 @@ struct LaneWriter {
 }
 
 impl LaneWriter {
-    /// Adds symbol `s`'s entry without storing (see [`encode_body`] for how
+    /// Adds symbol `s`'s entry without storing (see [`BodyWriter::tile`] for how
     /// many adds may come between flushes).
     #[inline(always)]
     fn add(&mut self, enc: &EncTable, s: u16) {
@@ -1029,6 +1039,16 @@ mod tests {
             .sum()
     }
 
+    /// A whole mode-2 body for `syms`.
+    fn encode_body(syms: &[u16], w: u32, plan: &CodePlan) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut wr = BodyWriter::start(syms.len(), w, plan, &mut body);
+        for (t, tile) in syms.chunks(TILE_SYMBOLS).enumerate() {
+            wr.tile(t, tile, &mut body);
+        }
+        body
+    }
+
     /// Decodes every tile of `body` with the fast path and with the exact
     /// decoder alone; both must give the same symbols or the same error.
     fn fast_and_exact(w: u32, n: usize, body: &[u8]) -> Option<Vec<u16>> {
@@ -1092,11 +1112,7 @@ mod tests {
                 15..=18 => 3,
                 _ => 2,
             });
-            let mut body = Vec::new();
-            let mut buf = vec![0u16; TILE_SYMBOLS];
-            encode_body(n, w, &plan, &mut body, &mut buf, |t, tile| {
-                tile.copy_from_slice(&syms[t * TILE_SYMBOLS..][..tile.len()]);
-            });
+            let body = encode_body(&syms, w, &plan);
             assert_eq!(
                 fast_and_exact(w, n, &body),
                 Some(syms),
@@ -1132,11 +1148,7 @@ mod tests {
         syms.iter().for_each(|&s| hist[usize::from(s)] += 1);
         let plan = plan_code(&hist, 8, n, u64::MAX, &ESC_THRESHOLDS, true).unwrap();
         assert!(plan.lens[256] > 0, "escape code used");
-        let mut body = Vec::new();
-        let mut buf = vec![0u16; TILE_SYMBOLS];
-        encode_body(n, 8, &plan, &mut body, &mut buf, |t, tile| {
-            tile.copy_from_slice(&syms[t * TILE_SYMBOLS..][..tile.len()]);
-        });
+        let body = encode_body(&syms, 8, &plan);
         assert_eq!(fast_and_exact(8, n, &body), Some(syms.clone()));
         // Damage the code lengths (incomplete codes, unassigned patterns) or
         // the lane bytes; the directory is left alone so tiles still parse.

@@ -228,7 +228,10 @@ pub(crate) fn plane_histogram(
     };
     let mut buf = vec![0u16; src.len().clamp(1, TILE_SYMBOLS)];
     let mut hist = Histogram::new(1 << w);
-    src.for_each_tile(&mut buf, |_, syms| hist.add(syms));
+    for_each_tile(src.len(), |first, m| {
+        src.extract(first, &mut buf[..m]);
+        hist.add(&buf[..m]);
+    });
     hist.finish()
 }
 
@@ -272,19 +275,6 @@ impl PlaneSrc<'_> {
             self.extract(first, &mut out[at..]);
         }
         out
-    }
-
-    /// Calls `f(first, symbols)` for each tile of the plane in order.
-    fn for_each_tile(&self, buf: &mut [u16], mut f: impl FnMut(usize, &[u16])) {
-        let n = self.len();
-        let mut first = 0;
-        while first < n {
-            let m = (n - first).min(buf.len());
-            let tile = &mut buf[..m];
-            self.extract(first, tile);
-            f(first, tile);
-            first += m;
-        }
     }
 }
 
@@ -349,96 +339,175 @@ thread_local! {
     static TILE_BUF: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Encodes a chunk with validated parameters.
+/// How one plane of a chunk is stored.
+enum PlaneMode {
+    Const(u16),
+    Huffman(huffman::CodePlan),
+    Raw,
+}
+
+/// Calls `f(first, m)` for each tile of `n` symbols: `m` symbols from
+/// symbol `first`.
+fn for_each_tile(n: usize, mut f: impl FnMut(usize, usize)) {
+    for first in (0..n).step_by(TILE_SYMBOLS) {
+        f(first, (n - first).min(TILE_SYMBOLS));
+    }
+}
+
+/// Encodes a chunk with validated parameters. Planes are decided first
+/// (from a sample, then histograms), then written; both passes go tile by
+/// tile through all planes, so a tile's bytes are read from memory once per
+/// pass and stay in cache for the other planes.
 pub(crate) fn encode(
     pp: &PlanesParams,
     elem_size: usize,
     data: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(data.len() + 16 * pp.widths.len() + 64);
     TILE_BUF.with_borrow_mut(|buf| {
         let n = data.len() / elem_size;
         buf.resize(n.clamp(1, TILE_SYMBOLS), 0);
-        for (shift, w) in pp.layout() {
-            let src = PlaneSrc {
+        let srcs: Vec<PlaneSrc> = pp
+            .layout()
+            .into_iter()
+            .map(|(shift, w)| PlaneSrc {
                 data,
                 elem_size,
                 rotate: pp.rotate,
                 shift,
                 w,
+            })
+            .collect();
+        let raw_len = |src: &PlaneSrc| (n * src.w as usize).div_ceil(8);
+        // Which planes are worth a histogram (and a Huffman code)?
+        let mut hists: Vec<Option<Histogram>> = Vec::with_capacity(srcs.len());
+        let mut maybe_const = Vec::with_capacity(srcs.len());
+        for src in &srcs {
+            let (worth, constant) = screen(src, raw_len(src));
+            hists.push(worth.then(|| Histogram::new(1 << src.w)));
+            maybe_const.push(constant);
+        }
+        if hists.iter().any(Option::is_some) {
+            for_each_tile(n, |first, m| {
+                for (src, h) in srcs.iter().zip(&mut hists) {
+                    if let Some(h) = h {
+                        src.extract(first, &mut buf[..m]);
+                        h.add(&buf[..m]);
+                    }
+                }
+            });
+        }
+        let modes: Vec<PlaneMode> = srcs
+            .iter()
+            .zip(hists)
+            .zip(maybe_const)
+            .map(|((src, hist), maybe_const)| match hist {
+                Some(h) => mode_from_histogram(&h.finish(), src.w, n, raw_len(src)),
+                None if maybe_const => constant(src, buf).map_or(PlaneMode::Raw, PlaneMode::Const),
+                None => PlaneMode::Raw,
+            })
+            .collect();
+        // Bodies, tile by tile across the planes.
+        let mut bodies: Vec<Vec<u8>> = srcs
+            .iter()
+            .map(|src| Vec::with_capacity(raw_len(src) + 64))
+            .collect();
+        let mut writers: Vec<Option<huffman::BodyWriter>> = modes
+            .iter()
+            .zip(&srcs)
+            .zip(&mut bodies)
+            .map(|((mode, src), body)| match mode {
+                PlaneMode::Huffman(plan) => Some(huffman::BodyWriter::start(n, src.w, plan, body)),
+                _ => None,
+            })
+            .collect();
+        for_each_tile(n, |first, m| {
+            let tile = &mut buf[..m];
+            for (((src, mode), body), wr) in
+                srcs.iter().zip(&modes).zip(&mut bodies).zip(&mut writers)
+            {
+                match (mode, wr) {
+                    (PlaneMode::Huffman(_), Some(wr)) => {
+                        src.extract(first, tile);
+                        wr.tile(first / TILE_SYMBOLS, tile, body);
+                    }
+                    (PlaneMode::Raw, _) => {
+                        src.extract(first, tile);
+                        // Tiles hold a multiple of 8 symbols, so their
+                        // packings concatenate.
+                        bits::pack(tile, src.w, body);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let mut out = Vec::with_capacity(bodies.iter().map(|b| b.len() + 8).sum());
+        for ((src, mode), mut body) in srcs.iter().zip(&modes).zip(bodies) {
+            let mode = match mode {
+                PlaneMode::Const(v) => {
+                    body.extend_from_slice(&v.to_le_bytes());
+                    MODE_CONST
+                }
+                // The plan's padding is an estimate: keep raw if it was off.
+                PlaneMode::Huffman(_) if body.len() < raw_len(src) => MODE_HUFFMAN,
+                PlaneMode::Huffman(_) => {
+                    body.clear();
+                    for_each_tile(n, |first, m| {
+                        src.extract(first, &mut buf[..m]);
+                        bits::pack(&buf[..m], src.w, &mut body);
+                    });
+                    MODE_RAW
+                }
+                PlaneMode::Raw => MODE_RAW,
             };
-            encode_plane(&src, &mut out, buf)?;
+            let section = u32::try_from(body.len() + 1).map_err(|_| CodecError::TooLarge {
+                what: "plane section longer than 2^32-1 bytes",
+            })?;
+            out.extend_from_slice(&section.to_le_bytes());
+            out.push(mode);
+            out.extend_from_slice(&body);
         }
         Ok(out)
     })
 }
 
-/// Appends one plane section, choosing the smallest of raw, const, huffman.
-fn encode_plane(src: &PlaneSrc, out: &mut Vec<u8>, buf: &mut [u16]) -> Result<(), CodecError> {
+/// Screens a plane on a sample of one symbol in 16 (when the plane is long
+/// enough for one to say anything): (worth a histogram and a Huffman code,
+/// possibly constant).
+fn screen(src: &PlaneSrc, raw_len: usize) -> (bool, bool) {
     const STEP: usize = 16;
     let (n, w) = (src.len(), src.w);
-    let raw_len = (n * w as usize).div_ceil(8);
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let body_at = out.len() + 1;
-    // A sample of one symbol in 16, when the plane is long enough for one
-    // to say anything.
     let sample = (n >= 64 * STEP).then(|| src.sample(STEP));
-    let huffman_worth_trying = n > 0
+    let worth = n > 0
         && w <= MAX_HUFFMAN_WIDTH
         && !sample
             .as_ref()
             .is_some_and(|s| surely_incompressible(s, n, w, raw_len));
-    let mut done = false;
-    if huffman_worth_trying {
-        let mut hist = Histogram::new(1 << w);
-        src.for_each_tile(buf, |_, syms| hist.add(syms));
-        let hist = hist.finish();
-        let mut present = hist.iter().enumerate().filter(|(_, &c)| c > 0);
-        if let (Some((only, _)), None) = (present.next(), present.next()) {
-            out.push(MODE_CONST);
-            out.extend_from_slice(&(only as u16).to_le_bytes());
-            done = true;
-        } else if let Some(plan) =
-            huffman::plan_code(&hist, w, n, raw_len as u64, &huffman::ESC_THRESHOLDS, true)
-        {
-            out.push(MODE_HUFFMAN);
-            huffman::encode_body(n, w, &plan, out, buf, |t, tile| {
-                src.extract(t * TILE_SYMBOLS, tile);
-            });
-            // The plan's padding is an estimate: keep raw if it was off.
-            if out.len() - body_at < raw_len {
-                done = true;
-            } else {
-                out.truncate(at + 4);
-            }
-        }
-    } else if n > 0 && sample.as_ref().is_none_or(|s| s.iter().all(|&x| x == s[0])) {
-        // Constant planes are rare here (no sample or a constant sample):
-        // check every symbol.
-        let mut first = None;
-        let mut same = true;
-        src.for_each_tile(buf, |_, syms| {
-            let v = *first.get_or_insert(syms[0]);
-            same &= syms.iter().all(|&x| x == v);
-        });
-        if let (true, Some(v)) = (same, first) {
-            out.push(MODE_CONST);
-            out.extend_from_slice(&v.to_le_bytes());
-            done = true;
-        }
+    let maybe_const = n > 0 && sample.as_ref().is_none_or(|s| s.iter().all(|&x| x == s[0]));
+    (worth, maybe_const)
+}
+
+/// The mode of a plane whose full histogram is known.
+fn mode_from_histogram(hist: &[u32], w: u32, n: usize, raw_len: usize) -> PlaneMode {
+    let mut present = hist.iter().enumerate().filter(|(_, &c)| c > 0);
+    if let (Some((only, _)), None) = (present.next(), present.next()) {
+        return PlaneMode::Const(only as u16);
     }
-    if !done {
-        out.push(MODE_RAW);
-        // Tiles hold a multiple of 8 symbols, so their packings concatenate.
-        src.for_each_tile(buf, |_, syms| bits::pack(syms, w, out));
-    }
-    let section = out.len() - at - 4;
-    let section = u32::try_from(section).map_err(|_| CodecError::TooLarge {
-        what: "plane section longer than 2^32-1 bytes",
-    })?;
-    out[at..at + 4].copy_from_slice(&section.to_le_bytes());
-    Ok(())
+    huffman::plan_code(hist, w, n, raw_len as u64, &huffman::ESC_THRESHOLDS, true)
+        .map_or(PlaneMode::Raw, PlaneMode::Huffman)
+}
+
+/// The plane's value if every symbol is the same (checked in full: this
+/// runs only on planes without a sample or with a constant one).
+fn constant(src: &PlaneSrc, buf: &mut [u16]) -> Option<u16> {
+    let mut first = None;
+    let mut same = true;
+    for_each_tile(src.len(), |at, m| {
+        let syms = &mut buf[..m];
+        src.extract(at, syms);
+        let v = *first.get_or_insert(syms[0]);
+        same &= syms.iter().all(|&x| x == v);
+    });
+    first.filter(|_| same)
 }
 
 /// Cheap pre-check on a 1-in-16 sample of an `n`-symbol plane: true when

@@ -224,6 +224,56 @@ fn random_bytes_fall_back_to_raw_planes() {
     }
 }
 
+/// The Huffman size estimate assumes half a byte of padding per lane; when
+/// a plane's code only just beats raw on that estimate, the real body can
+/// come out no smaller than raw, and the encoder must then store the plane
+/// raw. Searches for such a plane (bytes, mildly skewed), then checks that
+/// the chunk stores it raw and round-trips.
+#[test]
+fn huffman_body_not_smaller_than_raw_is_stored_raw() {
+    let spec = planes(false, &[8]);
+    let n = 3 * 4096 + 5;
+    let raw_len = n;
+    for seed in 0..4000u64 {
+        let mut rng = Rng::new(seed);
+        // Uniform bytes with symbol 0 boosted just enough to make a code
+        // of the same size as raw worth trying.
+        let boost = 0.046 + 0.00001 * (seed % 700) as f64;
+        let data: Vec<u8> = (0..n)
+            .map(|_| {
+                if rng.unit() < boost {
+                    0
+                } else {
+                    rng.below(256) as u8
+                }
+            })
+            .collect();
+        let mut hist = vec![0u32; 256];
+        data.iter().for_each(|&b| hist[usize::from(b)] += 1);
+        let Some(plan) = plan_code(&hist, 8, n, raw_len as u64, &ESC_THRESHOLDS, true) else {
+            continue;
+        };
+        let syms: Vec<u16> = data.iter().map(|&b| u16::from(b)).collect();
+        let mut body = Vec::new();
+        let mut wr = huffman::BodyWriter::start(n, 8, &plan, &mut body);
+        for (t, tile) in syms.chunks(TILE_SYMBOLS).enumerate() {
+            wr.tile(t, tile, &mut body);
+        }
+        if body.len() < raw_len {
+            continue;
+        }
+        let stored = roundtrip(&spec, 1, &data);
+        assert_eq!(
+            stored[4],
+            planes::MODE_RAW,
+            "seed {seed}: the plane is stored raw"
+        );
+        assert_eq!(stored.len(), 5 + raw_len);
+        return;
+    }
+    panic!("no plane whose Huffman body only just misses raw in the search");
+}
+
 /// Symbol k with probability ~2^-(k+1): an unlimited Huffman code would need
 /// lengths far above 12.
 fn geometric_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
