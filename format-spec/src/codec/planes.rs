@@ -694,10 +694,35 @@ fn merge<E: Elem>(
     decs: &[PlaneDec<'_>],
     out: &mut [u8],
 ) -> Result<(), CodecError> {
+    let cap = (out.len() / E::SIZE).min(TILE_SYMBOLS);
+    // Per-thread tile buffers, kept between chunks: every tile overwrites
+    // the part it uses before reading it.
+    MERGE_BUFS.with_borrow_mut(|bufs| {
+        bufs.resize_with(decs.len().max(bufs.len()), Vec::new);
+        for b in bufs.iter_mut().take(decs.len()) {
+            if b.len() < cap {
+                b.resize(cap, 0);
+            }
+        }
+        merge_tiles::<E>(pp, layout, decs, out, &mut bufs[..decs.len()])
+    })
+}
+
+thread_local! {
+    /// One tile of symbols per plane for the decoder.
+    static MERGE_BUFS: std::cell::RefCell<Vec<Vec<u16>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn merge_tiles<E: Elem>(
+    pp: &PlanesParams,
+    layout: &[(u32, u32)],
+    decs: &[PlaneDec<'_>],
+    out: &mut [u8],
+    bufs: &mut [Vec<u16>],
+) -> Result<(), CodecError> {
     let n = out.len() / E::SIZE;
     let bits = 8 * E::SIZE as u32;
     let cap = n.min(TILE_SYMBOLS);
-    let mut bufs: Vec<Vec<u16>> = decs.iter().map(|_| vec![0u16; cap]).collect();
     let wide = layout.len() != 2;
     let mut acc = vec![0u64; if wide && E::SIZE == 8 { cap } else { 0 }];
     let mut acc32 = vec![0u32; if wide && E::SIZE <= 4 { cap } else { 0 }];
