@@ -736,7 +736,9 @@ fn encode_payload(
     };
 
     let path = Path::new("(temporary artifact)");
-    let mut writer = std::io::BufWriter::with_capacity(4 << 20, out);
+    // A small buffer: it gathers the stored chunks of small tensors, while
+    // chunks at least this long go straight to the file without a copy.
+    let mut writer = std::io::BufWriter::with_capacity(64 << 10, out);
     let mut early = tic_runtime::writeback::EarlyWriteback::new(out);
     writer
         .seek(SeekFrom::Start(payload_offset))

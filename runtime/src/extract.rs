@@ -114,7 +114,9 @@ impl Artifact {
         };
         let file = fs::File::create(dest).map_err(io)?;
         let mut early = crate::writeback::EarlyWriteback::new(&file);
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        // Small tensors are gathered; windows at least this long go
+        // straight to the file without a copy.
+        let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         out.write_all(&f.st_header).map_err(io)?;
         digest.update(&f.st_header);
