@@ -35,10 +35,13 @@ fn fails(input: &Path, needles: &[&str]) -> String {
     msg
 }
 
-fn st(dir: &Path, json: &str, data_len: usize) -> PathBuf {
-    let p = dir.join("bad.safetensors");
+/// Writes `json` and `data_len` filler bytes as `bad.safetensors` in a new
+/// temporary directory and expects [`fails`] on it with these `needles`.
+fn fails_raw(json: &str, data_len: usize, needles: &[&str]) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("bad.safetensors");
     write_raw_safetensors(&p, json, data_len);
-    p
+    fails(&p, needles)
 }
 
 #[test]
@@ -76,49 +79,33 @@ fn file_too_short_for_a_header_length() {
 
 #[test]
 fn invalid_json() {
-    let d = tempfile::tempdir().unwrap();
-    fails(
-        &st(d.path(), "{\"a\": [1, 2", 0),
-        &["bad.safetensors", "not valid JSON"],
-    );
+    fails_raw("{\"a\": [1, 2", 0, &["bad.safetensors", "not valid JSON"]);
 }
 
 #[test]
 fn duplicate_names() {
-    let d = tempfile::tempdir().unwrap();
     let j = r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
-    fails(
-        &st(d.path(), j, 8),
-        &["bad.safetensors", "tensor `w` appears twice"],
-    );
+    fails_raw(j, 8, &["bad.safetensors", "tensor `w` appears twice"]);
 }
 
 #[test]
 fn overlapping_offsets() {
-    let d = tempfile::tempdir().unwrap();
     let j = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
-    fails(
-        &st(d.path(), j, 12),
-        &["bad.safetensors", "tensor `b`", "overlap"],
-    );
+    fails_raw(j, 12, &["bad.safetensors", "tensor `b`", "overlap"]);
 }
 
 #[test]
 fn offsets_leave_a_hole() {
-    let d = tempfile::tempdir().unwrap();
     let j = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#;
-    fails(
-        &st(d.path(), j, 12),
-        &["bad.safetensors", "tensor `b`", "hole"],
-    );
+    fails_raw(j, 12, &["bad.safetensors", "tensor `b`", "hole"]);
 }
 
 #[test]
 fn offsets_run_past_the_end() {
-    let d = tempfile::tempdir().unwrap();
     let j = r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
-    fails(
-        &st(d.path(), j, 8),
+    fails_raw(
+        j,
+        8,
         &[
             "bad.safetensors",
             "tensor `a`",
@@ -130,42 +117,30 @@ fn offsets_run_past_the_end() {
 
 #[test]
 fn bytes_after_the_last_tensor() {
-    let d = tempfile::tempdir().unwrap();
     let j = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
-    fails(
-        &st(d.path(), j, 10),
-        &["bad.safetensors", "6 bytes belong to no tensor"],
-    );
+    fails_raw(j, 10, &["bad.safetensors", "6 bytes belong to no tensor"]);
 }
 
 #[test]
 fn shape_times_dtype_does_not_match_the_range() {
-    let d = tempfile::tempdir().unwrap();
     let j = r#"{"a":{"dtype":"BF16","shape":[3,3],"data_offsets":[0,16]}}"#;
-    fails(
-        &st(d.path(), j, 16),
+    fails_raw(
+        j,
+        16,
         &["bad.safetensors", "tensor `a`", "needs 18 bytes", "give 16"],
     );
 }
 
 #[test]
 fn unknown_dtype() {
-    let d = tempfile::tempdir().unwrap();
     let j = r#"{"a":{"dtype":"Q4_K","shape":[2],"data_offsets":[0,1]}}"#;
-    fails(
-        &st(d.path(), j, 1),
-        &["bad.safetensors", "tensor `a`", "\"Q4_K\"", "BF16"],
-    );
+    fails_raw(j, 1, &["bad.safetensors", "tensor `a`", "\"Q4_K\"", "BF16"]);
 }
 
 #[test]
 fn shape_product_overflows() {
-    let d = tempfile::tempdir().unwrap();
     let j = r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,2],"data_offsets":[0,4]}}"#;
-    fails(
-        &st(d.path(), j, 4),
-        &["bad.safetensors", "tensor `a`", "overflows"],
-    );
+    fails_raw(j, 4, &["bad.safetensors", "tensor `a`", "overflows"]);
 }
 
 #[test]
