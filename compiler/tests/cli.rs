@@ -96,6 +96,99 @@ fn tamper_last_byte(path: &Path) {
     std::fs::write(path, b).unwrap();
 }
 
+/// `tic compile MODEL -o OUT --sign KEY --encrypt-to RECIPIENT`, then `extra`.
+fn compile_encrypted(
+    model: &Path,
+    out: &Path,
+    key: &Path,
+    recipient: &str,
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> Output {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"compile",
+        &model,
+        &"-o",
+        &out,
+        &"--sign",
+        &key,
+        &"--encrypt-to",
+        &recipient,
+    ];
+    args.extend_from_slice(extra);
+    tic(&args)
+}
+
+/// `tic decompress ART -o OUT --trusted-key PUBK [--identity ID]`.
+fn decompress(art: &Path, out: &Path, pubk: &Path, identity: Option<&Path>) -> Output {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"decompress", &art, &"-o", &out, &"--trusted-key", &pubk];
+    if let Some(id) = &identity {
+        args.extend([&"--identity" as &dyn AsRef<std::ffi::OsStr>, id]);
+    }
+    tic(&args)
+}
+
+/// Asserts that `out` holds the config and safetensors file of `model`,
+/// byte for byte.
+#[track_caller]
+fn assert_restored(out: &Path, model: &Path) {
+    for f in ["config.json", "model.safetensors"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(model.join(f)).unwrap(),
+            "{f} restored byte for byte"
+        );
+    }
+}
+
+/// Writes a new age identity to `path`, after the line(s) in `preamble`.
+fn write_age_identity(path: &Path, preamble: &str) -> age::x25519::Identity {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    std::fs::write(
+        path,
+        format!("{preamble}{}\n", id.to_string().expose_secret()),
+    )
+    .unwrap();
+    id
+}
+
+/// `tic attach-signature UNSIGNED --signature SIG --public-key PUBK -o OUT`.
+fn attach_signature(unsigned: &Path, sig: &Path, pubk: &Path, out: &Path) -> Output {
+    tic(&[
+        &"attach-signature",
+        &unsigned,
+        &"--signature",
+        &sig,
+        &"--public-key",
+        &pubk,
+        &"-o",
+        &out,
+    ])
+}
+
+/// Runs `openssl ARGS`, asserting that it succeeds.
+#[track_caller]
+fn openssl(args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let o = Command::new("openssl")
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Signs the file `msg` with OpenSSL (pure Ed25519) into `sig`.
+#[track_caller]
+fn openssl_sign(key: &Path, msg: &Path, sig: &Path) {
+    openssl(&[
+        &"pkeyutl", &"-sign", &"-inkey", &key, &"-rawin", &"-in", &msg, &"-out", &sig,
+    ]);
+}
+
 /// OpenSSL's version (major, minor, patch) when `openssl` is on PATH and
 /// is OpenSSL (not LibreSSL).
 fn openssl_version() -> Option<(u32, u32, u32)> {
@@ -173,27 +266,12 @@ fn verify_exit_codes() {
     assert!(stderr(&o).contains("SHA-256"), "{}", stderr(&o));
     // Restoring it fails the same way and writes nothing.
     let out = d.join("restored");
-    let o = tic(&[
-        &"decompress",
-        &tampered,
-        &"-o",
-        &out,
-        &"--trusted-key",
-        &pubk,
-    ]);
+    let o = decompress(&tampered, &out, &pubk, None);
     expect_code(&o, 1);
     assert!(!out.exists());
     // The intact one restores byte for byte.
-    expect_code(
-        &tic(&[&"decompress", &signed, &"-o", &out, &"--trusted-key", &pubk]),
-        0,
-    );
-    for f in ["config.json", "model.safetensors"] {
-        assert_eq!(
-            std::fs::read(out.join(f)).unwrap(),
-            std::fs::read(m.join(f)).unwrap()
-        );
-    }
+    expect_code(&decompress(&signed, &out, &pubk, None), 0);
+    assert_restored(&out, &m);
 }
 
 #[test]
@@ -272,7 +350,7 @@ fn usage_and_io_errors_exit_2() {
     let out = d.join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep.txt"), b"mine").unwrap();
-    let o = tic(&[&"decompress", &signed, &"-o", &out, &"--trusted-key", &pubk]);
+    let o = decompress(&signed, &out, &pubk, None);
     expect_code(&o, 2);
     assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"mine");
     let o = tic(&[&"keygen", &"-o", &d.join("k")]);
@@ -320,18 +398,7 @@ fn verify_json_reports_success_and_failure() {
     .unwrap();
     let enc = d.join("enc.tic");
     let recipient = id.to_public().to_string();
-    let o = tic(&[
-        &"compile",
-        &m,
-        &"-o",
-        &enc,
-        &"--sign",
-        &key,
-        &"--encrypt-to",
-        &recipient,
-        &"--encrypt-key",
-        &sym,
-    ]);
+    let o = compile_encrypted(&m, &enc, &key, &recipient, &[&"--encrypt-key", &sym]);
     expect_code(&o, 0);
     let o = tic(&[&"verify", &enc, &"--trusted-key", &pubk, &"--json"]);
     expect_code(&o, 0);
@@ -404,72 +471,25 @@ fn encrypted_round_trip_and_identity_exit_codes() {
     let d = dir.path();
     let m = model(d, 5);
     let (key, pubk) = keygen(d, "k");
-    let id = age::x25519::Identity::generate();
     let id_file = d.join("id.txt");
-    {
-        use age::secrecy::ExposeSecret;
-        std::fs::write(
-            &id_file,
-            format!("# test identity\n{}\n", id.to_string().expose_secret()),
-        )
-        .unwrap();
-    }
+    let id = write_age_identity(&id_file, "# test identity\n");
     let enc = d.join("enc.tic");
     let recipient = id.to_public().to_string();
-    expect_code(
-        &tic(&[
-            &"compile",
-            &m,
-            &"-o",
-            &enc,
-            &"--sign",
-            &key,
-            &"--encrypt-to",
-            &recipient,
-        ]),
-        0,
-    );
+    expect_code(&compile_encrypted(&m, &enc, &key, &recipient, &[]), 0);
 
     let out = d.join("out");
-    let o = tic(&[
-        &"decompress",
-        &enc,
-        &"-o",
-        &out,
-        &"--trusted-key",
-        &pubk,
-        &"--identity",
-        &id_file,
-    ]);
+    let o = decompress(&enc, &out, &pubk, Some(&id_file));
     expect_code(&o, 0);
-    for f in ["config.json", "model.safetensors"] {
-        assert_eq!(
-            std::fs::read(out.join(f)).unwrap(),
-            std::fs::read(m.join(f)).unwrap()
-        );
-    }
+    assert_restored(&out, &m);
     // No identity: told to pass one (usage).
     let out2 = d.join("out2");
-    let o = tic(&[&"decompress", &enc, &"-o", &out2, &"--trusted-key", &pubk]);
+    let o = decompress(&enc, &out2, &pubk, None);
     expect_code(&o, 2);
     assert!(stderr(&o).contains("--identity"), "{}", stderr(&o));
     // Someone else's identity: cannot decrypt (verification failure).
     let other = d.join("other.txt");
-    {
-        use age::secrecy::ExposeSecret;
-        let o = age::x25519::Identity::generate();
-        std::fs::write(&other, format!("{}\n", o.to_string().expose_secret())).unwrap();
-    }
-    let o = tic(&[
-        &"decompress",
-        &enc,
-        &"-o",
-        &out2,
-        &"--trusted-key",
-        &pubk,
-        &"--identity",
-        &other,
-    ]);
+    write_age_identity(&other, "");
+    let o = decompress(&enc, &out2, &pubk, Some(&other));
     expect_code(&o, 1);
     assert!(stderr(&o).contains("1 recipient(s)"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("AGE-SECRET-KEY-1"), "no secret echoed");
@@ -540,19 +560,8 @@ fn openssl_keys_sign_artifacts_that_verify() {
     let m = model(d, 6);
     let key = d.join("ossl.pem");
     let pubk = d.join("ossl.pub");
-    let run = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
-        let o = Command::new("openssl")
-            .args(args.iter().map(|a| a.as_ref()))
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "openssl: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    run(&[&"genpkey", &"-algorithm", &"ed25519", &"-out", &key]);
-    run(&[&"pkey", &"-in", &key, &"-pubout", &"-out", &pubk]);
+    openssl(&[&"genpkey", &"-algorithm", &"ed25519", &"-out", &key]);
+    openssl(&[&"pkey", &"-in", &key, &"-pubout", &"-out", &pubk]);
     let signed = compile_signed(d, &m, &key, "signed.tic");
     let o = tic(&[&"verify", &signed, &"--trusted-key", &pubk]);
     expect_code(&o, 0);
@@ -571,20 +580,9 @@ fn openssl_keys_sign_artifacts_that_verify() {
         tic_format::hex(&std::fs::read(&msg).unwrap())
     );
     let sig = d.join("sig.bin");
-    run(&[
-        &"pkeyutl", &"-sign", &"-inkey", &key, &"-rawin", &"-in", &msg, &"-out", &sig,
-    ]);
+    openssl_sign(&key, &msg, &sig);
     let attached = d.join("attached.tic");
-    let o = tic(&[
-        &"attach-signature",
-        &unsigned,
-        &"--signature",
-        &sig,
-        &"--public-key",
-        &pubk,
-        &"-o",
-        &attached,
-    ]);
+    let o = attach_signature(&unsigned, &sig, &pubk, &attached);
     expect_code(&o, 0);
     assert_eq!(
         std::fs::read(&attached).unwrap(),
@@ -593,21 +591,10 @@ fn openssl_keys_sign_artifacts_that_verify() {
 
     // A signature by another key is refused (verification failure).
     let other = d.join("other.pem");
-    run(&[&"genpkey", &"-algorithm", &"ed25519", &"-out", &other]);
-    run(&[
-        &"pkeyutl", &"-sign", &"-inkey", &other, &"-rawin", &"-in", &msg, &"-out", &sig,
-    ]);
+    openssl(&[&"genpkey", &"-algorithm", &"ed25519", &"-out", &other]);
+    openssl_sign(&other, &msg, &sig);
     let refused = d.join("refused.tic");
-    let o = tic(&[
-        &"attach-signature",
-        &unsigned,
-        &"--signature",
-        &sig,
-        &"--public-key",
-        &pubk,
-        &"-o",
-        &refused,
-    ]);
+    let o = attach_signature(&unsigned, &sig, &pubk, &refused);
     expect_code(&o, 1);
     assert!(!refused.exists());
 }
@@ -673,16 +660,7 @@ fn key_file_errors_name_the_file_and_say_what_to_do() {
     // Identity and symmetric key files that are neither.
     let bad = d.join("bad-identity.txt");
     std::fs::write(&bad, "not a key\n").unwrap();
-    let o = tic(&[
-        &"decompress",
-        &signed,
-        &"-o",
-        &d.join("o"),
-        &"--trusted-key",
-        &pubk,
-        &"--identity",
-        &bad,
-    ]);
+    let o = decompress(&signed, &d.join("o"), &pubk, Some(&bad));
     check(&o, 2, &bad, &["32 raw bytes"]);
     let o = tic(&[
         &"compile",

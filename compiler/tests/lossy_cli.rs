@@ -26,6 +26,24 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// `tic compile MODEL -o ART --unsigned --lossy RULES`.
+fn compile_lossy(model: &Path, art: &Path, rules: &str) -> Output {
+    tic(&[
+        "compile",
+        p(model),
+        "-o",
+        p(art),
+        "--unsigned",
+        "--lossy",
+        rules,
+    ])
+}
+
+/// `tic decompress ART -o OUT --allow-unsigned`.
+fn decompress_unsigned(art: &Path, out: &Path) -> Output {
+    tic(&["decompress", p(art), "-o", p(out), "--allow-unsigned"])
+}
+
 /// Deterministic normal samples (xorshift + Box-Muller).
 struct Rng(u64);
 impl Rng {
@@ -179,15 +197,7 @@ fn lossy_compile_inspect_verify_decompress() {
     let art = d.path().join("a.tic");
     let rules = "*LayerNorm*=lossless,*.bias=lossless,encoder.*.weight=mantissa:4,\
                  proj.weight=abs:1e-3,position_ids=rel:0.01";
-    let o = tic(&[
-        "compile",
-        p(&model),
-        "-o",
-        p(&art),
-        "--unsigned",
-        "--lossy",
-        rules,
-    ]);
+    let o = compile_lossy(&model, &art, rules);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("lossy: 2 tensor(s)"), "{out}");
@@ -229,13 +239,7 @@ fn lossy_compile_inspect_verify_decompress() {
     // decompress: valid safetensors, same names/dtypes/header, lossless
     // parts exact, lossy parts within their bounds, and it says so.
     let restored = d.path().join("restored");
-    let o = tic(&[
-        "decompress",
-        p(&art),
-        "-o",
-        p(&restored),
-        "--allow-unsigned",
-    ]);
+    let o = decompress_unsigned(&art, &restored);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("not byte-identical"), "{out}");
@@ -293,15 +297,7 @@ fn bad_rules_exit_2_and_say_why() {
         ("preset:nope", "unknown preset `nope`"),
         ("*=zstd:3", "unknown setting kind `zstd`"),
     ] {
-        let o = tic(&[
-            "compile",
-            p(&model),
-            "-o",
-            p(&art),
-            "--unsigned",
-            "--lossy",
-            rules,
-        ]);
+        let o = compile_lossy(&model, &art, rules);
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{rules}: {out}{err}");
         assert!(err.contains(what), "{rules}: {err}");
@@ -314,15 +310,7 @@ fn preset_on_the_example_model() {
     let d = tempfile::tempdir().unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/model");
     let art = d.path().join("e.tic");
-    let o = tic(&[
-        "compile",
-        p(&example),
-        "-o",
-        p(&art),
-        "--unsigned",
-        "--lossy",
-        "preset:safe",
-    ]);
+    let o = compile_lossy(&example, &art, "preset:safe");
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(!err.contains("matches no tensor"), "{err}");
@@ -339,13 +327,7 @@ fn preset_on_the_example_model() {
         assert!(t["max_rel_error"].as_f64().unwrap() <= 1.0 / 32.0);
     }
     let restored = d.path().join("r");
-    let o = tic(&[
-        "decompress",
-        p(&art),
-        "-o",
-        p(&restored),
-        "--allow-unsigned",
-    ]);
+    let o = decompress_unsigned(&art, &restored);
     assert!(o.status.success(), "{:?}", text(&o));
     let lossy_names: Vec<&str> = lossy.iter().map(|t| t["name"].as_str().unwrap()).collect();
     let mut checked = 0;
@@ -400,15 +382,7 @@ fn without_lossy_everything_is_lossless() {
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     // Lossy rules that only select non-float tensors change nothing either.
     let art2 = d.path().join("b.tic");
-    let o = tic(&[
-        "compile",
-        p(&model),
-        "-o",
-        p(&art2),
-        "--unsigned",
-        "--lossy",
-        "position_ids=mantissa:2",
-    ]);
+    let o = compile_lossy(&model, &art2, "position_ids=mantissa:2");
     assert!(o.status.success());
     let o = tic(&["verify", p(&art2), "--allow-unsigned", "--require-lossless"]);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
