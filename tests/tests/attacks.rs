@@ -3,14 +3,29 @@
 //! must make opening or verifying it fail with the error that says what
 //! happened.
 
+mod support;
+
 use std::path::Path;
 
 use ed25519_dalek::{Signer, Verifier, VerifyingKey};
+use support::assert_err;
 use tic_format::header::PREAMBLE_LEN;
 use tic_format::sign::{self, SignError, SignatureSection};
 use tic_format::{FormatError, Header};
 use tic_runtime::{Artifact, ErrorKind, RuntimeError, SignatureStatus};
 use tic_tests::*;
+
+/// Asserts that `err` is a signature that does not verify.
+#[track_caller]
+fn assert_bad_signature(err: &RuntimeError) {
+    assert_err!(
+        err,
+        RuntimeError::Signature {
+            source: SignError::BadSignature { .. },
+            ..
+        }
+    );
+}
 
 /// What a change at some byte of a signed, unencrypted artifact must cause.
 fn check_rejection(
@@ -260,15 +275,12 @@ fn truncation_and_appended_bytes_are_rejected() {
         let err = verify(&cut_path, &vk)
             .err()
             .expect("appended bytes must not verify");
-        assert!(
-            matches!(
-                &err,
-                RuntimeError::Format {
-                    source: FormatError::LengthMismatch { .. },
-                    ..
-                }
-            ),
-            "{err:?}"
+        assert_err!(
+            err,
+            RuntimeError::Format {
+                source: FormatError::LengthMismatch { .. },
+                ..
+            }
         );
     }
 
@@ -285,10 +297,7 @@ fn truncation_and_appended_bytes_are_rejected() {
             let err = verify(&cut_path, &vk)
                 .err()
                 .expect("a consistent-looking truncation must fail");
-            assert!(
-                matches!(&err, RuntimeError::Format { source: FormatError::Inconsistent(m), .. } if m.contains("payload")),
-                "chunk {i}, kept {keep}: {err:?}"
-            );
+            assert_err!(err, RuntimeError::Format { source: FormatError::Inconsistent(m), .. } if m.contains("payload"), "chunk {i}, kept {keep}");
         }
     }
 }
@@ -339,15 +348,9 @@ fn chunk_swapped_between_two_artifacts_of_one_signer_is_rejected() {
         // The signature still verifies: only the payload changed.
         let art = open_trusting(&path, &vk).expect("the header is untouched");
         let err = art.verify_chunks(&tic_runtime::NoProgress).unwrap_err();
-        assert!(
-            matches!(&err, RuntimeError::ChunkDigest { chunk, tensor, .. } if *chunk == j as u64 && tensor.contains("embed.weight")),
-            "{err:?}"
-        );
+        assert_err!(err, RuntimeError::ChunkDigest { chunk, tensor, .. } if *chunk == j as u64 && tensor.contains("embed.weight"));
         let err = art.read_tensor("embed.weight").unwrap_err();
-        assert!(
-            matches!(&err, RuntimeError::ChunkDigest { chunk, .. } if *chunk == j as u64),
-            "{err:?}"
-        );
+        assert_err!(err, RuntimeError::ChunkDigest { chunk, .. } if *chunk == j as u64);
         // The other tensors, whose chunks were not touched, still read.
         let other = art.read_tensor("norm.bias").unwrap();
         assert_eq!(
@@ -389,16 +392,7 @@ fn chunk_tables_swapped_between_two_artifacts_are_rejected() {
         );
         p.write(&path);
         let err = verify(&path, &vk).err().unwrap();
-        assert!(
-            matches!(
-                &err,
-                RuntimeError::Signature {
-                    source: SignError::BadSignature { .. },
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_bad_signature(&err);
     }
 
     // B's whole signed header and signature (so B's chunk table) over A's
@@ -409,10 +403,7 @@ fn chunk_tables_swapped_between_two_artifacts_are_rejected() {
     let art = open_trusting(&path, &vk).expect("B's header and signature are intact");
     let err = art.verify_chunks(&tic_runtime::NoProgress).unwrap_err();
     let j = first_chunk_of(&hb, "embed.weight") as u64;
-    assert!(
-        matches!(&err, RuntimeError::ChunkDigest { chunk, .. } if *chunk == j),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::ChunkDigest { chunk, .. } if *chunk == j);
 }
 
 #[test]
@@ -426,10 +417,7 @@ fn valid_signature_by_an_untrusted_key_is_rejected() {
     let fp = sign::fingerprint(&key.verifying_key());
 
     let err = verify(&path, &other.verifying_key()).err().unwrap();
-    assert!(
-        matches!(&err, RuntimeError::UntrustedSigner { fingerprint, .. } if *fingerprint == fp),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::UntrustedSigner { fingerprint, .. } if *fingerprint == fp);
     assert_eq!(err.kind(), ErrorKind::Verification);
     assert!(
         err.to_string().contains(&fp) && err.to_string().contains("--trusted-key"),
@@ -457,10 +445,7 @@ fn valid_signature_by_an_untrusted_key_is_rejected() {
     let err = Artifact::open(&path, &options(&[], false, Vec::new()))
         .err()
         .unwrap();
-    assert!(
-        matches!(&err, RuntimeError::NoTrustedKeys { fingerprint, .. } if *fingerprint == fp),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::NoTrustedKeys { fingerprint, .. } if *fingerprint == fp);
     assert_eq!(err.kind(), ErrorKind::Usage);
 
     // No trusted key with unsigned allowed: readable, but never "verified".
@@ -493,10 +478,7 @@ fn artifact_re_signed_by_an_attacker_is_rejected() {
     );
     let err = verify(&resigned, &vk).err().unwrap();
     let afp = sign::fingerprint(&attacker.verifying_key());
-    assert!(
-        matches!(&err, RuntimeError::UntrustedSigner { fingerprint, .. } if *fingerprint == afp),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::UntrustedSigner { fingerprint, .. } if *fingerprint == afp);
 
     // Tampered payload, chunk digest fixed in the header, re-signed.
     let mut p = Parts::read(&path);
@@ -509,10 +491,7 @@ fn artifact_re_signed_by_an_attacker_is_rejected() {
     p.sign(&attacker);
     p.write(&resigned);
     let err = verify(&resigned, &vk).err().unwrap();
-    assert!(
-        matches!(&err, RuntimeError::UntrustedSigner { .. }),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::UntrustedSigner { .. });
 
     // The same, but claiming the trusted signer's public key.
     let mut section = SignatureSection::parse(&p.signature).unwrap();
@@ -520,16 +499,7 @@ fn artifact_re_signed_by_an_attacker_is_rejected() {
     p.signature = section.to_bytes();
     p.write(&resigned);
     let err = verify(&resigned, &vk).err().unwrap();
-    assert!(
-        matches!(
-            &err,
-            RuntimeError::Signature {
-                source: SignError::BadSignature { .. },
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_bad_signature(&err);
 }
 
 #[test]
@@ -546,7 +516,7 @@ fn removed_signature_section_is_rejected_as_unsigned() {
     p.write(&stripped);
 
     let err = verify(&stripped, &vk).err().unwrap();
-    assert!(matches!(&err, RuntimeError::Unsigned { .. }), "{err:?}");
+    assert_err!(err, RuntimeError::Unsigned { .. });
     assert_eq!(err.kind(), ErrorKind::Verification);
     assert!(err.to_string().contains("--allow-unsigned"), "{err}");
 
@@ -591,30 +561,18 @@ fn malformed_and_non_canonical_signatures_are_rejected() {
     let mut p = good.clone();
     add_l(&mut p.signature[34 + 32..]);
     let err = bad_sig(&p);
-    assert!(
-        matches!(
-            &err,
-            RuntimeError::Signature {
-                source: SignError::BadSignature { .. },
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_bad_signature(&err);
 
     // Unknown algorithm number.
     let mut p = good.clone();
     p.signature[..2].copy_from_slice(&2u16.to_le_bytes());
     let err = bad_sig(&p);
-    assert!(
-        matches!(
-            &err,
-            RuntimeError::Signature {
-                source: SignError::BadSection(_),
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_err!(
+        err,
+        RuntimeError::Signature {
+            source: SignError::BadSection(_),
+            ..
+        }
     );
 
     // All-zero signature; R replaced by the identity point (small order).
@@ -626,16 +584,7 @@ fn malformed_and_non_canonical_signatures_are_rejected() {
         let mut p = good.clone();
         p.signature[34..66].copy_from_slice(&r);
         let err = bad_sig(&p);
-        assert!(
-            matches!(
-                &err,
-                RuntimeError::Signature {
-                    source: SignError::BadSignature { .. },
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_bad_signature(&err);
     }
 
     // A signature section of the wrong length.
@@ -643,15 +592,13 @@ fn malformed_and_non_canonical_signatures_are_rejected() {
         let mut p = good.clone();
         p.signature.resize(len, 0);
         let err = bad_sig(&p);
-        assert!(
-            matches!(
-                &err,
-                RuntimeError::Format {
-                    source: FormatError::BadSignatureSection(_),
-                    ..
-                }
-            ),
-            "{len}: {err:?}"
+        assert_err!(
+            err,
+            RuntimeError::Format {
+                source: FormatError::BadSignatureSection(_),
+                ..
+            },
+            "{len}"
         );
     }
 
@@ -678,16 +625,7 @@ fn malformed_and_non_canonical_signatures_are_rejected() {
     .to_bytes();
     p.write(&bad_path);
     let err = verify(&bad_path, &weak_vk).err().unwrap();
-    assert!(
-        matches!(
-            &err,
-            RuntimeError::Signature {
-                source: SignError::BadSignature { .. },
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_bad_signature(&err);
 }
 
 const X25519_SPKI: &str = "-----BEGIN PUBLIC KEY-----
@@ -724,10 +662,7 @@ fn public_key_files_that_are_not_ed25519_are_refused() {
         let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
         let err = tic_runtime::read_public_key(&p).unwrap_err();
-        assert!(
-            matches!(&err, tic_runtime::KeyFileError::Sign { path, source: SignError::BadPublicKey(_) } if path == &p),
-            "{name}: {err:?}"
-        );
+        assert_err!(err, tic_runtime::KeyFileError::Sign { path, source: SignError::BadPublicKey(_) } if path == &p, "{name}");
         let msg = err.to_string();
         assert!(
             msg.contains(p.to_str().unwrap()),
@@ -825,7 +760,7 @@ fn tampered_chunk_fails_its_tensor_only() {
         let err = art
             .extract(&out_root.join("model"), false, &tic_runtime::NoProgress)
             .unwrap_err();
-        assert!(matches!(&err, RuntimeError::ChunkDigest { .. }), "{err:?}");
+        assert_err!(err, RuntimeError::ChunkDigest { .. });
         assert_eq!(
             std::fs::read_dir(&out_root).unwrap().count(),
             0,
@@ -877,23 +812,17 @@ fn external_signing_is_byte_identical_to_compile_sign() {
     ] {
         let err =
             tic_compiler::attach_signature(&unsigned, &sig, &claimed, &refused, false).unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                tic_compiler::AmendError::Sign(SignError::BadSignature { .. })
-            ),
-            "{err:?}"
+        assert_err!(
+            err,
+            tic_compiler::AmendError::Sign(SignError::BadSignature { .. })
         );
         assert!(!refused.exists());
     }
     let err =
         tic_compiler::attach_signature(&unsigned, &sig[..63], &vk, &refused, false).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            tic_compiler::AmendError::Sign(SignError::BadSignatureLength(63))
-        ),
-        "{err:?}"
+    assert_err!(
+        err,
+        tic_compiler::AmendError::Sign(SignError::BadSignatureLength(63))
     );
     assert!(!refused.exists());
 }
@@ -949,7 +878,7 @@ fn extraction_in_order_and_all_or_nothing_on_one_and_many_threads() {
         let root = dir.path().join(format!("bad{threads}"));
         std::fs::create_dir(&root).unwrap();
         let err = extract(threads, &root.join("model")).unwrap_err();
-        assert!(matches!(&err, RuntimeError::ChunkDigest { .. }), "{err:?}");
+        assert_err!(err, RuntimeError::ChunkDigest { .. });
         assert_eq!(
             std::fs::read_dir(&root).unwrap().count(),
             0,

@@ -4,10 +4,13 @@
 //! error that names it (the chunk digest first, and the AEAD itself where
 //! an attacker could make the digests match).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use support::assert_err;
 use tic_format::crypto::{self, CryptoError, Identity, Recipient, RecipientsSection};
 use tic_format::{Encryption, FormatError, Header};
 use tic_runtime::{Artifact, ErrorKind, RuntimeError};
@@ -29,6 +32,36 @@ fn enc_model(dir: &Path, seed: u64) -> PathBuf {
     let mut tensors = small_tensors(seed);
     tensors.push(Tensor::random("big", "U8", &[150_000], seed + 10));
     model_with(dir, &tensors)
+}
+
+/// A signed artifact `enc.tic` of a model in a temporary directory,
+/// encrypted to one new symmetric key.
+struct SymEncrypted {
+    dir: TempDir,
+    key: SigningKey,
+    vk: VerifyingKey,
+    model: PathBuf,
+    path: PathBuf,
+    id: Identity,
+}
+
+/// Makes the model with `make_model` (`small_model` or `enc_model`) and
+/// `seed`, and compiles it into a [`SymEncrypted`].
+fn sym_encrypted(make_model: fn(&Path, u64) -> PathBuf, seed: u64) -> SymEncrypted {
+    let dir = tempdir().unwrap();
+    let key = signing_key();
+    let model = make_model(&dir.path().join("model"), seed);
+    let path = dir.path().join("enc.tic");
+    let (id, r) = sym_pair();
+    compile(&model, &path, Some(&key), vec![r]);
+    SymEncrypted {
+        dir,
+        vk: key.verifying_key(),
+        key,
+        model,
+        path,
+        id,
+    }
 }
 
 /// Opens with these options and restores every file; the SHA-256 of each.
@@ -186,15 +219,12 @@ fn rewrap_removes_a_recipient_and_keeps_the_signature() {
     let err = Artifact::open(&out, &options(&[vk], false, vec![gone_id.clone()]))
         .err()
         .unwrap();
-    assert!(
-        matches!(
-            &err,
-            RuntimeError::Crypto {
-                source: CryptoError::NoMatchingIdentity { count: 1, .. },
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_err!(
+        err,
+        RuntimeError::Crypto {
+            source: CryptoError::NoMatchingIdentity { count: 1, .. },
+            ..
+        }
     );
     assert_eq!(
         extract_tree(&out, Some(&key), vec![keep_id.clone()]).unwrap(),
@@ -228,26 +258,20 @@ fn rewrap_removes_a_recipient_and_keeps_the_signature() {
     let err = Artifact::open(&out2, &options(&[vk], false, vec![gone_id.clone()]))
         .err()
         .unwrap();
-    assert!(
-        matches!(
-            &err,
-            RuntimeError::Crypto {
-                source: CryptoError::NoMatchingIdentity { count: 2, .. },
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_err!(
+        err,
+        RuntimeError::Crypto {
+            source: CryptoError::NoMatchingIdentity { count: 2, .. },
+            ..
+        }
     );
 
     // Someone who is not a recipient cannot rewrap (nor re-add themselves).
     let out3 = dir.path().join("rewrapped3.tic");
     let err = tic_compiler::rewrap(&out, &[gone_id], &[gone_r], &[], &out3, false).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            tic_compiler::AmendError::Crypto(CryptoError::NoMatchingIdentity { .. })
-        ),
-        "{err:?}"
+    assert_err!(
+        err,
+        tic_compiler::AmendError::Crypto(CryptoError::NoMatchingIdentity { .. })
     );
     assert!(!out3.exists());
 }
@@ -279,13 +303,14 @@ fn tensor_matches(err_tensor: &str, h: &Header, j: usize) -> bool {
 
 #[test]
 fn any_ciphertext_byte_changed_is_caught_by_the_signed_digest() {
-    let dir = tempdir().unwrap();
-    let key = signing_key();
-    let vk = key.verifying_key();
-    let model = small_model(&dir.path().join("model"), 23);
-    let path = dir.path().join("enc.tic");
-    let (id, r) = sym_pair();
-    compile(&model, &path, Some(&key), vec![r]);
+    // `_dir` keeps the temporary directory until the end of the test.
+    let SymEncrypted {
+        dir: _dir,
+        vk,
+        path,
+        id,
+        ..
+    } = sym_encrypted(small_model, 23);
     let p = Parts::read(&path);
     let h = p.parsed_header();
     let art = Artifact::open(&path, &options(&[vk], false, vec![id])).unwrap();
@@ -316,13 +341,14 @@ fn any_ciphertext_byte_changed_is_caught_by_the_signed_digest() {
 fn any_ciphertext_byte_changed_is_caught_by_the_aead() {
     // The attacker here can also make the chunk digests match: a signer the
     // reader trusts re-signs, or the reader allows unsigned artifacts.
-    let dir = tempdir().unwrap();
-    let key = signing_key();
-    let vk = key.verifying_key();
-    let model = small_model(&dir.path().join("model"), 24);
-    let path = dir.path().join("enc.tic");
-    let (id, r) = sym_pair();
-    compile(&model, &path, Some(&key), vec![r]);
+    let SymEncrypted {
+        dir,
+        key,
+        vk,
+        model,
+        path,
+        id,
+    } = sym_encrypted(small_model, 24);
     let good = Parts::read(&path);
     let h = good.parsed_header();
     let bad = dir.path().join("bad.tic");
@@ -366,10 +392,7 @@ fn any_ciphertext_byte_changed_is_caught_by_the_aead() {
     p.write(&bad);
     let art = Artifact::open(&bad, &options(&[], true, vec![id2])).unwrap();
     let err = art.read_tensor("embed.weight").unwrap_err();
-    assert!(
-        matches!(&err, RuntimeError::Decrypt { chunk, tensor, .. } if *chunk == j as u64 && tensor.contains("embed.weight")),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::Decrypt { chunk, tensor, .. } if *chunk == j as u64 && tensor.contains("embed.weight"));
     assert_eq!(
         art.read_tensor("norm.bias").unwrap(),
         small_tensors(24)[1].data
@@ -416,10 +439,7 @@ fn swapped_chunks_are_rejected() {
         let either = |c: u64| c == x as u64 || c == y as u64;
         p.write(&bad);
         let err = verify(&bad, &vk).err().unwrap();
-        assert!(
-            matches!(&err, RuntimeError::ChunkDigest { chunk, .. } if either(*chunk)),
-            "{err:?}"
-        );
+        assert_err!(err, RuntimeError::ChunkDigest { chunk, .. } if either(*chunk));
 
         // Digests swapped too and re-signed by a trusted key: each chunk now
         // matches its table entry, but its nonce holds its old index.
@@ -438,24 +458,21 @@ fn swapped_chunks_are_rejected() {
             let name = &h.tensors[owners[c]].name;
             let err = art.read_tensor(name).unwrap_err();
             // The failing chunk is one of the swapped ones of this tensor.
-            assert!(
-                matches!(&err, RuntimeError::Decrypt { chunk, tensor, .. }
-                    if either(*chunk) && owners[*chunk as usize] == owners[c] && tensor.contains(name.as_str())),
-                "{name}: {err:?}"
-            );
+            assert_err!(err, RuntimeError::Decrypt { chunk, tensor, .. } if either(*chunk) && owners[*chunk as usize] == owners[c] && tensor.contains(name.as_str()), "{name}");
         }
     }
 }
 
 #[test]
 fn truncated_last_chunk_is_rejected() {
-    let dir = tempdir().unwrap();
-    let key = signing_key();
-    let vk = key.verifying_key();
-    let model = enc_model(&dir.path().join("model"), 25);
-    let path = dir.path().join("enc.tic");
-    let (id, r) = sym_pair();
-    compile(&model, &path, Some(&key), vec![r]);
+    let SymEncrypted {
+        dir,
+        key,
+        vk,
+        path,
+        id,
+        ..
+    } = sym_encrypted(enc_model, 25);
     let good = Parts::read(&path);
     let h = good.parsed_header();
     let last = h.chunks.len() - 1;
@@ -469,15 +486,12 @@ fn truncated_last_chunk_is_rejected() {
         let b = good.join();
         std::fs::write(&bad, &b[..b.len() - cut]).unwrap();
         let err = verify(&bad, &vk).err().unwrap();
-        assert!(
-            matches!(
-                &err,
-                RuntimeError::Format {
-                    source: FormatError::LengthMismatch { .. },
-                    ..
-                }
-            ),
-            "{err:?}"
+        assert_err!(
+            err,
+            RuntimeError::Format {
+                source: FormatError::LengthMismatch { .. },
+                ..
+            }
         );
 
         // The preamble fixed up: the signed header disagrees.
@@ -485,15 +499,12 @@ fn truncated_last_chunk_is_rejected() {
         p.payload.truncate(p.payload.len() - cut);
         p.write(&bad);
         let err = verify(&bad, &vk).err().unwrap();
-        assert!(
-            matches!(
-                &err,
-                RuntimeError::Format {
-                    source: FormatError::Inconsistent(_),
-                    ..
-                }
-            ),
-            "{err:?}"
+        assert_err!(
+            err,
+            RuntimeError::Format {
+                source: FormatError::Inconsistent(_),
+                ..
+            }
         );
 
         // The header fixed up and re-signed by a trusted key: the tag fails.
@@ -508,10 +519,7 @@ fn truncated_last_chunk_is_rejected() {
         let art = Artifact::open(&bad, &options(&[vk], false, vec![id.clone()])).unwrap();
         art.verify_chunks(&tic_runtime::NoProgress).unwrap();
         let err = art.read_tensor("big").unwrap_err();
-        assert!(
-            matches!(&err, RuntimeError::Decrypt { chunk, .. } if *chunk == last as u64),
-            "cut {cut}: {err:?}"
-        );
+        assert_err!(err, RuntimeError::Decrypt { chunk, .. } if *chunk == last as u64, "cut {cut}");
     }
 }
 
@@ -546,15 +554,12 @@ fn wrapped_keys_for_another_file_key_are_rejected() {
         let err = Artifact::open(&bad, &options(&[vk], false, ids))
             .err()
             .unwrap();
-        assert!(
-            matches!(
-                &err,
-                RuntimeError::Crypto {
-                    source: CryptoError::CommitmentMismatch,
-                    ..
-                }
-            ),
-            "{err:?}"
+        assert_err!(
+            err,
+            RuntimeError::Crypto {
+                source: CryptoError::CommitmentMismatch,
+                ..
+            }
         );
         assert!(err.to_string().contains("replaced or corrupted"), "{err}");
     }
@@ -568,15 +573,12 @@ fn wrapped_keys_for_another_file_key_are_rejected() {
     let err = Artifact::open(&bad, &options(&[vk], false, vec![age_id.clone()]))
         .err()
         .unwrap();
-    assert!(
-        matches!(
-            &err,
-            RuntimeError::Crypto {
-                source: CryptoError::CommitmentMismatch,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_err!(
+        err,
+        RuntimeError::Crypto {
+            source: CryptoError::CommitmentMismatch,
+            ..
+        }
     );
 
     // One entry replaced, one intact: the reader goes on to the good one.
@@ -603,10 +605,7 @@ fn wrapped_keys_for_another_file_key_are_rejected() {
     let err = Artifact::open(&bad, &options(&[vk], false, vec![sym_id]))
         .err()
         .unwrap();
-    assert!(
-        matches!(&err, RuntimeError::Crypto { source: CryptoError::RecipientEntryCorrupt { label, .. }, .. } if *label == sym_r.label()),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::Crypto { source: CryptoError::RecipientEntryCorrupt { label, .. }, .. } if *label == sym_r.label());
 
     // Recipients present on an artifact whose signed header says it is not
     // encrypted, or missing from one that is.
@@ -617,18 +616,12 @@ fn wrapped_keys_for_another_file_key_are_rejected() {
     p.recipients = px.recipients.clone();
     p.write(&bad);
     let err = verify(&bad, &vk).err().unwrap();
-    assert!(
-        matches!(&err, RuntimeError::RecipientsMismatch { .. }),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::RecipientsMismatch { .. });
     let mut p = px.clone();
     p.recipients.clear();
     p.write(&bad);
     let err = verify(&bad, &vk).err().unwrap();
-    assert!(
-        matches!(&err, RuntimeError::RecipientsMismatch { .. }),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::RecipientsMismatch { .. });
 }
 
 #[test]
@@ -648,10 +641,7 @@ fn verify_needs_no_identity_and_reports_recipients() {
     assert_eq!(r.labels(), labels);
     assert!(!art.can_decrypt());
     let err = art.read_tensor("norm.bias").unwrap_err();
-    assert!(
-        matches!(&err, RuntimeError::NeedIdentity { recipients: 3, .. }),
-        "{err:?}"
-    );
+    assert_err!(err, RuntimeError::NeedIdentity { recipients: 3, .. });
     assert_eq!(err.kind(), ErrorKind::Usage);
     assert!(err.to_string().contains("--identity"), "{err}");
 }
@@ -668,7 +658,7 @@ fn external_signature_on_an_encrypted_artifact_keeps_its_recipients() {
     let (id, r) = age_pair();
     compile(&model, &unsigned, None, vec![r]);
     let err = verify(&unsigned, &vk).err().unwrap();
-    assert!(matches!(&err, RuntimeError::Unsigned { .. }), "{err:?}");
+    assert_err!(err, RuntimeError::Unsigned { .. });
 
     let m = tic_compiler::signing_message(&unsigned).unwrap();
     let signed = dir.path().join("signed.tic");

@@ -69,3 +69,24 @@ impl Rng {
         s * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 }
+
+/// Asserts that `err` matches a pattern (with an optional `if` guard),
+/// showing the error, after an optional `format!`-style context, when it
+/// does not: `assert_err!(err, E::Unsigned { .. })`,
+/// `assert_err!(err, E::Decrypt { chunk, .. } if *chunk == j, "cut {cut}")`.
+#[allow(unused_macros)]
+macro_rules! assert_err {
+    ($err:ident, $pat:pat $(if $guard:expr)? $(,)?) => {
+        assert!(matches!(&$err, $pat $(if $guard)?), "{:?}", $err)
+    };
+    ($err:ident, $pat:pat $(if $guard:expr)?, $($context:tt)+) => {
+        assert!(
+            matches!(&$err, $pat $(if $guard)?),
+            "{}: {:?}",
+            format_args!($($context)+),
+            $err
+        )
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use assert_err;
