@@ -469,8 +469,15 @@ pub(crate) struct BodyWriter {
 
 impl BodyWriter {
     /// Appends the code table and a directory placeholder for `n` symbols
-    /// of width `w` to `body`.
-    pub(crate) fn start(n: usize, w: u32, plan: &CodePlan, body: &mut Vec<u8>) -> Self {
+    /// of width `w` to `body`. `lanes` is scratch space for the lanes of a
+    /// tile (any contents; see [`BodyWriter::into_lanes`]).
+    pub(crate) fn start(
+        n: usize,
+        w: u32,
+        plan: &CodePlan,
+        body: &mut Vec<u8>,
+        lanes: Vec<u8>,
+    ) -> Self {
         let alphabet = 1usize << w;
         body.extend_from_slice(&plan.first.to_le_bytes());
         body.extend_from_slice(&plan.count.to_le_bytes());
@@ -497,8 +504,13 @@ impl BodyWriter {
             n,
             dir_at,
             area_at: body.len(),
-            scratch: Vec::new(),
+            scratch: lanes,
         }
+    }
+
+    /// Gives back the lane scratch space, for the next body.
+    pub(crate) fn into_lanes(self) -> Vec<u8> {
+        self.scratch
     }
 
     /// Appends tile `t` (tiles come in order; `tile` holds all its symbols)
@@ -1042,7 +1054,7 @@ mod tests {
     /// A whole mode-2 body for `syms`.
     fn encode_body(syms: &[u16], w: u32, plan: &CodePlan) -> Vec<u8> {
         let mut body = Vec::new();
-        let mut wr = BodyWriter::start(syms.len(), w, plan, &mut body);
+        let mut wr = BodyWriter::start(syms.len(), w, plan, &mut body, Vec::new());
         for (t, tile) in syms.chunks(TILE_SYMBOLS).enumerate() {
             wr.tile(t, tile, &mut body);
         }

@@ -262,23 +262,28 @@ impl PlaneSrc<'_> {
             _ => extract::<E8>(bytes(8), rot, s, w, out),
         }
     }
-
-    /// One symbol in `step`: the first [`SAMPLE_RUN`] of every
-    /// `SAMPLE_RUN * step`, so that the sample reads one cache line in
-    /// `step` rather than every line of the chunk.
-    fn sample(&self, step: usize) -> Vec<u16> {
-        let n = self.len();
-        let mut out = Vec::with_capacity(n / step + SAMPLE_RUN);
-        for first in (0..n).step_by(SAMPLE_RUN * step) {
-            let at = out.len();
-            out.resize(at + SAMPLE_RUN.min(n - first), 0);
-            self.extract(first, &mut out[at..]);
-        }
-        out
-    }
 }
 
-/// Length of the contiguous runs [`PlaneSrc::sample`] takes.
+/// One symbol in `step` of every plane: the first [`SAMPLE_RUN`] of every
+/// `SAMPLE_RUN * step`, so that the samples read one cache line in `step`
+/// rather than every line of the chunk, and each run once for all planes.
+fn samples(srcs: &[PlaneSrc], n: usize, step: usize) -> Vec<Vec<u16>> {
+    let mut out: Vec<Vec<u16>> = srcs
+        .iter()
+        .map(|_| Vec::with_capacity(n / step + SAMPLE_RUN))
+        .collect();
+    for first in (0..n).step_by(SAMPLE_RUN * step) {
+        let m = SAMPLE_RUN.min(n - first);
+        for (src, v) in srcs.iter().zip(&mut out) {
+            let at = v.len();
+            v.resize(at + m, 0);
+            src.extract(first, &mut v[at..]);
+        }
+    }
+    out
+}
+
+/// Length of the contiguous runs [`samples`] takes.
 const SAMPLE_RUN: usize = 64;
 
 /// Plane symbols of whole elements (`data.len() == out.len() * E::SIZE`).
@@ -334,9 +339,21 @@ fn extract_swar<const L: u32>(data: &[u8], rotate: bool, s: u32, w: u32, out: &m
     }
 }
 
+/// The encoder's per-thread buffers, kept between chunks (fresh ones would
+/// be faulted in and zeroed by the kernel for every chunk).
+struct EncScratch {
+    /// One tile of one plane's symbols.
+    tile: Vec<u16>,
+    /// Each plane's section body.
+    bodies: Vec<Vec<u8>>,
+    /// Each Huffman plane's lane scratch space.
+    lanes: Vec<Vec<u8>>,
+}
+
 thread_local! {
-    /// One tile of plane symbols for the encoder.
-    static TILE_BUF: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+    static ENC_SCRATCH: std::cell::RefCell<EncScratch> = const {
+        std::cell::RefCell::new(EncScratch { tile: Vec::new(), bodies: Vec::new(), lanes: Vec::new() })
+    };
 }
 
 /// How one plane of a chunk is stored.
@@ -363,7 +380,12 @@ pub(crate) fn encode(
     elem_size: usize,
     data: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    TILE_BUF.with_borrow_mut(|buf| {
+    ENC_SCRATCH.with_borrow_mut(|scratch| {
+        let EncScratch {
+            tile: buf,
+            bodies,
+            lanes,
+        } = scratch;
         let n = data.len() / elem_size;
         buf.resize(n.clamp(1, TILE_SYMBOLS), 0);
         let srcs: Vec<PlaneSrc> = pp
@@ -379,10 +401,15 @@ pub(crate) fn encode(
             .collect();
         let raw_len = |src: &PlaneSrc| (n * src.w as usize).div_ceil(8);
         // Which planes are worth a histogram (and a Huffman code)?
+        // A sample of one symbol in 16, when the planes are long enough for
+        // one to say anything.
+        const STEP: usize = 16;
+        let samples = (n >= 64 * STEP).then(|| samples(&srcs, n, STEP));
         let mut hists: Vec<Option<Histogram>> = Vec::with_capacity(srcs.len());
         let mut maybe_const = Vec::with_capacity(srcs.len());
-        for src in &srcs {
-            let (worth, constant) = screen(src, raw_len(src));
+        for (p, src) in srcs.iter().enumerate() {
+            let sample = samples.as_ref().map(|s| s[p].as_slice());
+            let (worth, constant) = screen(src, sample, raw_len(src));
             hists.push(worth.then(|| Histogram::new(1 << src.w)));
             maybe_const.push(constant);
         }
@@ -407,23 +434,37 @@ pub(crate) fn encode(
             })
             .collect();
         // Bodies, tile by tile across the planes.
-        let mut bodies: Vec<Vec<u8>> = srcs
-            .iter()
-            .map(|src| Vec::with_capacity(raw_len(src) + 64))
-            .collect();
+        let planes = srcs.len();
+        bodies.resize_with(planes.max(bodies.len()), Vec::new);
+        lanes.resize_with(planes.max(lanes.len()), Vec::new);
+        let bodies = &mut bodies[..planes];
+        for (body, src) in bodies.iter_mut().zip(&srcs) {
+            body.clear();
+            body.reserve(raw_len(src) + 64);
+        }
         let mut writers: Vec<Option<huffman::BodyWriter>> = modes
             .iter()
             .zip(&srcs)
-            .zip(&mut bodies)
-            .map(|((mode, src), body)| match mode {
-                PlaneMode::Huffman(plan) => Some(huffman::BodyWriter::start(n, src.w, plan, body)),
+            .zip(bodies.iter_mut())
+            .zip(lanes.iter_mut())
+            .map(|(((mode, src), body), lanes)| match mode {
+                PlaneMode::Huffman(plan) => Some(huffman::BodyWriter::start(
+                    n,
+                    src.w,
+                    plan,
+                    body,
+                    std::mem::take(lanes),
+                )),
                 _ => None,
             })
             .collect();
         for_each_tile(n, |first, m| {
             let tile = &mut buf[..m];
-            for (((src, mode), body), wr) in
-                srcs.iter().zip(&modes).zip(&mut bodies).zip(&mut writers)
+            for (((src, mode), body), wr) in srcs
+                .iter()
+                .zip(&modes)
+                .zip(bodies.iter_mut())
+                .zip(&mut writers)
             {
                 match (mode, wr) {
                     (PlaneMode::Huffman(_), Some(wr)) => {
@@ -440,8 +481,13 @@ pub(crate) fn encode(
                 }
             }
         });
+        for (wr, lanes) in writers.into_iter().zip(lanes.iter_mut()) {
+            if let Some(wr) = wr {
+                *lanes = wr.into_lanes();
+            }
+        }
         let mut out = Vec::with_capacity(bodies.iter().map(|b| b.len() + 8).sum());
-        for ((src, mode), mut body) in srcs.iter().zip(&modes).zip(bodies) {
+        for ((src, mode), body) in srcs.iter().zip(&modes).zip(bodies.iter_mut()) {
             let mode = match mode {
                 PlaneMode::Const(v) => {
                     body.extend_from_slice(&v.to_le_bytes());
@@ -453,7 +499,7 @@ pub(crate) fn encode(
                     body.clear();
                     for_each_tile(n, |first, m| {
                         src.extract(first, &mut buf[..m]);
-                        bits::pack(&buf[..m], src.w, &mut body);
+                        bits::pack(&buf[..m], src.w, body);
                     });
                     MODE_RAW
                 }
@@ -464,25 +510,20 @@ pub(crate) fn encode(
             })?;
             out.extend_from_slice(&section.to_le_bytes());
             out.push(mode);
-            out.extend_from_slice(&body);
+            out.extend_from_slice(body);
         }
         Ok(out)
     })
 }
 
-/// Screens a plane on a sample of one symbol in 16 (when the plane is long
-/// enough for one to say anything): (worth a histogram and a Huffman code,
-/// possibly constant).
-fn screen(src: &PlaneSrc, raw_len: usize) -> (bool, bool) {
-    const STEP: usize = 16;
+/// Screens a plane on its sample, if it has one: (worth a histogram and a
+/// Huffman code, possibly constant).
+fn screen(src: &PlaneSrc, sample: Option<&[u16]>, raw_len: usize) -> (bool, bool) {
     let (n, w) = (src.len(), src.w);
-    let sample = (n >= 64 * STEP).then(|| src.sample(STEP));
     let worth = n > 0
         && w <= MAX_HUFFMAN_WIDTH
-        && !sample
-            .as_ref()
-            .is_some_and(|s| surely_incompressible(s, n, w, raw_len));
-    let maybe_const = n > 0 && sample.as_ref().is_none_or(|s| s.iter().all(|&x| x == s[0]));
+        && !sample.is_some_and(|s| surely_incompressible(s, n, w, raw_len));
+    let maybe_const = n > 0 && sample.is_none_or(|s| s.iter().all(|&x| x == s[0]));
     (worth, maybe_const)
 }
 

@@ -255,7 +255,7 @@ fn huffman_body_not_smaller_than_raw_is_stored_raw() {
         };
         let syms: Vec<u16> = data.iter().map(|&b| u16::from(b)).collect();
         let mut body = Vec::new();
-        let mut wr = huffman::BodyWriter::start(n, 8, &plan, &mut body);
+        let mut wr = huffman::BodyWriter::start(n, 8, &plan, &mut body, Vec::new());
         for (t, tile) in syms.chunks(TILE_SYMBOLS).enumerate() {
             wr.tile(t, tile, &mut body);
         }
