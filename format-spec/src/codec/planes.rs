@@ -211,6 +211,26 @@ fn merge2_u16(a: &[u16], b: &[u16], s0: u32, rotate: bool, out: &mut [u8]) {
     }
 }
 
+/// `x = rotr32((a << s0) | (b << s1) | (c << s2) | (d << s3), 1)` (rotation
+/// optional), stored little-endian; the two low planes come as tile buffers
+/// or, for raw 8-bit planes, as the stored bytes themselves.
+fn merge4_u32<T: Copy + Into<u32>>(
+    a: &[u16],
+    b: &[u16],
+    c: &[T],
+    d: &[T],
+    [s0, s1, s2, s3]: [u32; 4],
+    rotate: bool,
+    out: &mut [u8],
+) {
+    let rows = a.iter().zip(b).zip(c.iter().zip(d));
+    for (o, ((&a, &b), (&c, &d))) in out.chunks_exact_mut(4).zip(rows) {
+        let r = (u32::from(a) << s0) | (u32::from(b) << s1) | (c.into() << s2) | (d.into() << s3);
+        let r = if rotate { rotr32(r, 32) } else { r };
+        o.copy_from_slice(&r.to_le_bytes());
+    }
+}
+
 /// Histogram of plane `plane` of a chunk (used by the chooser).
 pub(crate) fn plane_histogram(
     pp: &PlanesParams,
@@ -767,10 +787,19 @@ fn merge_tiles<E: Elem>(
     let wide = layout.len() != 2;
     let mut acc = vec![0u64; if wide && E::SIZE == 8 { cap } else { 0 }];
     let mut acc32 = vec![0u32; if wide && E::SIZE <= 4 { cap } else { 0 }];
+    // F32's usual layouts store the two low bytes raw: those are read in
+    // place rather than widened into tile buffers first.
+    let raw_low = match (E::SIZE, layout, decs) {
+        (4, [_, _, (_, 8), (_, 8)], [_, _, PlaneDec::Raw(x), PlaneDec::Raw(y)]) => {
+            x.get(..n).zip(y.get(..n))
+        }
+        _ => None,
+    };
     for (t, out_tile) in out.chunks_mut(TILE_SYMBOLS * E::SIZE).enumerate() {
         let m = out_tile.len() / E::SIZE;
         let first = t * TILE_SYMBOLS;
-        for ((dec, buf), &(_, w)) in decs.iter().zip(bufs.iter_mut()).zip(layout) {
+        let planes = if raw_low.is_some() { 2 } else { decs.len() };
+        for ((dec, buf), &(_, w)) in decs.iter().zip(bufs.iter_mut()).zip(layout).take(planes) {
             let buf = &mut buf[..m];
             match dec {
                 PlaneDec::Raw(body) => bits::unpack(body, w, first, buf),
@@ -797,17 +826,17 @@ fn merge_tiles<E: Elem>(
         }
         if let ([(s0, _), (s1, _), (s2, _), (s3, _)], 4) = (layout, E::SIZE) {
             // F32 and other 4-plane 32-bit layouts: one pass, no accumulator.
-            let rows = bufs[0][..m]
-                .iter()
-                .zip(&bufs[1][..m])
-                .zip(bufs[2][..m].iter().zip(&bufs[3][..m]));
-            for (c, ((&a, &b), (&x, &y))) in out_tile.chunks_exact_mut(4).zip(rows) {
-                let r = (u32::from(a) << s0)
-                    | (u32::from(b) << s1)
-                    | (u32::from(x) << s2)
-                    | (u32::from(y) << s3);
-                let r = if pp.rotate { rotr32(r, bits) } else { r };
-                c.copy_from_slice(&r.to_le_bytes());
+            let shifts = [*s0, *s1, *s2, *s3];
+            let (a, b) = (&bufs[0][..m], &bufs[1][..m]);
+            match raw_low {
+                Some((x, y)) => {
+                    let (x, y) = (&x[first..first + m], &y[first..first + m]);
+                    merge4_u32(a, b, x, y, shifts, pp.rotate, out_tile);
+                }
+                None => {
+                    let (x, y) = (&bufs[2][..m], &bufs[3][..m]);
+                    merge4_u32(a, b, x, y, shifts, pp.rotate, out_tile);
+                }
             }
             continue;
         }
