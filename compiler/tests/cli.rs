@@ -167,18 +167,20 @@ fn attach_signature(unsigned: &Path, sig: &Path, pubk: &Path, out: &Path) -> Out
     ])
 }
 
-/// Runs `openssl ARGS`, asserting that it succeeds.
+/// Runs `openssl ARGS`, asserting that it succeeds; returns its stdout.
 #[track_caller]
-fn openssl(args: &[&dyn AsRef<std::ffi::OsStr>]) {
+fn openssl(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<u8> {
     let o = Command::new("openssl")
         .args(args.iter().map(|a| a.as_ref()))
         .output()
         .unwrap();
     assert!(
         o.status.success(),
-        "openssl: {}",
+        "openssl {:?}: {}",
+        args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
         String::from_utf8_lossy(&o.stderr)
     );
+    o.stdout
 }
 
 /// Signs the file `msg` with OpenSSL (pure Ed25519) into `sig`.
@@ -531,18 +533,9 @@ fn keygen_writes_a_0600_pkcs8_key_and_its_public_key() {
         );
         return;
     }
-    let o = Command::new("openssl")
-        .args(["pkey", "-in"])
-        .arg(&key)
-        .arg("-pubout")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "openssl reads tic's key: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(String::from_utf8(o.stdout).unwrap(), pub_pem);
+    // OpenSSL reads tic's key and derives the same public key.
+    let public = openssl(&[&"pkey", &"-in", &key, &"-pubout"]);
+    assert_eq!(String::from_utf8(public).unwrap(), pub_pem);
 }
 
 #[test]

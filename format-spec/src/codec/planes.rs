@@ -486,18 +486,19 @@ pub(crate) fn encode(
                 .zip(bodies.iter_mut())
                 .zip(&mut writers)
             {
-                match (mode, wr) {
-                    (PlaneMode::Huffman(_), Some(wr)) => {
+                // Huffman planes have a writer; const planes need no body.
+                match (wr, mode) {
+                    (Some(wr), _) => {
                         src.extract(first, tile);
                         wr.tile(first / TILE_SYMBOLS, tile, body);
                     }
-                    (PlaneMode::Raw, _) => {
+                    (None, PlaneMode::Raw) => {
                         src.extract(first, tile);
                         // Tiles hold a multiple of 8 symbols, so their
                         // packings concatenate.
                         bits::pack(tile, src.w, body);
                     }
-                    _ => {}
+                    (None, _) => {}
                 }
             }
         });
