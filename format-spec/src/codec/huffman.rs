@@ -371,18 +371,23 @@ pub(crate) fn plan_code(
     }
     present.sort_unstable();
     let mut best: Option<CodePlan> = None;
-    let mut consider = |keep: &dyn Fn(u16, u32) -> bool| {
-        if let Some(plan) = evaluate(w, &present, keep, fixed, false) {
-            if best.as_ref().is_none_or(|b| plan.bytes < b.bytes) {
+    let mut consider = |keep: &dyn Fn(u16, u32) -> bool| -> bool {
+        match evaluate(w, &present, keep, fixed, false) {
+            Some(plan) if best.as_ref().is_none_or(|b| plan.bytes < b.bytes) => {
                 best = Some(plan);
+                true
             }
+            _ => false,
         }
     };
     consider(&|_, _| true);
     let mut escaped = 0;
+    // Sizes along the ladder fall, then rise: stop after two rungs in a row
+    // that beat nothing.
+    let mut misses = 0;
     for &t in thresholds {
         let k = present.partition_point(|&(c, _)| c <= t);
-        if k == present.len() {
+        if k == present.len() || misses >= 2 {
             break;
         }
         if k == escaped {
@@ -390,11 +395,12 @@ pub(crate) fn plan_code(
         }
         escaped = k;
         // Escape every symbol with count <= t.
-        consider(&|_, c| c > t);
+        let all = consider(&|_, c| c > t);
         // Escape only rare symbols outside the range spanned by frequent ones.
         let lo = hist.iter().position(|&c| c > t).unwrap_or(0) as u16;
         let hi = hist.iter().rposition(|&c| c > t).unwrap_or(0) as u16;
-        consider(&|s, _| s >= lo && s <= hi);
+        let outside = consider(&|s, _| s >= lo && s <= hi);
+        misses = if all || outside { 0 } else { misses + 1 };
     }
     // The variants were sized with the fast length repair; the winner gets
     // optimal lengths when it is coded for real.
