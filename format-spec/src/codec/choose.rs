@@ -137,7 +137,7 @@ pub(crate) fn plane_cost(hist: &[u32], w: u32, n: usize) -> u64 {
         // of every sampled chunk, escapes move a plane's size by
         // thousandths of a percent, and the candidates rank the same
         // without them (the encoder still tries them for real).
-        huffman::plan_code(hist, w, n, raw, &[], false).map_or(raw, |p| p.bytes)
+        huffman::plan_code(hist, w, n, raw, &[], false, false).map_or(raw, |p| p.bytes)
     } else {
         raw
     };

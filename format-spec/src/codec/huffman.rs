@@ -340,6 +340,8 @@ pub(crate) fn fixed_overhead(n: usize) -> u64 {
 /// (count <= each of `thresholds`) or trim rare symbols off the table's
 /// range; returns the smallest. Variants are sized with the fast length
 /// repair; with `exact` the winner then gets optimal (package-merge) lengths.
+/// With `sampled` the histogram counts a sample of the plane (scaled up):
+/// the code then always has an escape, for symbols the sample missed.
 /// `None` when `n == 0` or when no code can be smaller than `beat` bytes
 /// (checked first with the entropy bound, which no prefix code beats).
 pub(crate) fn plan_code(
@@ -349,6 +351,7 @@ pub(crate) fn plan_code(
     beat: u64,
     thresholds: &[u32],
     exact: bool,
+    sampled: bool,
 ) -> Option<CodePlan> {
     debug_assert_eq!(hist.len(), 1usize << w);
     let mut present: Vec<(u32, u16)> = hist
@@ -372,7 +375,7 @@ pub(crate) fn plan_code(
     present.sort_unstable();
     let mut best: Option<CodePlan> = None;
     let mut consider = |keep: &dyn Fn(u16, u32) -> bool| -> bool {
-        match evaluate(w, &present, keep, fixed, false) {
+        match evaluate(w, &present, keep, fixed, false, sampled) {
             Some(plan) if best.as_ref().is_none_or(|b| plan.bytes < b.bytes) => {
                 best = Some(plan);
                 true
@@ -382,12 +385,14 @@ pub(crate) fn plan_code(
     };
     consider(&|_, _| true);
     let mut escaped = 0;
-    // Sizes along the ladder fall, then rise: stop after two rungs in a row
-    // that beat nothing.
+    // On planes of a tile or more, sizes along the ladder fall, then rise:
+    // stop after two rungs in a row that beat nothing. (On small planes the
+    // table's size makes the curve bumpy, and the ladder is cheap.)
+    let patience = if n >= TILE_SYMBOLS { 2 } else { usize::MAX };
     let mut misses = 0;
     for &t in thresholds {
         let k = present.partition_point(|&(c, _)| c <= t);
-        if k == present.len() || misses >= 2 {
+        if k == present.len() || misses >= patience {
             break;
         }
         if k == escaped {
@@ -407,20 +412,29 @@ pub(crate) fn plan_code(
     if exact {
         if let Some(b) = &best {
             let lens = b.lens.clone();
-            best = evaluate(w, &present, &|s, _| lens[usize::from(s)] > 0, fixed, true);
+            best = evaluate(
+                w,
+                &present,
+                &|s, _| lens[usize::from(s)] > 0,
+                fixed,
+                true,
+                sampled,
+            );
         }
     }
     best.filter(|b| b.bytes < beat)
 }
 
 /// Builds and sizes the code that keeps the present symbols accepted by `keep`
-/// and escapes the others.
+/// and escapes the others (with `always_escape`, the code has an escape
+/// even when no present symbol needs it).
 fn evaluate(
     w: u32,
     present: &[(u32, u16)],
     keep: &dyn Fn(u16, u32) -> bool,
     fixed: u64,
     exact: bool,
+    always_escape: bool,
 ) -> Option<CodePlan> {
     let alphabet = 1usize << w;
     let mut kept: Vec<(u64, u16)> = Vec::with_capacity(present.len() + 1);
@@ -436,9 +450,10 @@ fn evaluate(
         return None;
     }
     let esc = alphabet as u16;
-    if esc_count > 0 {
-        let at = kept.partition_point(|&(c, _)| c <= esc_count);
-        kept.insert(at, (esc_count, esc));
+    if esc_count > 0 || always_escape {
+        let weight = esc_count.max(1);
+        let at = kept.partition_point(|&(c, _)| c <= weight);
+        kept.insert(at, (weight, esc));
     }
     let weights: Vec<u64> = kept.iter().map(|k| k.0).collect();
     let l = code_lengths(&weights, MAX_CODE_LEN, exact);
@@ -1124,7 +1139,7 @@ mod tests {
                 .collect();
             let mut hist = vec![0u32; 1 << w];
             syms.iter().for_each(|&s| hist[usize::from(s)] += 1);
-            let plan = plan_code(&hist, w, n, u64::MAX, &ESC_THRESHOLDS, true).unwrap();
+            let plan = plan_code(&hist, w, n, u64::MAX, &ESC_THRESHOLDS, true, false).unwrap();
             batches.insert(match EncTable::new(&plan, w).max_len {
                 0..=14 => 4,
                 15..=18 => 3,
@@ -1164,7 +1179,7 @@ mod tests {
             .collect();
         let mut hist = vec![0u32; 256];
         syms.iter().for_each(|&s| hist[usize::from(s)] += 1);
-        let plan = plan_code(&hist, 8, n, u64::MAX, &ESC_THRESHOLDS, true).unwrap();
+        let plan = plan_code(&hist, 8, n, u64::MAX, &ESC_THRESHOLDS, true, false).unwrap();
         assert!(plan.lens[256] > 0, "escape code used");
         let body = encode_body(&syms, 8, &plan);
         assert_eq!(fast_and_exact(8, n, &body), Some(syms.clone()));

@@ -433,22 +433,39 @@ pub(crate) fn encode(
             hists.push(worth.then(|| Histogram::new(1 << src.w)));
             maybe_const.push(constant);
         }
+        // Long planes are counted on one block in HIST_STEP: the code then
+        // has an escape for symbols the sample missed.
+        let sampled = n >= HIST_SAMPLED_FROM;
+        let (block, stride) = if sampled {
+            (HIST_BLOCK, HIST_BLOCK * HIST_STEP)
+        } else {
+            (TILE_SYMBOLS, TILE_SYMBOLS)
+        };
+        let mut counted = 0;
         if hists.iter().any(Option::is_some) {
-            for_each_tile(n, |first, m| {
+            for first in (0..n).step_by(stride) {
+                let m = block.min(n - first);
+                counted += m;
                 for (src, h) in srcs.iter().zip(&mut hists) {
                     if let Some(h) = h {
                         src.extract(first, &mut buf[..m]);
                         h.add(&buf[..m]);
                     }
                 }
-            });
+            }
         }
         let modes: Vec<PlaneMode> = srcs
             .iter()
             .zip(hists)
             .zip(maybe_const)
             .map(|((src, hist), maybe_const)| match hist {
-                Some(h) => mode_from_histogram(&h.finish(), src.w, n, raw_len(src)),
+                Some(h) => {
+                    let mut hist = h.finish();
+                    if sampled {
+                        scale_counts(&mut hist, n, counted);
+                    }
+                    mode_from_histogram(&hist, src, n, raw_len(src), sampled, buf)
+                }
                 None if maybe_const => constant(src, buf).map_or(PlaneMode::Raw, PlaneMode::Const),
                 None => PlaneMode::Raw,
             })
@@ -548,13 +565,40 @@ fn screen(src: &PlaneSrc, sample: Option<&[u16]>, raw_len: usize) -> (bool, bool
     (worth, maybe_const)
 }
 
-/// The mode of a plane whose full histogram is known.
-fn mode_from_histogram(hist: &[u32], w: u32, n: usize, raw_len: usize) -> PlaneMode {
+/// Planes of at least this many symbols get their histogram from a sample.
+pub(crate) const HIST_SAMPLED_FROM: usize = 4 * TILE_SYMBOLS;
+/// The sample: the first `HIST_BLOCK` symbols of every `HIST_STEP` blocks.
+pub(crate) const HIST_BLOCK: usize = 4096;
+pub(crate) const HIST_STEP: usize = 4;
+
+/// Scales counts of a `counted`-symbol sample up to `n` symbols; counts that
+/// were nonzero stay nonzero.
+fn scale_counts(hist: &mut [u32], n: usize, counted: usize) {
+    let k = n as f64 / counted.max(1) as f64;
+    for c in hist.iter_mut().filter(|c| **c > 0) {
+        *c = ((f64::from(*c) * k).round() as u32).max(1);
+    }
+}
+
+/// The mode of a plane from its histogram (of every symbol, or with
+/// `sampled` of a sample scaled up; `buf` is scratch for checking that a
+/// plane whose sample holds one value is constant).
+fn mode_from_histogram(
+    hist: &[u32],
+    src: &PlaneSrc,
+    n: usize,
+    raw_len: usize,
+    sampled: bool,
+    buf: &mut [u16],
+) -> PlaneMode {
     let mut present = hist.iter().enumerate().filter(|(_, &c)| c > 0);
     if let (Some((only, _)), None) = (present.next(), present.next()) {
-        return PlaneMode::Const(only as u16);
+        if !sampled || constant(src, buf).is_some() {
+            return PlaneMode::Const(only as u16);
+        }
     }
-    huffman::plan_code(hist, w, n, raw_len as u64, &huffman::ESC_THRESHOLDS, true)
+    let thresholds = &huffman::ESC_THRESHOLDS;
+    huffman::plan_code(hist, src.w, n, raw_len as u64, thresholds, true, sampled)
         .map_or(PlaneMode::Raw, PlaneMode::Huffman)
 }
 

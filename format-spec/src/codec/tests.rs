@@ -250,7 +250,8 @@ fn huffman_body_not_smaller_than_raw_is_stored_raw() {
             .collect();
         let mut hist = vec![0u32; 256];
         data.iter().for_each(|&b| hist[usize::from(b)] += 1);
-        let Some(plan) = plan_code(&hist, 8, n, raw_len as u64, &ESC_THRESHOLDS, true) else {
+        let Some(plan) = plan_code(&hist, 8, n, raw_len as u64, &ESC_THRESHOLDS, true, false)
+        else {
             continue;
         };
         let syms: Vec<u16> = data.iter().map(|&b| u16::from(b)).collect();
@@ -294,7 +295,7 @@ fn skewed_forces_length_limit() {
     assert!(distinct > 14, "need codes longer than 12 unlimited");
     let mut hist = vec![0u32; 256];
     data.iter().for_each(|&b| hist[b as usize] += 1);
-    let plan = plan_code(&hist, 8, data.len(), u64::MAX, &ESC_THRESHOLDS, true).unwrap();
+    let plan = plan_code(&hist, 8, data.len(), u64::MAX, &ESC_THRESHOLDS, true, false).unwrap();
     assert!(plan.lens.iter().all(|&l| u32::from(l) <= MAX_CODE_LEN));
     let stored = roundtrip(&planes(false, &[8]), 1, &data);
     // Entropy is 2 bits per symbol.
@@ -311,11 +312,58 @@ fn rare_symbols_are_escaped() {
     }
     let mut hist = vec![0u32; 256];
     data.iter().for_each(|&b| hist[b as usize] += 1);
-    let plan = plan_code(&hist, 8, data.len(), u64::MAX, &ESC_THRESHOLDS, true).unwrap();
+    let plan = plan_code(&hist, 8, data.len(), u64::MAX, &ESC_THRESHOLDS, true, false).unwrap();
     assert!(plan.lens[256] > 0, "escape symbol used");
     assert!(plan.count <= 8, "table range trimmed, count={}", plan.count);
     let stored = roundtrip(&planes(false, &[8]), 1, &data);
     assert!(stored.len() < data.len() / 3);
+}
+
+/// Whether symbol `i` of a long plane is outside the encoder's histogram
+/// sample.
+fn unsampled(i: usize) -> bool {
+    use super::planes::{HIST_BLOCK, HIST_STEP};
+    i % (HIST_BLOCK * HIST_STEP) >= HIST_BLOCK
+}
+
+#[test]
+fn symbols_the_histogram_sample_misses_are_escaped() {
+    use super::planes::HIST_SAMPLED_FROM;
+    let mut rng = Rng::new(16);
+    let n = HIST_SAMPLED_FROM + 12_345;
+    let mut data: Vec<u8> = (0..n).map(|_| (rng.below(4) + 100) as u8).collect();
+    // Every other value, each once, where the sample does not look.
+    let spots: Vec<usize> = (0..n).filter(|&i| unsampled(i)).step_by(997).collect();
+    for (b, &i) in (0..=255u8).filter(|b| !(100..104).contains(b)).zip(&spots) {
+        data[i] = b;
+    }
+    let stored = roundtrip(&planes(false, &[8]), 1, &data);
+    assert_eq!(stored[4], 2, "huffman mode");
+    assert!(stored.len() < n / 3, "{}", stored.len());
+}
+
+#[test]
+fn a_sample_of_one_value_is_checked_before_the_plane_is_constant() {
+    use super::planes::HIST_SAMPLED_FROM;
+    let n = HIST_SAMPLED_FROM + 100;
+    let data: Vec<u8> = (0..n)
+        .map(|i| {
+            if unsampled(i) && i % 5000 == 4999 {
+                9
+            } else {
+                7
+            }
+        })
+        .collect();
+    assert!(data.contains(&9));
+    let stored = roundtrip(&planes(false, &[8]), 1, &data);
+    assert_eq!(stored[4], 2, "huffman mode, not const");
+    let same = vec![7u8; n];
+    assert_eq!(
+        roundtrip(&planes(false, &[8]), 1, &same)[4],
+        1,
+        "const mode"
+    );
 }
 
 #[test]
