@@ -545,15 +545,26 @@ impl BodyWriter {
         // accumulator holds at most 7 pending bits plus K entries, and a
         // flush may shift out at most 7 whole bytes.
         let (enc, scratch) = (&self.enc, &mut self.scratch);
-        let lens = match enc.max_len {
-            0..=14 => encode_tile::<4>(tile, enc, body, scratch),
-            15..=18 => encode_tile::<3>(tile, enc, body, scratch),
+        let lens = match rows_per_flush(enc.max_len) {
+            4 => encode_tile::<4>(tile, enc, body, scratch),
+            3 => encode_tile::<3>(tile, enc, body, scratch),
             _ => encode_tile::<2>(tile, enc, body, scratch),
         };
         for (j, len) in lens.iter().enumerate() {
             let at = d + 4 + 2 * j;
             body[at..at + 2].copy_from_slice(&len.to_le_bytes());
         }
+    }
+}
+
+/// Rows a lane writer may add between flushes when its longest entry is
+/// `max_len` bits: up to 7 pending bits plus that many entries must fit the
+/// 64-bit accumulator.
+fn rows_per_flush(max_len: u32) -> usize {
+    match max_len {
+        0..=14 => 4,
+        15..=18 => 3,
+        _ => 2,
     }
 }
 
@@ -1140,11 +1151,7 @@ mod tests {
             let mut hist = vec![0u32; 1 << w];
             syms.iter().for_each(|&s| hist[usize::from(s)] += 1);
             let plan = plan_code(&hist, w, n, u64::MAX, &ESC_THRESHOLDS, true, false).unwrap();
-            batches.insert(match EncTable::new(&plan, w).max_len {
-                0..=14 => 4,
-                15..=18 => 3,
-                _ => 2,
-            });
+            batches.insert(rows_per_flush(EncTable::new(&plan, w).max_len));
             let body = encode_body(&syms, w, &plan);
             assert_eq!(
                 fast_and_exact(w, n, &body),

@@ -271,6 +271,14 @@ impl PlaneSrc<'_> {
         self.data.len() / self.elem_size
     }
 
+    /// Appends the raw packing of elements `first..first + tile.len()`
+    /// (`tile` is scratch). Tiles hold a multiple of 8 symbols, so the
+    /// packings of consecutive tiles concatenate.
+    fn pack(&self, first: usize, tile: &mut [u16], body: &mut Vec<u8>) {
+        self.extract(first, tile);
+        bits::pack(tile, self.w, body);
+    }
+
     /// Symbols of elements `first..first + out.len()`.
     fn extract(&self, first: usize, out: &mut [u16]) {
         let (s, w, rot) = (self.shift, self.w, self.rotate);
@@ -509,12 +517,7 @@ pub(crate) fn encode(
                         src.extract(first, tile);
                         wr.tile(first / TILE_SYMBOLS, tile, body);
                     }
-                    (None, PlaneMode::Raw) => {
-                        src.extract(first, tile);
-                        // Tiles hold a multiple of 8 symbols, so their
-                        // packings concatenate.
-                        bits::pack(tile, src.w, body);
-                    }
+                    (None, PlaneMode::Raw) => src.pack(first, tile, body),
                     (None, _) => {}
                 }
             }
@@ -535,10 +538,7 @@ pub(crate) fn encode(
                 PlaneMode::Huffman(_) if body.len() < raw_len(src) => MODE_HUFFMAN,
                 PlaneMode::Huffman(_) => {
                     body.clear();
-                    for_each_tile(n, |first, m| {
-                        src.extract(first, &mut buf[..m]);
-                        bits::pack(&buf[..m], src.w, body);
-                    });
+                    for_each_tile(n, |first, m| src.pack(first, &mut buf[..m], body));
                     MODE_RAW
                 }
                 PlaneMode::Raw => MODE_RAW,
