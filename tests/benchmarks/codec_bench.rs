@@ -5,8 +5,10 @@
 //! the commands add. This is the like-for-like figure next to a peer's
 //! in-memory API.
 //!
-//! usage: tic-codec-bench FILE [--threads T] [--warmup W] [--repeat R]
+//! usage: tic-codec-bench FILE [--threads T] [--warmup W] [--repeat R] [--warm]
 //! prints one JSON object: {"size", "compress_s": [..], "decompress_s": [..], "roundtrip"}
+//! and with `--warm` also "decompress_warm_s": decoding into one buffer used
+//! again (no page faults: the decoder's own cost, for A/B runs of it).
 
 use std::time::Instant;
 
@@ -19,6 +21,7 @@ struct Args {
     threads: usize,
     warmup: usize,
     repeat: usize,
+    warm: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -28,6 +31,7 @@ fn parse_args() -> Result<Args, String> {
         threads: 1,
         warmup: 1,
         repeat: 3,
+        warm: false,
     };
     while let Some(x) = it.next() {
         let mut num = |name: &str| -> Result<usize, String> {
@@ -39,12 +43,15 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => a.threads = num("--threads")?.max(1),
             "--warmup" => a.warmup = num("--warmup")?,
             "--repeat" => a.repeat = num("--repeat")?.max(1),
+            "--warm" => a.warm = true,
             _ if a.file.is_empty() && !x.starts_with('-') => a.file = x,
             _ => return Err(format!("unexpected argument `{x}`")),
         }
     }
     if a.file.is_empty() {
-        return Err("usage: tic-codec-bench FILE [--threads T] [--warmup W] [--repeat R]".into());
+        return Err(
+            "usage: tic-codec-bench FILE [--threads T] [--warmup W] [--repeat R] [--warm]".into(),
+        );
     }
     Ok(a)
 }
@@ -122,8 +129,8 @@ fn run() -> Result<(), String> {
         }
         per_tensor
     };
-    let decompress = |enc: &[(CodecSpec, Vec<Vec<u8>>)]| -> Vec<u8> {
-        let mut out = vec![0u8; file.len()];
+    let decompress_into = |enc: &[(CodecSpec, Vec<Vec<u8>>)], out: &mut Vec<u8>| {
+        out.resize(file.len(), 0);
         out[..data_at].copy_from_slice(&file[..data_at]);
         // Tensors are contiguous and in order (the parser checks it), so
         // the output splits into one disjoint slice per chunk.
@@ -142,6 +149,10 @@ fn run() -> Result<(), String> {
         jobs.into_par_iter().for_each(|(spec, es, s, dst)| {
             codec::decode_chunk(spec, es, s, dst).expect("decodes");
         });
+    };
+    let decompress = |enc: &[(CodecSpec, Vec<Vec<u8>>)]| -> Vec<u8> {
+        let mut out = Vec::new();
+        decompress_into(enc, &mut out);
         out
     };
 
@@ -157,13 +168,26 @@ fn run() -> Result<(), String> {
             })
             .collect()
     };
-    let (compress_s, decompress_s, size, roundtrip) = pool.install(|| {
+    let (compress_s, decompress_s, warm_s, size, roundtrip) = pool.install(|| {
         let mut enc = Vec::new();
         let compress_s = time(&mut || enc = compress());
         let mut out = Vec::new();
         let decompress_s = time(&mut || out = decompress(&enc));
+        let mut again = Vec::new();
+        let warm_s = if args.warm {
+            time(&mut || decompress_into(&enc, &mut again))
+        } else {
+            Vec::new()
+        };
         let stored: usize = enc.iter().flat_map(|(_, c)| c).map(|s| s.len()).sum();
-        (compress_s, decompress_s, data_at + stored, out == file)
+        let roundtrip = out == file && (again.is_empty() || again == file);
+        (
+            compress_s,
+            decompress_s,
+            warm_s,
+            data_at + stored,
+            roundtrip,
+        )
     });
     let list = |v: &[f64]| {
         v.iter()
@@ -171,8 +195,13 @@ fn run() -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let warm = if args.warm {
+        format!(", \"decompress_warm_s\": [{}]", list(&warm_s))
+    } else {
+        String::new()
+    };
     println!(
-        "{{\"size\": {size}, \"compress_s\": [{}], \"decompress_s\": [{}], \"roundtrip\": {roundtrip}}}",
+        "{{\"size\": {size}, \"compress_s\": [{}], \"decompress_s\": [{}]{warm}, \"roundtrip\": {roundtrip}}}",
         list(&compress_s),
         list(&decompress_s)
     );
