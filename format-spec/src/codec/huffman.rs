@@ -541,15 +541,7 @@ impl BodyWriter {
         let offset = (body.len() - self.area_at) as u32;
         let d = self.dir_at + t * DIR_ENTRY;
         body[d..d + 4].copy_from_slice(&offset.to_le_bytes());
-        // As many rows per flush as the longest entry allows: the
-        // accumulator holds at most 7 pending bits plus K entries, and a
-        // flush may shift out at most 7 whole bytes.
-        let (enc, scratch) = (&self.enc, &mut self.scratch);
-        let lens = match rows_per_flush(enc.max_len) {
-            4 => encode_tile::<4>(tile, enc, body, scratch),
-            3 => encode_tile::<3>(tile, enc, body, scratch),
-            _ => encode_tile::<2>(tile, enc, body, scratch),
-        };
+        let lens = encode_tile(tile, &self.enc, body, &mut self.scratch);
         for (j, len) in lens.iter().enumerate() {
             let at = d + 4 + 2 * j;
             body[at..at + 2].copy_from_slice(&len.to_le_bytes());
@@ -557,16 +549,15 @@ impl BodyWriter {
     }
 }
 
-/// Rows a lane writer may add between flushes when its longest entry is
-/// `max_len` bits: up to 7 pending bits plus that many entries must fit the
-/// 64-bit accumulator.
-fn rows_per_flush(max_len: u32) -> usize {
-    match max_len {
-        0..=14 => 4,
-        15..=18 => 3,
-        _ => 2,
-    }
-}
+/// Rows a lane writer adds between flushes: the accumulator holds at most 7
+/// pending bits plus this many entries of at most [`SHORT_ENTRY`] bits, and
+/// a flush may shift out at most 7 whole bytes.
+const ROWS_PER_FLUSH: usize = 4;
+
+/// The longest entry added without a flush around it: every code (12 bits
+/// at most); only escaped symbols (escape code and w raw bits, up to 22) are
+/// longer, and they are rare.
+const SHORT_ENTRY: u32 = MAX_CODE_LEN;
 
 /// Scratch bytes per lane: at most 2048 symbols of 22 bits, plus slack for
 /// the unconditional 8-byte stores of [`LaneWriter::flush`].
@@ -582,8 +573,6 @@ const ENC_SIZE: usize = 1 << 10;
 struct EncTable {
     bits: [u32; ENC_SIZE],
     lens: [u8; ENC_SIZE],
-    /// The longest entry, in bits (at most 12 + 10).
-    max_len: u32,
 }
 
 impl EncTable {
@@ -595,7 +584,6 @@ impl EncTable {
         let mut t = EncTable {
             bits: [0; ENC_SIZE],
             lens: [0; ENC_SIZE],
-            max_len: 0,
         };
         for (s, (&l, &code)) in plan.lens[..alphabet].iter().zip(&codes).enumerate() {
             let (bits, len) = if l > 0 {
@@ -605,7 +593,6 @@ impl EncTable {
             };
             t.bits[s] = bits;
             t.lens[s] = len as u8;
-            t.max_len = t.max_len.max(len);
         }
         t
     }
@@ -620,13 +607,22 @@ struct LaneWriter {
 }
 
 impl LaneWriter {
-    /// Adds symbol `s`'s entry without storing (see [`BodyWriter::tile`] for how
-    /// many adds may come between flushes).
+    /// Adds symbol `s`'s entry; an entry longer than [`SHORT_ENTRY`] gets a
+    /// flush before and after it, so that between flushes at most
+    /// [`ROWS_PER_FLUSH`] short entries accumulate.
     #[inline(always)]
-    fn add(&mut self, enc: &EncTable, s: u16) {
+    fn add(&mut self, enc: &EncTable, s: u16, buf: &mut [u8]) {
         let i = usize::from(s) & (ENC_SIZE - 1);
-        self.acc |= u64::from(enc.bits[i]) << self.n;
-        self.n += u32::from(enc.lens[i]);
+        let len = u32::from(enc.lens[i]);
+        if len > SHORT_ENTRY {
+            self.flush(buf);
+            self.acc |= u64::from(enc.bits[i]) << self.n;
+            self.n += len;
+            self.flush(buf);
+        } else {
+            self.acc |= u64::from(enc.bits[i]) << self.n;
+            self.n += len;
+        }
     }
 
     /// Stores all 8 bytes of the accumulator and keeps only the whole ones.
@@ -657,8 +653,9 @@ impl LaneWriter {
 
 /// Appends the 32 lanes of one tile; returns their byte lengths. Lanes are
 /// written four at a time in lockstep into scratch buffers (independent
-/// bit-writer chains), `K` rows per flush, then copied out in lane order.
-fn encode_tile<const K: usize>(
+/// bit-writer chains), [`ROWS_PER_FLUSH`] rows per flush, then copied out
+/// in lane order.
+fn encode_tile(
     tile: &[u16],
     enc: &EncTable,
     out: &mut Vec<u8>,
@@ -667,7 +664,7 @@ fn encode_tile<const K: usize>(
     const G: usize = 4;
     scratch.resize(LANES * LANE_CAP, 0);
     let mut lens = [0u16; LANES];
-    let blocks = tile.chunks_exact(K * LANES);
+    let blocks = tile.chunks_exact(ROWS_PER_FLUSH * LANES);
     let rest = blocks.remainder();
     for (g, group) in scratch.chunks_exact_mut(G * LANE_CAP).enumerate() {
         let g = g * G;
@@ -678,9 +675,10 @@ fn encode_tile<const K: usize>(
         for block in blocks.clone() {
             for row in block.chunks_exact(LANES) {
                 if let Some(a) = row.get(g..).and_then(|r| r.first_chunk::<G>()) {
-                    for i in 0..G {
-                        wr[i].add(enc, a[i]);
-                    }
+                    wr[0].add(enc, a[0], b0);
+                    wr[1].add(enc, a[1], b1);
+                    wr[2].add(enc, a[2], b2);
+                    wr[3].add(enc, a[3], b3);
                 }
             }
             wr[0].flush(b0);
@@ -693,7 +691,7 @@ fn encode_tile<const K: usize>(
             // The last, partial rows: one symbol per flush.
             let mut p = g + i;
             while let Some(&s) = rest.get(p) {
-                w.add(enc, s);
+                w.add(enc, s, buf);
                 w.flush(buf);
                 p += LANES;
             }
@@ -1116,12 +1114,53 @@ mod tests {
         (!failed).then_some(all)
     }
 
-    /// The encoder flushes 4, 3 or 2 rows at a time depending on the longest
-    /// table entry; every variant must give a body both decoders read back.
+    /// The worst case for the lane accumulator: 12-bit codes (the longest)
+    /// and 22-bit escaped symbols mixed at random, so that batches of three
+    /// longest codes then an escape, on top of 7 pending bits, come up often
+    /// (65 bits: one too many without the flush before the escape).
     #[test]
-    fn encoder_row_batches_round_trip() {
+    fn longest_codes_next_to_escapes_round_trip() {
+        let w = 10;
+        // Lengths 1, 2, ..., 12 for symbols 0..=11 and 12 for the escape: a
+        // complete code.
+        let mut lens = vec![0u8; (1 << w) + 1];
+        for (s, l) in lens.iter_mut().take(12).enumerate() {
+            *l = s as u8 + 1;
+        }
+        lens[1 << w] = 12;
+        assert_eq!(kraft(&lens), 1.0);
+        let plan = CodePlan {
+            lens,
+            first: 0,
+            count: 12,
+            bytes: 0,
+        };
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let n = 2 * TILE_SYMBOLS + 100;
+        let syms: Vec<u16> = (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 8 {
+                    0..=4 => 11,
+                    5 => 10,
+                    _ => 12 + (x >> 32) as u16 % 1000,
+                }
+            })
+            .collect();
+        let body = encode_body(&syms, w, &plan);
+        assert_eq!(fast_and_exact(w, n, &body), Some(syms));
+    }
+
+    /// The encoder flushes every 4 rows, and around each entry longer than
+    /// a code (an escaped symbol with its raw bits); bodies with and without
+    /// such entries, and with bursts of them, must read back in both
+    /// decoders.
+    #[test]
+    fn encoder_long_entries_round_trip() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut batches = std::collections::BTreeSet::new();
+        let mut longest = std::collections::BTreeSet::new();
         for (w, rare) in [
             (6, 0),
             (6, 50),
@@ -1151,7 +1190,8 @@ mod tests {
             let mut hist = vec![0u32; 1 << w];
             syms.iter().for_each(|&s| hist[usize::from(s)] += 1);
             let plan = plan_code(&hist, w, n, u64::MAX, &ESC_THRESHOLDS, true, false).unwrap();
-            batches.insert(rows_per_flush(EncTable::new(&plan, w).max_len));
+            let enc = EncTable::new(&plan, w);
+            longest.insert(enc.lens.iter().any(|&l| u32::from(l) > SHORT_ENTRY));
             let body = encode_body(&syms, w, &plan);
             assert_eq!(
                 fast_and_exact(w, n, &body),
@@ -1159,7 +1199,7 @@ mod tests {
                 "w {w}, rare {rare}"
             );
         }
-        assert_eq!(batches.into_iter().collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(longest.into_iter().collect::<Vec<_>>(), [false, true]);
     }
 
     #[test]
