@@ -652,8 +652,8 @@ impl LaneWriter {
 }
 
 /// Appends the 32 lanes of one tile; returns their byte lengths. Lanes are
-/// written four at a time in lockstep into scratch buffers (independent
-/// bit-writer chains), [`ROWS_PER_FLUSH`] rows per flush, then copied out
+/// written two at a time in lockstep into scratch buffers (independent
+/// bit-writer chains; four spill the accumulators out of registers), [`ROWS_PER_FLUSH`] rows per flush, then copied out
 /// in lane order.
 fn encode_tile(
     tile: &[u16],
@@ -661,32 +661,26 @@ fn encode_tile(
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> [u16; LANES] {
-    const G: usize = 4;
+    const G: usize = 2;
     scratch.resize(LANES * LANE_CAP, 0);
     let mut lens = [0u16; LANES];
     let blocks = tile.chunks_exact(ROWS_PER_FLUSH * LANES);
     let rest = blocks.remainder();
     for (g, group) in scratch.chunks_exact_mut(G * LANE_CAP).enumerate() {
         let g = g * G;
-        let (b0, more) = group.split_at_mut(LANE_CAP);
-        let (b1, more) = more.split_at_mut(LANE_CAP);
-        let (b2, b3) = more.split_at_mut(LANE_CAP);
+        let (b0, b1) = group.split_at_mut(LANE_CAP);
         let mut wr = [LaneWriter::default(); G];
         for block in blocks.clone() {
             for row in block.chunks_exact(LANES) {
                 if let Some(a) = row.get(g..).and_then(|r| r.first_chunk::<G>()) {
                     wr[0].add(enc, a[0], b0);
                     wr[1].add(enc, a[1], b1);
-                    wr[2].add(enc, a[2], b2);
-                    wr[3].add(enc, a[3], b3);
                 }
             }
             wr[0].flush(b0);
             wr[1].flush(b1);
-            wr[2].flush(b2);
-            wr[3].flush(b3);
         }
-        let bufs: [&mut [u8]; G] = [b0, b1, b2, b3];
+        let bufs: [&mut [u8]; G] = [b0, b1];
         for (i, (mut w, buf)) in wr.into_iter().zip(bufs).enumerate() {
             // The last, partial rows: one symbol per flush.
             let mut p = g + i;
