@@ -70,6 +70,23 @@ fn chunk_elems(elem: usize) -> usize {
     want.div_ceil(TILE_SYMBOLS) * TILE_SYMBOLS
 }
 
+/// Times `run` `warmup + repeat` times, the first `warmup` untimed. Each
+/// run's result is freed before the next run's clock starts (as the peers'
+/// harness does), so that no run pays for unmapping the last one's output.
+fn timed<T: Default>(warmup: usize, repeat: usize, mut run: impl FnMut() -> T) -> (Vec<f64>, T) {
+    let mut last = T::default();
+    let mut times = Vec::new();
+    for i in 0..warmup + repeat {
+        drop(std::mem::take(&mut last));
+        let t = Instant::now();
+        last = run();
+        if i >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    (times, last)
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("tic-codec-bench: {e}");
@@ -156,26 +173,13 @@ fn run() -> Result<(), String> {
         out
     };
 
-    let time = |f: &mut dyn FnMut()| -> Vec<f64> {
-        for _ in 0..args.warmup {
-            f();
-        }
-        (0..args.repeat)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_secs_f64()
-            })
-            .collect()
-    };
     let (compress_s, decompress_s, warm_s, size, roundtrip) = pool.install(|| {
-        let mut enc = Vec::new();
-        let compress_s = time(&mut || enc = compress());
-        let mut out = Vec::new();
-        let decompress_s = time(&mut || out = decompress(&enc));
+        let (w, r) = (args.warmup, args.repeat);
+        let (compress_s, enc) = timed(w, r, compress);
+        let (decompress_s, out) = timed(w, r, || decompress(&enc));
         let mut again = Vec::new();
         let warm_s = if args.warm {
-            time(&mut || decompress_into(&enc, &mut again))
+            timed(w, r, || decompress_into(&enc, &mut again)).0
         } else {
             Vec::new()
         };
