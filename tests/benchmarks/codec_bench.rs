@@ -168,7 +168,8 @@ fn run() -> Result<(), String> {
         });
     };
     let decompress = |enc: &[(CodecSpec, Vec<Vec<u8>>)]| -> Vec<u8> {
-        let mut out = Vec::new();
+        // Zeroed by the allocator (fresh pages), not by a memset.
+        let mut out = vec![0u8; file.len()];
         decompress_into(enc, &mut out);
         out
     };
