@@ -653,8 +653,8 @@ impl LaneWriter {
 
 /// Appends the 32 lanes of one tile; returns their byte lengths. Lanes are
 /// written two at a time in lockstep into scratch buffers (independent
-/// bit-writer chains; four spill the accumulators out of registers), [`ROWS_PER_FLUSH`] rows per flush, then copied out
-/// in lane order.
+/// bit-writer chains; four spill the accumulators out of registers),
+/// [`ROWS_PER_FLUSH`] rows per flush, then copied out in lane order.
 fn encode_tile(
     tile: &[u16],
     enc: &EncTable,
