@@ -196,17 +196,19 @@ fn rotr32(x: u32, bits: u32) -> u32 {
     }
 }
 
-/// `x = rotr16((a << s0) | b, 1)` (rotation optional), stored little-endian.
-fn merge2_u16(a: &[u16], b: &[u16], s0: u32, rotate: bool, out: &mut [u8]) {
+/// `x = rotr16((a << s0) | b, 1)` (rotation optional), stored little-endian;
+/// the low plane comes as a tile buffer or, for a raw 8-bit plane, as the
+/// stored bytes themselves.
+fn merge2_u16<T: Copy + Into<u16>>(a: &[u16], b: &[T], s0: u32, rotate: bool, out: &mut [u8]) {
     let pairs = out.chunks_exact_mut(2).zip(a.iter().zip(b));
     if rotate {
         for (c, (&x, &y)) in pairs {
-            let r = (x << s0) | y;
+            let r = (x << s0) | y.into();
             c.copy_from_slice(&r.rotate_right(1).to_le_bytes());
         }
     } else {
         for (c, (&x, &y)) in pairs {
-            c.copy_from_slice(&((x << s0) | y).to_le_bytes());
+            c.copy_from_slice(&((x << s0) | y.into()).to_le_bytes());
         }
     }
 }
@@ -832,18 +834,28 @@ fn merge_tiles<E: Elem>(
     let wide = layout.len() != 2;
     let mut acc = vec![0u64; if wide && E::SIZE == 8 { cap } else { 0 }];
     let mut acc32 = vec![0u32; if wide && E::SIZE <= 4 { cap } else { 0 }];
-    // F32's usual layouts store the two low bytes raw: those are read in
-    // place rather than widened into tile buffers first.
+    // F32's usual layouts store the two low bytes raw, BF16's the low byte:
+    // those are read in place rather than widened into tile buffers first.
     let raw_low = match (E::SIZE, layout, decs) {
         (4, [_, _, (_, 8), (_, 8)], [_, _, PlaneDec::Raw(x), PlaneDec::Raw(y)]) => {
             x.get(..n).zip(y.get(..n))
         }
         _ => None,
     };
+    let raw_low16 = match (E::SIZE, layout, decs) {
+        (2, [_, (0, 8)], [_, PlaneDec::Raw(x)]) => x.get(..n),
+        _ => None,
+    };
     for (t, out_tile) in out.chunks_mut(TILE_SYMBOLS * E::SIZE).enumerate() {
         let m = out_tile.len() / E::SIZE;
         let first = t * TILE_SYMBOLS;
-        let planes = if raw_low.is_some() { 2 } else { decs.len() };
+        let planes = if raw_low.is_some() {
+            2
+        } else if raw_low16.is_some() {
+            1
+        } else {
+            decs.len()
+        };
         for ((dec, buf), &(_, w)) in decs.iter().zip(bufs.iter_mut()).zip(layout).take(planes) {
             let buf = &mut buf[..m];
             match dec {
@@ -854,7 +866,16 @@ fn merge_tiles<E: Elem>(
         }
         if let ([(s0, _), _], 2) = (layout, E::SIZE) {
             // BF16/F16 with two planes: 16-bit arithmetic vectorizes well.
-            merge2_u16(&bufs[0][..m], &bufs[1][..m], *s0, pp.rotate, out_tile);
+            match raw_low16 {
+                Some(x) => merge2_u16(
+                    &bufs[0][..m],
+                    &x[first..first + m],
+                    *s0,
+                    pp.rotate,
+                    out_tile,
+                ),
+                None => merge2_u16(&bufs[0][..m], &bufs[1][..m], *s0, pp.rotate, out_tile),
+            }
             continue;
         }
         if let [(s0, _), (s1, _)] = layout {
