@@ -10,6 +10,10 @@ pub(crate) const DIR_ENTRY: usize = 4 + 2 * LANES;
 /// Lanes decoded in lockstep by the fast path.
 const GROUP: usize = 4;
 
+/// Sections of fewer symbols are decoded by the exact decoder alone: the
+/// fast table costs about as much to build as it saves on them.
+const FAST_MIN_SYMBOLS: usize = 8192;
+
 /// Rows (symbols per lane) the fast path decodes per block: 8 KiB of output.
 const BLOCK_ROWS: usize = 128;
 
@@ -55,16 +59,18 @@ const fn multi_layout(w: u32) -> (u32, u32) {
     }
 }
 
-/// Builds the exact (one code per entry) and fast (as many whole codes as
-/// the peek holds, up to [`multi_layout`]) decode tables for code lengths
-/// `lens` (index = symbol; `escape` is the escape's index) and their
-/// canonical codes.
+/// Builds the exact (one code per entry) and, if `with_fast`, the fast (as
+/// many whole codes as the peek holds, up to [`multi_layout`]) decode tables
+/// for code lengths `lens` (index = symbol; `escape` is the escape's index)
+/// and their canonical codes.
+#[allow(clippy::type_complexity)]
 fn decode_tables(
     lens: &[u8],
     codes: &[u16],
     escape: usize,
     w: u32,
-) -> (Box<[u32; TABLE_SIZE]>, Box<[u32; TABLE_SIZE]>) {
+    with_fast: bool,
+) -> (Box<[u32; TABLE_SIZE]>, Option<Box<[u32; TABLE_SIZE]>>) {
     let mut single = Box::new([entry(0, MAX_CODE_LEN, 0, INVALID); TABLE_SIZE]);
     for (s, (&l, &c)) in lens.iter().zip(codes).enumerate() {
         if l == 0 {
@@ -80,6 +86,9 @@ fn decode_tables(
         for k in 0..1usize << (MAX_CODE_LEN - l32) {
             single[r | (k << l)] = e;
         }
+    }
+    if !with_fast {
+        return (single, None);
     }
     // Append plain codes that fit entirely in the rest of the peek: a code's
     // entry depends only on its own bits, so the lookup of the shifted peek
@@ -103,7 +112,7 @@ fn decode_tables(
         }
         *t = entry(syms, used, count, 0);
     }
-    (single, fast)
+    (single, Some(fast))
 }
 
 /// Optimal code lengths limited to `limit` bits for `weights` (ascending, all
@@ -715,8 +724,9 @@ pub(crate) struct HuffDecoder<'a> {
     wmask: u64,
     /// Per 12-bit LSB-first peek: one symbol (see [`decode_tables`]).
     table: Box<[u32; TABLE_SIZE]>,
-    /// Per 12-bit LSB-first peek: up to three symbols.
-    fast: Box<[u32; TABLE_SIZE]>,
+    /// Per 12-bit LSB-first peek: up to three symbols (none for sections of
+    /// fewer than [`FAST_MIN_SYMBOLS`] symbols).
+    fast: Option<Box<[u32; TABLE_SIZE]>>,
     dir: &'a [u8],
     lanes: &'a [u8],
 }
@@ -799,7 +809,8 @@ impl<'a> HuffDecoder<'a> {
             });
         }
         let codes = canonical_codes(&lens);
-        let (table, fast) = decode_tables(&lens, &codes, alphabet as usize, w);
+        let (table, fast) =
+            decode_tables(&lens, &codes, alphabet as usize, w, n >= FAST_MIN_SYMBOLS);
         // Tile directory.
         let dir_off = 4 + nl.div_ceil(2);
         let tiles = n.div_ceil(TILE_SYMBOLS);
@@ -879,7 +890,7 @@ impl<'a> HuffDecoder<'a> {
             .filter(|a| a.len() <= SCRATCH_BYTES);
         // Lane counts fall with the lane index: the last lane's is smallest.
         let rows = lane_count(m, LANES - 1);
-        if let (Some(area), true) = (area, fast && rows > 0) {
+        if let (Some(area), Some(table), true) = (area, &self.fast, fast && rows > 0) {
             let fast_ok = SCRATCH.with_borrow_mut(|sc| {
                 let (lane_buf, tile_buf) = (&mut sc.0, &mut sc.1);
                 lane_buf[..area.len()].copy_from_slice(area);
@@ -897,8 +908,10 @@ impl<'a> HuffDecoder<'a> {
                     for (b, x) in rel.chunks_exact_mut(GROUP).zip(idx.chunks_exact_mut(GROUP)) {
                         if let (Ok(b), Ok(x)) = (b.try_into(), x.try_into()) {
                             bad |= match multi_layout(self.w) {
-                                (3, 8) => self.decode_group::<3, 8>(limit, b, x, lane_buf, tile),
-                                _ => self.decode_group::<2, 10>(limit, b, x, lane_buf, tile),
+                                (3, 8) => {
+                                    self.decode_group::<3, 8>(table, limit, b, x, lane_buf, tile)
+                                }
+                                _ => self.decode_group::<2, 10>(table, limit, b, x, lane_buf, tile),
                             };
                         }
                     }
@@ -928,14 +941,15 @@ impl<'a> HuffDecoder<'a> {
     /// Fast lockstep decode of one group of lanes, at bit positions `bp` of
     /// `lanes` and output indices `idx` (symbol `k` of lane `j` is
     /// `out[k * LANES + j]`), until a lane could pass symbol `limit` of the
-    /// lane: one 8-byte load and two table lookups per lane and step (at most
-    /// 2 × 22 bits of the 57 a load guarantees), each lookup giving up to
-    /// `MAX` symbols of `WIDTH`-bit fields. Returns the OR of the entries
-    /// used: [`INVALID`] set means an unassigned code was met and the results
-    /// are void.
+    /// lane: one 8-byte load and two lookups in the fast table `table` per
+    /// lane and step (at most 2 × 22 bits of the 57 a load guarantees), each
+    /// lookup giving up to `MAX` symbols of `WIDTH`-bit fields. Returns the
+    /// OR of the entries used: [`INVALID`] set means an unassigned code was
+    /// met and the results are void.
     #[inline]
     fn decode_group<const MAX: usize, const WIDTH: u32>(
         &self,
+        table: &[u32; TABLE_SIZE],
         limit: usize,
         bp: &mut [usize; GROUP],
         idx: &mut [usize; GROUP],
@@ -944,7 +958,6 @@ impl<'a> HuffDecoder<'a> {
     ) -> u32 {
         const OUT_MASK: usize = TILE_SYMBOLS - 1;
         let sym_mask = (1u32 << WIDTH) - 1;
-        let table: &[u32; TABLE_SIZE] = &self.fast;
         let w = self.w;
         let wmask = self.wmask;
         let mut bad = 0u32;
