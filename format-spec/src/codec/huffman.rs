@@ -856,12 +856,14 @@ impl<'a> HuffDecoder<'a> {
     ///
     /// The fast path decodes lanes [`GROUP`] at a time in lockstep
     /// (independent dependency chains keep the CPU busy), up to three
-    /// symbols per table lookup (see [`multi_layout`]), in blocks of [`BLOCK_ROWS`] rows so the rows being
-    /// written and the decode table stay in L1 together. It works on
-    /// power-of-two scratch copies indexed through masks, so it needs no
-    /// bounds checks. Each lane's last few symbols, and every lane if the fast
-    /// path met an unassigned code, then go through the exact one-symbol
-    /// decoder on the section itself, which reports the precise error.
+    /// symbols per table lookup (see [`multi_layout`]), in blocks of
+    /// [`BLOCK_ROWS`] rows so the rows being written and the decode table
+    /// stay in L1 together. It works on power-of-two scratch copies indexed
+    /// through masks, so it needs no bounds checks. Each lane's last few
+    /// symbols, every lane if the fast path met an unassigned code, and
+    /// whole sections under [`FAST_MIN_SYMBOLS`] go through the exact
+    /// one-symbol decoder on the section itself, which reports the precise
+    /// error.
     pub(crate) fn decode_tile(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
         self.decode_tile_with(t, out, true)
     }
