@@ -44,6 +44,9 @@ thread_local! {
 const ESC_FLAG: u32 = 1 << 30;
 const INVALID: u32 = 1 << 31;
 
+/// A decode table: one entry per 12-bit peek.
+type DecodeTable = Box<[u32; TABLE_SIZE]>;
+
 /// A table entry.
 const fn entry(syms: u32, adv: u32, count: u32, flags: u32) -> u32 {
     syms | adv << 24 | count << 28 | flags
@@ -63,14 +66,13 @@ const fn multi_layout(w: u32) -> (u32, u32) {
 /// many whole codes as the peek holds, up to [`multi_layout`]) decode tables
 /// for code lengths `lens` (index = symbol; `escape` is the escape's index)
 /// and their canonical codes.
-#[allow(clippy::type_complexity)]
 fn decode_tables(
     lens: &[u8],
     codes: &[u16],
     escape: usize,
     w: u32,
     with_fast: bool,
-) -> (Box<[u32; TABLE_SIZE]>, Option<Box<[u32; TABLE_SIZE]>>) {
+) -> (DecodeTable, Option<DecodeTable>) {
     let mut single = Box::new([entry(0, MAX_CODE_LEN, 0, INVALID); TABLE_SIZE]);
     for (s, (&l, &c)) in lens.iter().zip(codes).enumerate() {
         if l == 0 {
@@ -623,14 +625,14 @@ impl LaneWriter {
     fn add(&mut self, enc: &EncTable, s: u16, buf: &mut [u8]) {
         let i = usize::from(s) & (ENC_SIZE - 1);
         let len = u32::from(enc.lens[i]);
-        if len > SHORT_ENTRY {
+        let long = len > SHORT_ENTRY;
+        if long {
             self.flush(buf);
-            self.acc |= u64::from(enc.bits[i]) << self.n;
-            self.n += len;
+        }
+        self.acc |= u64::from(enc.bits[i]) << self.n;
+        self.n += len;
+        if long {
             self.flush(buf);
-        } else {
-            self.acc |= u64::from(enc.bits[i]) << self.n;
-            self.n += len;
         }
     }
 
@@ -723,10 +725,10 @@ pub(crate) struct HuffDecoder<'a> {
     w: u32,
     wmask: u64,
     /// Per 12-bit LSB-first peek: one symbol (see [`decode_tables`]).
-    table: Box<[u32; TABLE_SIZE]>,
+    table: DecodeTable,
     /// Per 12-bit LSB-first peek: up to three symbols (none for sections of
     /// fewer than [`FAST_MIN_SYMBOLS`] symbols).
-    fast: Option<Box<[u32; TABLE_SIZE]>>,
+    fast: Option<DecodeTable>,
     dir: &'a [u8],
     lanes: &'a [u8],
 }

@@ -846,16 +846,15 @@ fn merge_tiles<E: Elem>(
         (2, [_, (0, 8)], [_, PlaneDec::Raw(x)]) => x.get(..n),
         _ => None,
     };
+    // Planes decoded into the tile buffers (the others are read in place).
+    let planes = match (raw_low, raw_low16) {
+        (Some(_), _) => 2,
+        (_, Some(_)) => 1,
+        _ => decs.len(),
+    };
     for (t, out_tile) in out.chunks_mut(TILE_SYMBOLS * E::SIZE).enumerate() {
         let m = out_tile.len() / E::SIZE;
         let first = t * TILE_SYMBOLS;
-        let planes = if raw_low.is_some() {
-            2
-        } else if raw_low16.is_some() {
-            1
-        } else {
-            decs.len()
-        };
         for ((dec, buf), &(_, w)) in decs.iter().zip(bufs.iter_mut()).zip(layout).take(planes) {
             let buf = &mut buf[..m];
             match dec {
