@@ -35,21 +35,23 @@ thread_local! {
 // Decode table entries, one per 12-bit LSB-first peek:
 //   bits 0..24  the symbols, first at the bottom: up to three of 8 bits
 //               (planes of w <= 8 bits) or two of 10 bits (wider planes)
-//   bits 24..28 bits consumed by the codes (for ESC: the escape code only)
-//   bits 28..30 how many symbols (0 only with INVALID)
+//   bits 24..26 how many symbols (0 only with INVALID)
+//   bit 26      ESC, bit 27 INVALID
+//   bits 28..32 bits consumed by the codes (for ESC: the escape code only),
+//               on top so that one shift extracts them
 //   ESC: the (only) code is the escape, its w-bit value follows it;
 //   INVALID: no code starts with the peek (consumes a whole peek, so the
 //   fast path keeps moving; its result is then thrown away).
 // The exact decoder's table holds one symbol per entry.
-const ESC_FLAG: u32 = 1 << 30;
-const INVALID: u32 = 1 << 31;
+const ESC_FLAG: u32 = 1 << 26;
+const INVALID: u32 = 1 << 27;
 
 /// A decode table: one entry per 12-bit peek.
 type DecodeTable = Box<[u32; TABLE_SIZE]>;
 
 /// A table entry.
 const fn entry(syms: u32, adv: u32, count: u32, flags: u32) -> u32 {
-    syms | adv << 24 | count << 28 | flags
+    syms | count << 24 | flags | adv << 28
 }
 
 /// Symbols per fast-table entry and their field width, for planes of `w`
@@ -101,10 +103,10 @@ fn decode_tables(
         if *t & (INVALID | ESC_FLAG) != 0 {
             continue;
         }
-        let (mut syms, mut used, mut count) = (*t & 0xff_ffff, (*t >> 24) & 0xf, 1);
+        let (mut syms, mut used, mut count) = (*t & 0xff_ffff, *t >> 28, 1);
         while count < max {
             let e = single[p >> used];
-            let l = (e >> 24) & 0xf;
+            let l = e >> 28;
             if e & (INVALID | ESC_FLAG) != 0 || used + l > MAX_CODE_LEN {
                 break;
             }
@@ -926,6 +928,8 @@ impl<'a> HuffDecoder<'a> {
                 if m < TILE_SYMBOLS {
                     out.copy_from_slice(&tile_buf[..m]);
                 }
+                let wmask = self.wmask as u16;
+                out.iter_mut().for_each(|x| *x &= wmask);
                 for (b, r) in bp.iter_mut().zip(rel) {
                     *b = r + first * 8;
                 }
@@ -961,7 +965,6 @@ impl<'a> HuffDecoder<'a> {
         out: &mut [u16; TILE_SYMBOLS],
     ) -> u32 {
         const OUT_MASK: usize = TILE_SYMBOLS - 1;
-        let sym_mask = (1u32 << WIDTH) - 1;
         let w = self.w;
         let wmask = self.wmask;
         let mut bad = 0u32;
@@ -983,15 +986,16 @@ impl<'a> HuffDecoder<'a> {
                     for _ in 0..2 {
                         let e = table[(word & (TABLE_SIZE as u64 - 1)) as usize];
                         bad |= e;
-                        let l = (e >> 24) & 0xf;
+                        let l = e >> 28;
                         let (syms, adv, count) = if e & ESC_FLAG != 0 {
                             (((word >> l) & wmask) as u32, l + w, 1)
                         } else {
-                            (e, l, (e >> 28) as usize & 3)
+                            (e, l, (e >> 24) as usize & 3)
                         };
+                        // Unmasked: the bits above the symbol are cleared
+                        // once per tile afterwards, in a vectorized pass.
                         for k in 0..MAX {
-                            out[(at + k * LANES) & OUT_MASK] =
-                                ((syms >> (WIDTH * k as u32)) & sym_mask) as u16;
+                            out[(at + k * LANES) & OUT_MASK] = (syms >> (WIDTH * k as u32)) as u16;
                         }
                         at += count * LANES;
                         word >>= adv;
@@ -1047,7 +1051,7 @@ impl<'a> HuffDecoder<'a> {
                 if e & INVALID != 0 {
                     return Err(err(bp));
                 }
-                let l = (e >> 24) & 0xf;
+                let l = e >> 28;
                 let (s, adv) = if e & ESC_FLAG != 0 {
                     (((word >> l) & wmask) as u32, l + w)
                 } else {
