@@ -2,20 +2,17 @@
 //! histograms of a bounded sample of chunks and picks the smallest.
 
 use super::huffman;
-use super::planes::{plane_histogram, PlanesParams};
+use super::planes::{bits_histogram, PlanesParams};
 use super::{CodecSpec, MAX_HUFFMAN_WIDTH};
 
 /// At most this many chunks (spread over the tensor) are sampled.
 pub const SAMPLE_CHUNKS: usize = 4;
 
-/// Below this many elements a sampled chunk's plane histograms are built
-/// from the split planes instead of from 65536-bin histograms.
-const SMALL_CHUNK: usize = 1 << 14;
-
-/// Sampled chunks of at least `SUBSAMPLE * SMALL_CHUNK` elements are
-/// histogrammed on one block of [`SUB_BLOCK`] elements in `SUBSAMPLE`
-/// (spread over the chunk), counts scaled back up.
+/// Sampled chunks of at least `SUBSAMPLE_MIN` elements are histogrammed on
+/// one block of [`SUB_BLOCK`] elements in `SUBSAMPLE` (spread over the
+/// chunk), counts scaled back up.
 const SUBSAMPLE: usize = 4;
+const SUBSAMPLE_MIN: usize = 1 << 16;
 const SUB_BLOCK: usize = 4096;
 
 /// The `planes` candidates tried for an element size.
@@ -41,88 +38,41 @@ pub fn candidates(elem_size: usize, float: bool) -> Vec<PlanesParams> {
     }
 }
 
-/// Histograms of one sampled chunk under one rotation setting: the top
-/// `min(W, 16)` bits, and each whole byte below them.
-struct ChunkHists {
-    top_bits: u32,
-    /// Nonzero bins of the top-bits histogram (value, count).
-    top_nonzero: Vec<(u32, u32)>,
-    low_bytes: Vec<[u32; 256]>,
+/// Bits of the windows whose histograms the chooser builds: every plane of
+/// every candidate is at most this wide.
+const WINDOW_BITS: u32 = MAX_HUFFMAN_WIDTH;
+
+/// The window (shift, width) whose histogram holds the histogram of plane
+/// (`shift`, `w`) of `bits`-bit elements: the top or bottom
+/// [`WINDOW_BITS`] bits, else the byte the plane lies in. BF16's candidates
+/// all fall in its top and bottom windows, F32's in those and two bytes: a
+/// few 1024-bin histograms serve every candidate, and each stays in L1.
+fn window(bits: u32, shift: u32, w: u32) -> Option<(u32, u32)> {
+    let t = bits.min(WINDOW_BITS);
+    let byte = (shift / 8 * 8, 8);
+    [(bits - t, t), (0, t), byte]
+        .into_iter()
+        .find(|&(s, width)| s <= shift && shift + w <= s + width)
 }
 
-impl ChunkHists {
-    /// Multiplies every count by `k` (a sample's histograms standing in for
-    /// the whole chunk's); nonzero counts stay nonzero.
-    fn scale(&mut self, k: f64) {
-        if k == 1.0 {
-            return;
-        }
-        let up = |c: &mut u32| *c = ((f64::from(*c) * k).round() as u32).max(u32::from(*c > 0));
-        self.top_nonzero.iter_mut().for_each(|(_, c)| up(c));
-        self.low_bytes.iter_mut().flatten().for_each(up);
+/// Histogram of plane (`shift`, `w`) summed out of window (`ws`, `hist`).
+fn derived_hist(ws: u32, hist: &[u32], shift: u32, w: u32) -> Vec<u32> {
+    let s = shift - ws;
+    let mask = (1usize << w) - 1;
+    let mut out = vec![0u32; 1 << w];
+    for (x, &c) in hist.iter().enumerate() {
+        out[(x >> s) & mask] += c;
     }
+    out
 }
 
-fn chunk_hists(elem_size: usize, rotate: bool, chunk: &[u8]) -> ChunkHists {
-    match elem_size {
-        1 => chunk_hists_n::<1>(rotate, chunk),
-        2 => chunk_hists_n::<2>(rotate, chunk),
-        4 => chunk_hists_n::<4>(rotate, chunk),
-        _ => chunk_hists_n::<8>(rotate, chunk),
-    }
-}
-
-fn chunk_hists_n<const N: usize>(rotate: bool, chunk: &[u8]) -> ChunkHists {
-    let bits = 8 * N as u32;
-    let top_bits = bits.min(16);
-    let tshift = bits - top_bits;
-    let nlow = (tshift / 8) as usize;
-    let mut top = vec![0u32; 1 << top_bits];
-    let mut low_bytes = vec![[0u32; 256]; nlow];
-    for c in chunk.chunks_exact(N) {
-        let mut a = [0u8; 8];
-        a[..N].copy_from_slice(c);
-        let mut r = u64::from_le_bytes(a);
-        if rotate {
-            r = if bits == 64 {
-                r.rotate_left(1)
-            } else {
-                ((r << 1) | (r >> (bits - 1))) & ((1u64 << bits) - 1)
-            };
+/// Multiplies every count by `k` (a sample's histogram standing in for the
+/// whole chunk's); nonzero counts stay nonzero.
+fn scale(hist: &mut [u32], k: f64) {
+    if k != 1.0 {
+        for c in hist.iter_mut() {
+            *c = ((f64::from(*c) * k).round() as u32).max(u32::from(*c > 0));
         }
-        top[(r >> tshift) as usize] += 1;
-        for (b, h) in low_bytes.iter_mut().enumerate() {
-            h[((r >> (8 * b)) & 0xff) as usize] += 1;
-        }
-    }
-    let top_nonzero = top
-        .iter()
-        .enumerate()
-        .filter(|(_, &c)| c > 0)
-        .map(|(x, &c)| (x as u32, c))
-        .collect();
-    ChunkHists {
-        top_bits,
-        top_nonzero,
-        low_bytes,
-    }
-}
-
-/// Histogram of the plane at (`shift`, `w`) if the chunk histograms hold it.
-fn derived_hist(h: &ChunkHists, bits: u32, shift: u32, w: u32) -> Option<Vec<u32>> {
-    let tshift = bits - h.top_bits;
-    if shift >= tshift {
-        let s = shift - tshift;
-        let mask = (1usize << w) - 1;
-        let mut out = vec![0u32; 1 << w];
-        for &(x, c) in &h.top_nonzero {
-            out[(x as usize >> s) & mask] += c;
-        }
-        Some(out)
-    } else if w == 8 && shift.is_multiple_of(8) && shift + 8 <= tshift {
-        Some(h.low_bytes[(shift / 8) as usize].to_vec())
-    } else {
-        None
     }
 }
 
@@ -171,33 +121,35 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
         let chunk = &data[start..end];
         let m = chunk.len() / elem_size;
         raw_cost += chunk.len() as u64;
-        let mut hists: [Option<ChunkHists>; 2] = [None, None];
-        // Small chunks: splitting is cheaper than 65536-bin histograms.
-        let direct = m < SMALL_CHUNK;
-        let sub: Option<Vec<u8>> = (m >= SUBSAMPLE * SMALL_CHUNK).then(|| {
+        // Window histograms of this chunk: ((rotate, shift, width), counts).
+        let mut windows: Vec<((bool, u32, u32), Vec<u32>)> = Vec::new();
+        let sub: Option<Vec<u8>> = (m >= SUBSAMPLE_MIN).then(|| {
             let mut v = Vec::with_capacity(chunk.len() / SUBSAMPLE + SUB_BLOCK * elem_size);
             for b in chunk.chunks(SUB_BLOCK * elem_size).step_by(SUBSAMPLE) {
                 v.extend_from_slice(b);
             }
             v
         });
-        let (hist_src, scale) = match &sub {
+        let (hist_src, k) = match &sub {
             Some(s) => (s.as_slice(), (m as f64 / (s.len() / elem_size) as f64)),
             None => (chunk, 1.0),
         };
         for (cand, cost) in cands.iter().zip(costs.iter_mut()) {
-            for (p, (shift, w)) in cand.layout().into_iter().enumerate() {
-                let derived = if direct {
-                    None
-                } else {
-                    let h = hists[usize::from(cand.rotate)].get_or_insert_with(|| {
-                        let mut h = chunk_hists(elem_size, cand.rotate, hist_src);
-                        h.scale(scale);
-                        h
-                    });
-                    derived_hist(h, bits, shift, w)
+            for (shift, w) in cand.layout() {
+                let hist = match window(bits, shift, w) {
+                    Some((ws, ww)) => {
+                        let key = (cand.rotate, ws, ww);
+                        let i = windows.iter().position(|(x, _)| *x == key);
+                        let i = i.unwrap_or_else(|| {
+                            let mut h = bits_histogram(elem_size, cand.rotate, hist_src, ws, ww);
+                            scale(&mut h, k);
+                            windows.push((key, h));
+                            windows.len() - 1
+                        });
+                        derived_hist(ws, &windows[i].1, shift, w)
+                    }
+                    None => bits_histogram(elem_size, cand.rotate, chunk, shift, w),
                 };
-                let hist = derived.unwrap_or_else(|| plane_histogram(cand, elem_size, chunk, p));
                 *cost += plane_cost(&hist, w, m);
             }
         }

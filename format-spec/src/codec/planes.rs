@@ -233,18 +233,19 @@ fn merge4_u32<T: Copy + Into<u32>>(
     }
 }
 
-/// Histogram of plane `plane` of a chunk (used by the chooser).
-pub(crate) fn plane_histogram(
-    pp: &PlanesParams,
+/// Histogram of bits `shift..shift + w` (`w <= 16`) of a chunk's elements,
+/// rotated as `rotate` says (used by the chooser).
+pub(crate) fn bits_histogram(
     elem_size: usize,
+    rotate: bool,
     data: &[u8],
-    plane: usize,
+    shift: u32,
+    w: u32,
 ) -> Vec<u32> {
-    let (shift, w) = pp.layout()[plane];
     let src = PlaneSrc {
         data,
         elem_size,
-        rotate: pp.rotate,
+        rotate,
         shift,
         w,
     };
