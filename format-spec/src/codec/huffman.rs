@@ -953,7 +953,8 @@ impl<'a> HuffDecoder<'a> {
     /// lane and step (at most 2 × 22 bits of the 57 a load guarantees), each
     /// lookup giving up to `MAX` symbols of `WIDTH`-bit fields. Returns the
     /// OR of the entries used: [`INVALID`] set means an unassigned code was
-    /// met and the results are void.
+    /// met and the results are void. Symbols are stored with stray bits
+    /// above their width: the caller masks the tile.
     #[inline]
     fn decode_group<const MAX: usize, const WIDTH: u32>(
         &self,
