@@ -77,6 +77,7 @@ macro_rules! by_width {
         }
     };
 }
+pub(crate) use by_width;
 
 /// Packs `syms` as `w`-bit values LSB-first (`ceil(len * w / 8)` bytes).
 /// `w` must be in 1..=16.

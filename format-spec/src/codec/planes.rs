@@ -1,7 +1,7 @@
 //! Codec 1 `planes`: optional 1-bit rotation, split into bit planes, each
 //! plane stored raw, constant, or Huffman coded.
 
-use super::bits;
+use super::bits::{self, by_width};
 use super::huffman::{self, HuffDecoder};
 use super::{CodecError, CodecSpec, CODEC_PLANES, MAX_HUFFMAN_WIDTH, TILE_SYMBOLS};
 
@@ -278,8 +278,16 @@ impl PlaneSrc<'_> {
     /// (`tile` is scratch). Tiles hold a multiple of 8 symbols, so the
     /// packings of consecutive tiles concatenate.
     fn pack(&self, first: usize, tile: &mut [u16], body: &mut Vec<u8>) {
-        self.extract(first, tile);
-        bits::pack(tile, self.w, body);
+        let (s, w, rot) = (self.shift, self.w, self.rotate);
+        let bytes = |size: usize| &self.data[first * size..(first + tile.len()) * size];
+        match self.elem_size {
+            2 => by_width!(w, pack16, bytes(2), rot, s, tile, body),
+            4 => by_width!(w, pack32, bytes(4), rot, s, tile, body),
+            _ => {
+                self.extract(first, tile);
+                bits::pack(tile, w, body);
+            }
+        }
     }
 
     /// Symbols of elements `first..first + out.len()`.
@@ -332,23 +340,7 @@ fn extract<E: Elem>(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) 
 /// time in a u64 (SWAR), which compiles to whole-word loads and stores where
 /// per-element byte loads compile to byte gathers.
 fn extract_swar<const L: u32>(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) {
-    // Bit 0 of every element.
-    let lo: u64 = if L == 16 {
-        0x0001_0001_0001_0001
-    } else {
-        0x0000_0001_0000_0001
-    };
-    let m = ((1u64 << w) - 1) * lo;
-    let one = |x: u64| {
-        let r = if rotate {
-            ((x << 1) & !lo) | ((x >> (L - 1)) & lo)
-        } else {
-            x
-        };
-        // Bits shifted in from the next element sit above bit L - s of
-        // each element, and w <= L - s, so the mask clears them.
-        (r >> s) & m
-    };
+    let one = |x: u64| swar_fields::<L>(x, rotate, s, w);
     let k = (64 / L) as usize;
     let bytes = (L / 8) as usize;
     let mut groups = out.chunks_exact_mut(k);
@@ -368,6 +360,104 @@ fn extract_swar<const L: u32>(data: &[u8], rotate: bool, s: u32, w: u32, out: &m
         a[..bytes].copy_from_slice(c);
         *x = one(u64::from_le_bytes(a)) as u16;
     }
+}
+
+/// [`PlaneSrc::pack`] for 16- and 32-bit elements (`L` bits) in one pass:
+/// eight symbols straight from eight elements into `W` packed bytes, with
+/// no round trip through a tile of u16 symbols (`tile` is scratch for a
+/// last group of fewer than eight).
+fn pack_swar<const W: usize, const L: u32>(
+    data: &[u8],
+    rotate: bool,
+    s: u32,
+    tile: &mut [u16],
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    if W == 8 {
+        // One byte per element: a plain loop, which vectorizes.
+        out.resize(start + data.len() / (L / 8) as usize, 0);
+        let out = &mut out[start..];
+        if L == 32 {
+            for (o, c) in out.iter_mut().zip(data.chunks_exact(4)) {
+                let x = u32::from_le_bytes(c.try_into().unwrap_or_default());
+                *o = ((if rotate { x.rotate_left(1) } else { x }) >> s) as u8;
+            }
+        } else {
+            for (o, c) in out.iter_mut().zip(data.chunks_exact(2)) {
+                let x = u16::from_le_bytes(c.try_into().unwrap_or_default());
+                *o = ((if rotate { x.rotate_left(1) } else { x }) >> s) as u8;
+            }
+        }
+        return;
+    }
+    let per = (64 / L) as usize;
+    let sym = (1u64 << W) - 1;
+    let mut groups = data.chunks_exact(L as usize);
+    out.resize(start + groups.len() * W, 0);
+    let dst = out[start..].chunks_exact_mut(W).zip(&mut groups);
+    if W <= 8 {
+        // Eight symbols fit one u64: no 128-bit shifts.
+        for (d, g) in dst {
+            let mut v = 0u64;
+            for (j, c) in g.chunks_exact(8).enumerate() {
+                let x = swar_fields::<L>(load8(c), rotate, s, W as u32);
+                for i in 0..per {
+                    v |= ((x >> (L as usize * i)) & sym) << ((j * per + i) * W);
+                }
+            }
+            d.copy_from_slice(&v.to_le_bytes()[..W]);
+        }
+    } else {
+        for (d, g) in dst {
+            let mut v = 0u128;
+            for (j, c) in g.chunks_exact(8).enumerate() {
+                let x = swar_fields::<L>(load8(c), rotate, s, W as u32);
+                for i in 0..per {
+                    v |= u128::from((x >> (L as usize * i)) & sym) << ((j * per + i) * W);
+                }
+            }
+            d.copy_from_slice(&v.to_le_bytes()[..W]);
+        }
+    }
+    let rest = groups.remainder();
+    let k = rest.len() / (L / 8) as usize;
+    extract_swar::<L>(rest, rotate, s, W as u32, &mut tile[..k]);
+    bits::pack(&tile[..k], W as u32, out);
+}
+
+fn pack16<const W: usize>(d: &[u8], r: bool, s: u32, t: &mut [u16], o: &mut Vec<u8>) {
+    pack_swar::<W, 16>(d, r, s, t, o)
+}
+
+fn pack32<const W: usize>(d: &[u8], r: bool, s: u32, t: &mut [u16], o: &mut Vec<u8>) {
+    pack_swar::<W, 32>(d, r, s, t, o)
+}
+
+#[inline(always)]
+fn load8(c: &[u8]) -> u64 {
+    u64::from_le_bytes(c.try_into().unwrap_or_default())
+}
+
+/// The `w`-bit field at `s` of each `L`-bit element of `x` (rotated first
+/// if `rotate`), each left at the bottom of its element's slot.
+#[inline(always)]
+fn swar_fields<const L: u32>(x: u64, rotate: bool, s: u32, w: u32) -> u64 {
+    // Bit 0 of every element.
+    let lo: u64 = if L == 16 {
+        0x0001_0001_0001_0001
+    } else {
+        0x0000_0001_0000_0001
+    };
+    let m = ((1u64 << w) - 1) * lo;
+    let r = if rotate {
+        ((x << 1) & !lo) | ((x >> (L - 1)) & lo)
+    } else {
+        x
+    };
+    // Bits shifted in from the next element sit above bit L - s of each
+    // element, and w <= L - s, so the mask clears them.
+    (r >> s) & m
 }
 
 /// The encoder's per-thread buffers, kept between chunks (fresh ones would
@@ -943,4 +1033,52 @@ fn merge_tiles<E: Elem>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass raw packing equals extracting the symbols and packing
+    /// them, for every element size it serves, every plane (shift, width),
+    /// both rotations and lengths around the 8-symbol groups.
+    #[test]
+    fn one_pass_pack_matches_extract_then_pack() {
+        let data: Vec<u8> = (0..4 * 1003u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for elem_size in [2usize, 4] {
+            let bits = 8 * elem_size as u32;
+            for w in 1..=16u32.min(bits) {
+                for shift in 0..=bits - w {
+                    for rotate in [false, true] {
+                        for n in [0usize, 1, 7, 8, 9, 16, 100, 1003] {
+                            let src = PlaneSrc {
+                                data: &data[..n * elem_size],
+                                elem_size,
+                                rotate,
+                                shift,
+                                w,
+                            };
+                            // The plain per-element extraction as reference.
+                            let mut syms = vec![0u16; n];
+                            let d = src.data;
+                            match elem_size {
+                                2 => extract::<E2>(d, rotate, shift, w, &mut syms),
+                                _ => extract::<E4>(d, rotate, shift, w, &mut syms),
+                            }
+                            let mut want = vec![0xAA];
+                            bits::pack(&syms, w, &mut want);
+                            let mut got = vec![0xAA];
+                            src.pack(0, &mut vec![0u16; n], &mut got);
+                            assert_eq!(
+                                got, want,
+                                "size {elem_size} w {w} s {shift} rot {rotate} n {n}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
