@@ -97,22 +97,9 @@ fn pack_w<const W: usize>(syms: &[u16], out: &mut Vec<u8>) {
                 *o = s as u8;
             }
         }
-    } else if W < 8 {
-        // Eight symbols fit one u64: no 128-bit shifts.
-        for (d, g) in dst {
-            let mut v = 0u64;
-            for (i, &s) in g.iter().enumerate() {
-                v |= u64::from(s) << (i * W);
-            }
-            d.copy_from_slice(&v.to_le_bytes()[..W]);
-        }
     } else {
         for (d, g) in dst {
-            let mut v = 0u128;
-            for (i, &s) in g.iter().enumerate() {
-                v |= u128::from(s) << (i * W);
-            }
-            d.copy_from_slice(&v.to_le_bytes()[..W]);
+            pack_group::<W>(|i| u64::from(g[i]), d);
         }
     }
     let mut bw = BitWriter::new(out);
@@ -120,6 +107,26 @@ fn pack_w<const W: usize>(syms: &[u16], out: &mut Vec<u8>) {
         bw.put(u32::from(s), W as u32);
     }
     bw.finish();
+}
+
+/// Packs the eight `W`-bit symbols `sym(0..8)` (higher bits zero) into the
+/// `W` bytes of `d`.
+#[inline(always)]
+pub(crate) fn pack_group<const W: usize>(sym: impl Fn(usize) -> u64, d: &mut [u8]) {
+    if W <= 8 {
+        // Eight symbols fit one u64: no 128-bit shifts.
+        let mut v = 0u64;
+        for i in 0..8 {
+            v |= sym(i) << (i * W);
+        }
+        d.copy_from_slice(&v.to_le_bytes()[..W]);
+    } else {
+        let mut v = 0u128;
+        for i in 0..8 {
+            v |= u128::from(sym(i)) << (i * W);
+        }
+        d.copy_from_slice(&v.to_le_bytes()[..W]);
+    }
 }
 
 /// Unpacks `out.len()` symbols of `w` bits (1..=16) starting at symbol

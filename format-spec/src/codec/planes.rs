@@ -346,7 +346,7 @@ fn extract_swar<const L: u32>(data: &[u8], rotate: bool, s: u32, w: u32, out: &m
     let mut groups = out.chunks_exact_mut(k);
     let mut src = data.chunks_exact(8);
     for (o, c) in (&mut groups).zip(&mut src) {
-        let v = one(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        let v = one(bits::load_u64(c, 0));
         for (i, x) in o.iter_mut().enumerate() {
             *x = (v >> (L as usize * i)) as u16;
         }
@@ -395,30 +395,13 @@ fn pack_swar<const W: usize, const L: u32>(
     let sym = (1u64 << W) - 1;
     let mut groups = data.chunks_exact(L as usize);
     out.resize(start + groups.len() * W, 0);
-    let dst = out[start..].chunks_exact_mut(W).zip(&mut groups);
-    if W <= 8 {
-        // Eight symbols fit one u64: no 128-bit shifts.
-        for (d, g) in dst {
-            let mut v = 0u64;
-            for (j, c) in g.chunks_exact(8).enumerate() {
-                let x = swar_fields::<L>(load8(c), rotate, s, W as u32);
-                for i in 0..per {
-                    v |= ((x >> (L as usize * i)) & sym) << ((j * per + i) * W);
-                }
-            }
-            d.copy_from_slice(&v.to_le_bytes()[..W]);
-        }
-    } else {
-        for (d, g) in dst {
-            let mut v = 0u128;
-            for (j, c) in g.chunks_exact(8).enumerate() {
-                let x = swar_fields::<L>(load8(c), rotate, s, W as u32);
-                for i in 0..per {
-                    v |= u128::from((x >> (L as usize * i)) & sym) << ((j * per + i) * W);
-                }
-            }
-            d.copy_from_slice(&v.to_le_bytes()[..W]);
-        }
+    for (d, g) in out[start..].chunks_exact_mut(W).zip(&mut groups) {
+        // The group's L / 8 words, each holding `per` symbols.
+        let words: [u64; 4] = std::array::from_fn(|j| match j < L as usize / 8 {
+            true => swar_fields::<L>(bits::load_u64(g, 8 * j), rotate, s, W as u32),
+            false => 0,
+        });
+        bits::pack_group::<W>(|i| (words[i / per] >> (L as usize * (i % per))) & sym, d);
     }
     let rest = groups.remainder();
     let k = rest.len() / (L / 8) as usize;
@@ -432,11 +415,6 @@ fn pack16<const W: usize>(d: &[u8], r: bool, s: u32, t: &mut [u16], o: &mut Vec<
 
 fn pack32<const W: usize>(d: &[u8], r: bool, s: u32, t: &mut [u16], o: &mut Vec<u8>) {
     pack_swar::<W, 32>(d, r, s, t, o)
-}
-
-#[inline(always)]
-fn load8(c: &[u8]) -> u64 {
-    u64::from_le_bytes(c.try_into().unwrap_or_default())
 }
 
 /// The `w`-bit field at `s` of each `L`-bit element of `x` (rotated first
