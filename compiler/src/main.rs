@@ -12,6 +12,13 @@ use clap::{Args, Parser, Subcommand};
 use tic_compiler::{AmendError, CompileError, CompileOptions};
 use tic_runtime::{Artifact, ErrorKind, OpenOptions, RuntimeError, Trust};
 
+/// `println!` that returns the error (a closed pipe) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)
+    };
+}
+
 mod report;
 
 #[derive(Parser)]
@@ -205,6 +212,8 @@ fn lossy_long_help() -> String {
 const EXIT_VERIFY_FAILED: u8 = 1;
 const EXIT_USAGE_OR_IO: u8 = 2;
 const EXIT_INTERNAL: u8 = 3;
+/// 128 + SIGPIPE.
+const EXIT_BROKEN_PIPE: u8 = 141;
 
 /// An error with the exit code it maps to.
 struct Failure {
@@ -274,11 +283,23 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader of our output went away (`tic inspect m.tic | head`):
+        // nobody is left to tell. The code is the one a shell reports for a
+        // tool stopped by SIGPIPE, never 0: the output (a verify report, say)
+        // was not all delivered.
+        Err(f) if is_broken_pipe(&f.err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(f) => {
             eprintln!("tic: error: {}", message(&f.err));
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Whether writing our output failed because its reader closed the pipe
+/// (a bare I/O error: the libraries' I/O errors name their file).
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The error and its causes, skipping a cause whose text the message
@@ -377,7 +398,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let start = std::time::Instant::now();
             let r = tic_compiler::compile(&input, &output, &opts, bar.as_ref())?;
             let secs = start.elapsed().as_secs_f64();
-            println!(
+            outln!(
                 "{}: {} files, {} tensors, {} -> {} bytes ({:.2}%), {:.1} MB/s{}{}",
                 r.output.display(),
                 r.files,
@@ -394,19 +415,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 } else {
                     String::new()
                 }
-            );
+            )?;
             if !r.lossy.is_empty() {
                 let max_rel = r.lossy.iter().map(|l| l.2.max_rel).fold(0.0, f64::max);
                 let max_abs = r.lossy.iter().map(|l| l.2.max_abs).fold(0.0, f64::max);
                 let mean_rel =
                     r.lossy.iter().map(|l| l.2.mean_rel).sum::<f64>() / r.lossy.len() as f64;
-                println!(
+                outln!(
                     "lossy: {} tensor(s), pointwise relative error mean {:.3}% (average over tensors), max {:.3}%, max absolute error {:.3e}; `tic inspect` lists them",
                     r.lossy.len(),
                     100.0 * mean_rel,
                     100.0 * max_rel,
                     max_abs
-                );
+                )?;
             }
             Ok(0)
         }
@@ -427,19 +448,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             let bar = progress(quiet);
             let r = art.extract(&output, force, bar.as_ref())?;
-            println!(
+            outln!(
                 "restored {} files ({} bytes) into {}",
                 r.files.len(),
                 r.bytes,
                 output.display()
-            );
+            )?;
             if !art.header().all_lossless() {
                 let lossy = art.header().lossy_tensor_names();
-                println!(
+                outln!(
                     "note: the output is not byte-identical to the original: {} tensor(s) were lossy-coded: {}",
                     lossy.len(),
                     lossy.join(", ")
-                );
+                )?;
             }
             Ok(0)
         }
@@ -455,7 +476,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let art = open_with(&artifact, &trust, &[])?;
             let rep = report::Report::new(&art);
             if json {
-                println!("{}", serde_json::to_string_pretty(&rep.inspect_json())?);
+                outln!("{}", serde_json::to_string_pretty(&rep.inspect_json())?)?;
             } else {
                 rep.print_inspect(&mut std::io::stdout().lock())?;
             }
@@ -504,12 +525,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 tic_format::sign::public_key_pem(&key.verifying_key())?,
             )
             .with_context(|| format!("writing {}", pub_path.display()))?;
-            println!(
+            outln!(
                 "wrote {} and {} (key {})",
                 priv_path.display(),
                 pub_path.display(),
                 tic_format::sign::fingerprint(&key.verifying_key())
-            );
+            )?;
             Ok(0)
         }
         Cmd::SigningMessage { artifact, output } => {
@@ -518,7 +539,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 Some(p) => {
                     std::fs::write(&p, m).with_context(|| format!("writing {}", p.display()))?
                 }
-                None => println!("{}", tic_format::hex(&m)),
+                None => outln!("{}", tic_format::hex(&m))?,
             }
             Ok(0)
         }
@@ -537,12 +558,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             let add = read_recipients(&add, &add_key)?;
             let labels = tic_compiler::rewrap(&artifact, &ids, &add, &remove, &output, force)?;
-            println!(
+            outln!(
                 "{}: encrypted to {} recipient(s): {}",
                 output.display(),
                 labels.len(),
                 labels.join(", ")
-            );
+            )?;
             Ok(0)
         }
         Cmd::AttachSignature {
@@ -556,7 +577,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 .with_context(|| format!("reading {}", signature.display()))?;
             let key = tic_runtime::read_public_key(&public_key)?;
             let fp = tic_compiler::attach_signature(&artifact, &sig, &key, &output, force)?;
-            println!("{}: signed by {fp}", output.display());
+            outln!("{}: signed by {fp}", output.display())?;
             Ok(0)
         }
     }

@@ -346,32 +346,34 @@ pub fn verify(
             let h = art.header();
             let p = art.preamble();
             if signed {
-                println!("verified: {}", path.display());
+                outln!("verified: {}", path.display())?;
             } else {
-                println!(
+                outln!(
                     "accepted, NOT verified (no trusted signature; allowed by --allow-unsigned): {}",
                     path.display()
-                );
+                )?;
             }
-            println!("  signature:  {}", signature_text(art.signature()));
-            println!(
+            outln!("  signature:  {}", signature_text(art.signature()))?;
+            outln!(
                 "  format:     {}.{} (written by {})",
-                p.major, p.minor, h.creator
-            );
-            println!(
+                p.major,
+                p.minor,
+                h.creator
+            )?;
+            outln!(
                 "  contents:   {} files, {} tensors, {} chunks, {} original",
                 h.files.len(),
                 v["tensors"],
                 h.chunks.len(),
                 mb(v["original_bytes"].as_u64().unwrap_or(0))
-            );
+            )?;
             let codecs: Vec<String> = rep
                 .codecs()
                 .iter()
                 .map(|(k, n)| format!("{k} x{n}"))
                 .collect();
-            println!("  codecs:     {}", codecs.join(", "));
-            println!(
+            outln!("  codecs:     {}", codecs.join(", "))?;
+            outln!(
                 "  lossless:   {}",
                 if h.all_lossless() {
                     "yes, every tensor decodes bit for bit".to_string()
@@ -381,19 +383,19 @@ pub fn verify(
                         h.tensors.iter().filter(|t| t.lossy.is_some()).count()
                     )
                 }
-            );
-            println!("  encryption: {}", rep.encryption_text());
-            println!(
+            )?;
+            outln!("  encryption: {}", rep.encryption_text())?;
+            outln!(
                 "  integrity:  all {} chunk digests match the signed header",
                 h.chunks.len()
-            );
+            )?;
         }
         Ok(v)
     })();
     match result {
         Ok(v) => {
             if json_out {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())?;
             }
             Ok(0)
         }
@@ -405,7 +407,7 @@ pub fn verify(
                 "exit_code": f.code,
                 "error": crate::message(&f.err),
             });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())?;
             eprintln!("tic: error: {}", crate::message(&f.err));
             Ok(f.code)
         }
@@ -460,9 +462,9 @@ pub fn load(
         "load_GBps": bytes as f64 / t_load.max(1e-9) / 1e9,
     });
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else {
-        println!(
+        outln!(
             "loaded {} tensors ({}) onto {}{}",
             loaded.len(),
             mb(bytes),
@@ -472,18 +474,18 @@ pub fn load(
             } else {
                 String::new()
             }
-        );
-        println!("  signature:        {}", signature_text(art.signature()));
-        println!("  open + signature: {:8.2} ms", t_open * 1e3);
-        println!(
+        )?;
+        outln!("  signature:        {}", signature_text(art.signature()))?;
+        outln!("  open + signature: {:8.2} ms", t_open * 1e3)?;
+        outln!(
             "  load:             {:8.2} ms  (read, chunk digests, decrypt, decode, transfer; {:.2} GB/s)",
             t_load * 1e3,
             bytes as f64 / t_load.max(1e-9) / 1e9
-        );
-        println!(
+        )?;
+        outln!(
             "  check digests:    {:8.2} ms  (every tensor against its SHA-256 from compile time)",
             t_check * 1e3
-        );
+        )?;
     }
     Ok(0)
 }

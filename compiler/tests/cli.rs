@@ -681,3 +681,39 @@ fn key_file_errors_name_the_file_and_say_what_to_do() {
         stderr(&o)
     );
 }
+
+/// A reader that stops early (`tic inspect m.tic | head`) gets no error
+/// message on stderr, and the exit code is never 0: a failed verify must not
+/// read as success when its report could not be delivered.
+#[test]
+fn closed_stdout_exits_141_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 3);
+    let (key, pubk) = keygen(d, "signer");
+    let signed = compile_signed(d, &m, &key, "signed.tic");
+    let tampered = d.join("tampered.tic");
+    std::fs::copy(&signed, &tampered).unwrap();
+    tamper_last_byte(&tampered);
+    let cases: [&[&dyn AsRef<std::ffi::OsStr>]; 4] = [
+        &[&"inspect", &signed],
+        &[&"inspect", &signed, &"--json"],
+        &[&"verify", &signed, &"--trusted-key", &pubk],
+        &[&"verify", &tampered, &"--trusted-key", &pubk, &"--json"],
+    ];
+    for args in cases {
+        // The pipe's only reader is closed before tic starts, so its first
+        // write fails with EPIPE, whatever the timing.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_tic"))
+            .args(args.iter().map(|a| a.as_ref()))
+            .env_remove("TIC_LOG")
+            .stdout(writer)
+            .output()
+            .expect("run tic");
+        let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+        assert_eq!(code(&o), 141, "{shown:?}: stderr:\n{}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{shown:?}");
+    }
+}
