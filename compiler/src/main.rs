@@ -447,12 +447,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 .into());
             }
             let bar = progress(quiet);
+            let start = std::time::Instant::now();
             let r = art.extract(&output, force, bar.as_ref())?;
+            let secs = start.elapsed().as_secs_f64();
             outln!(
-                "restored {} files ({} bytes) into {}",
+                "restored {} files ({} bytes) into {}, {:.1} MB/s",
                 r.files.len(),
                 r.bytes,
-                output.display()
+                output.display(),
+                r.bytes as f64 / secs / 1e6
             )?;
             if !art.header().all_lossless() {
                 let lossy = art.header().lossy_tensor_names();
