@@ -18,6 +18,7 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
@@ -132,69 +133,54 @@ pub fn compile(
         .iter()
         .map(|f| File::open(&f.path).map_err(io(&f.path)))
         .collect::<Result<_, _>>()?;
-    let plan = plan_tensors(&inputs, &handles, opts.chunk_bytes, opts.lossy.as_ref())?;
-
-    // Encryption is set up before encoding so every length is known.
-    let (encryption, key, recipients_bytes) = if opts.recipients.is_empty() {
-        (Encryption::None, None, Vec::new())
-    } else {
-        let file_key = crypto::random_file_key()?;
-        let salt = crypto::random_salt()?;
-        let (key, commitment) = crypto::derive(&file_key, &salt);
-        let section = RecipientsSection::wrap(&file_key, &opts.recipients)?;
-        (
-            Encryption::ChaCha20Poly1305 { salt, commitment },
-            Some(key),
-            section.to_bytes(),
-        )
-    };
-
-    let mut header = skeleton_header(&inputs, &plan, encryption);
-    let header_len = header.to_bytes().len() as u64;
-    let sig_len = if opts.signing_key.is_some() {
-        SIGNATURE_SECTION_LEN as u64
-    } else {
-        0
-    };
-    let payload_offset = tic_format::header::PREAMBLE_LEN as u64
-        + header_len
-        + sig_len
-        + recipients_bytes.len() as u64;
-
-    let out_dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".tic-")
-        .suffix(".partial")
-        .permissions(artifact_permissions())
-        .tempfile_in(&out_dir)
-        .map_err(io(&out_dir))?;
-
+    let mut plan = lay_out_tensors(&inputs, opts.chunk_bytes)?;
+    let spans: Vec<Span> = plan
+        .iter()
+        .map(|t| Span {
+            file: t.file,
+            offset: t.offset,
+            len: t.len,
+        })
+        .collect();
     let total: u64 = inputs.iter().map(|f| f.size).sum();
     progress.start("compiling", total);
-    let (hashes, chunks) = rayon::join(
-        || hash_inputs(&inputs, &handles, &plan),
+    // The digests of the inputs need no codec: they are taken while the
+    // codecs are chosen and the payload is encoded, so that a second core
+    // is busy from the start. A failure there stops the hashing early.
+    let failed = AtomicBool::new(false);
+    let (hashes, encoded) = rayon::join(
+        || hash_inputs(&inputs, &handles, &spans, &failed),
         || {
-            encode_payload(
+            let r = choose_codecs(
+                &mut plan,
                 &inputs,
                 &handles,
-                &plan,
-                key.as_ref(),
-                tmp.as_file(),
-                payload_offset,
-                progress,
+                opts.chunk_bytes,
+                opts.lossy.as_ref(),
             )
+            .and_then(|()| encode_to_temporary(&inputs, &handles, &plan, opts, output, progress));
+            if r.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            r
         },
     );
     progress.finish();
+    let Staged {
+        mut header,
+        header_len,
+        sig_len,
+        payload_offset,
+        recipients_bytes,
+        tmp,
+        encoded,
+    } = encoded?;
     let (file_hashes, tensor_hashes) = hashes?;
     let Encoded {
         chunks,
         restored_files,
         lossy_tensors,
-    } = chunks?;
+    } = encoded;
 
     // Fill in what encoding and hashing found. Files holding lossy tensors
     // and lossy tensors themselves get the digests of what decoding gives.
@@ -275,6 +261,85 @@ pub fn compile(
     })
 }
 
+/// A payload written into a temporary file, with what the front of the
+/// artifact needs.
+struct Staged {
+    /// The header, digests and chunk lengths still zero.
+    header: Header,
+    header_len: u64,
+    sig_len: u64,
+    payload_offset: u64,
+    recipients_bytes: Vec<u8>,
+    tmp: tempfile::NamedTempFile,
+    encoded: Encoded,
+}
+
+/// Sets up encryption and the header's layout (every length is known before
+/// encoding), then encodes the payload into a temporary file beside `output`.
+fn encode_to_temporary(
+    inputs: &[InputFile],
+    handles: &[File],
+    plan: &[PlannedTensor],
+    opts: &CompileOptions,
+    output: &Path,
+    progress: &dyn Progress,
+) -> Result<Staged, CompileError> {
+    let (encryption, key, recipients_bytes) = if opts.recipients.is_empty() {
+        (Encryption::None, None, Vec::new())
+    } else {
+        let file_key = crypto::random_file_key()?;
+        let salt = crypto::random_salt()?;
+        let (key, commitment) = crypto::derive(&file_key, &salt);
+        let section = RecipientsSection::wrap(&file_key, &opts.recipients)?;
+        (
+            Encryption::ChaCha20Poly1305 { salt, commitment },
+            Some(key),
+            section.to_bytes(),
+        )
+    };
+
+    let header = skeleton_header(inputs, plan, encryption);
+    let header_len = header.to_bytes().len() as u64;
+    let sig_len = if opts.signing_key.is_some() {
+        SIGNATURE_SECTION_LEN as u64
+    } else {
+        0
+    };
+    let payload_offset = tic_format::header::PREAMBLE_LEN as u64
+        + header_len
+        + sig_len
+        + recipients_bytes.len() as u64;
+
+    let out_dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".tic-")
+        .suffix(".partial")
+        .permissions(artifact_permissions())
+        .tempfile_in(&out_dir)
+        .map_err(io(&out_dir))?;
+    let encoded = encode_payload(
+        inputs,
+        handles,
+        plan,
+        key.as_ref(),
+        tmp.as_file(),
+        payload_offset,
+        progress,
+    )?;
+    Ok(Staged {
+        header,
+        header_len,
+        sig_len,
+        payload_offset,
+        recipients_bytes,
+        tmp,
+        encoded,
+    })
+}
+
 /// Artifacts are not secret (encrypted ones are safe to share): readable by
 /// all, like any file a compiler writes (temporary files default to 0600).
 pub(crate) fn artifact_permissions() -> std::fs::Permissions {
@@ -307,11 +372,11 @@ pub(crate) fn persist(
     })
 }
 
-fn plan_tensors(
+/// Every tensor of every input (a non-safetensors file is one unnamed raw
+/// tensor) cut into chunks; codecs are still `raw`.
+fn lay_out_tensors(
     inputs: &[InputFile],
-    handles: &[File],
     chunk_bytes: u64,
-    lossy: Option<&LossyRules>,
 ) -> Result<Vec<PlannedTensor>, CompileError> {
     let mut plan = Vec::new();
     for (fi, f) in inputs.iter().enumerate() {
@@ -352,7 +417,7 @@ fn plan_tensors(
             ),
         });
     }
-    plan.par_iter_mut().try_for_each(|t| {
+    for t in &mut plan {
         let elem = t.dtype.size();
         let step = chunk_elems(elem, chunk_bytes) * elem as u64;
         let mut at = 0;
@@ -361,6 +426,28 @@ fn plan_tensors(
             t.chunks.push((t.offset + at, n));
             at += n;
         }
+    }
+    let nchunks: usize = plan.iter().map(|t| t.chunks.len()).sum();
+    if nchunks > tic_format::limits::MAX_CHUNKS as usize {
+        return Err(CompileError::Unsupported {
+            path: inputs[0].path.clone(),
+            what: format!("{nchunks} chunks, over the limit; use a larger --chunk-size"),
+        });
+    }
+    Ok(plan)
+}
+
+/// Chooses each tensor's codec from a few sample chunks (or applies the
+/// `--lossy` rule that selects it).
+fn choose_codecs(
+    plan: &mut [PlannedTensor],
+    inputs: &[InputFile],
+    handles: &[File],
+    chunk_bytes: u64,
+    lossy: Option<&LossyRules>,
+) -> Result<(), CompileError> {
+    plan.par_iter_mut().with_max_len(1).try_for_each(|t| {
+        let elem = t.dtype.size();
         if t.chunks.is_empty() {
             return Ok::<(), CompileError>(());
         }
@@ -419,14 +506,7 @@ fn plan_tensors(
             );
         }
     }
-    let nchunks: usize = plan.iter().map(|t| t.chunks.len()).sum();
-    if nchunks > tic_format::limits::MAX_CHUNKS as usize {
-        return Err(CompileError::Unsupported {
-            path: inputs[0].path.clone(),
-            what: format!("{nchunks} chunks, over the limit; use a larger --chunk-size"),
-        });
-    }
-    Ok(plan)
+    Ok(())
 }
 
 /// A header with every entry in place and the digests and chunk lengths
@@ -494,27 +574,43 @@ fn skeleton_header(inputs: &[InputFile], plan: &[PlannedTensor], encryption: Enc
     }
 }
 
-/// SHA-256 of every input file and of every tensor's original bytes, one
-/// sequential read per file (files in parallel).
+/// Where a tensor's original bytes lie: file index, absolute offset, length.
+struct Span {
+    file: usize,
+    offset: u64,
+    len: u64,
+}
+
+/// SHA-256 of every input file and of every tensor's original bytes (the
+/// tensors' `spans`, in order), one sequential read per file (files in
+/// parallel). Gives up once `failed` is set: the rest of the compile has
+/// failed and reports why (this function's error is then never shown).
 #[allow(clippy::type_complexity)]
 fn hash_inputs(
     inputs: &[InputFile],
     handles: &[File],
-    plan: &[PlannedTensor],
+    spans: &[Span],
+    failed: &AtomicBool,
 ) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), CompileError> {
     use ring::digest::{Context, SHA256};
     const BLOCK: u64 = 4 << 20;
     let per_file: Vec<([u8; 32], Vec<[u8; 32]>)> = inputs
         .par_iter()
+        .with_max_len(1)
         .enumerate()
         .map(|(fi, f)| {
-            let tensors: Vec<&PlannedTensor> = plan.iter().filter(|t| t.file == fi).collect();
+            let tensors: Vec<&Span> = spans.iter().filter(|t| t.file == fi).collect();
             let mut ctxs: Vec<Context> = tensors.iter().map(|_| Context::new(&SHA256)).collect();
             let mut file_ctx = Context::new(&SHA256);
             let mut buf = vec![0u8; BLOCK.min(f.size) as usize];
             let mut pos = 0u64;
             let mut k = 0usize;
             while pos < f.size {
+                if failed.load(Ordering::Relaxed) {
+                    return Err(CompileError::Internal(
+                        "hashing stopped by another failure".into(),
+                    ));
+                }
                 let n = BLOCK.min(f.size - pos) as usize;
                 handles[fi]
                     .read_exact_at(&mut buf[..n], pos)
@@ -687,6 +783,7 @@ fn encode_payload(
 
     let encode = |w: &[Job]| -> Result<Vec<EncodedChunk>, CompileError> {
         w.par_iter()
+            .with_max_len(1)
             .map_init(Vec::new, |orig, j| {
                 let t = j.tensor;
                 let path = &inputs[t.file].path;

@@ -305,6 +305,7 @@ impl Artifact {
         }
         slices
             .into_par_iter()
+            .with_max_len(1)
             .try_for_each_init(Vec::new, |stored, (i, c, out)| {
                 self.read_stored_chunk_into(i, c, tensor, stored)?;
                 self.decode_chunk(i, stored, tensor, out)

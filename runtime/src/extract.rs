@@ -149,6 +149,7 @@ impl Artifact {
         let decode = |w: &Window| -> Result<Vec<Vec<u8>>, RuntimeError> {
             use rayon::prelude::*;
             w.par_iter()
+                .with_max_len(1)
                 .map(|(t, chunks)| {
                     let len: u64 = chunks.iter().map(|(_, c)| c.orig_len).sum();
                     let mut buf = spare
