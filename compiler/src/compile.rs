@@ -29,6 +29,7 @@ use tic_format::sign::{SignatureSection, SIGNATURE_SECTION_LEN};
 use tic_format::{
     ChunkEntry, DType, Encryption, FileEntry, FileKind, Header, LossyRecord, TensorEntry,
 };
+use tic_runtime::buffers::BufferPool;
 use tic_runtime::Progress;
 
 use crate::error::CompileError;
@@ -446,6 +447,7 @@ fn choose_codecs(
     chunk_bytes: u64,
     lossy: Option<&LossyRules>,
 ) -> Result<(), CompileError> {
+    let samples = BufferPool::default();
     plan.par_iter_mut().with_max_len(1).try_for_each(|t| {
         let elem = t.dtype.size();
         if t.chunks.is_empty() {
@@ -460,18 +462,21 @@ fn choose_codecs(
                 .map(|i| i * (k - 1) / (SAMPLE_CHUNKS - 1))
                 .collect()
         };
-        let mut sample = Vec::new();
+        let total: u64 = picks.iter().map(|&p| t.chunks[p as usize].1).sum();
+        let mut buf = samples.take_at_least(total as usize);
+        let sample = &mut buf[..total as usize];
+        let mut start = 0;
         for p in picks {
             let (off, n) = t.chunks[p as usize];
-            let start = sample.len();
-            sample.resize(start + n as usize, 0);
             handles[t.file]
-                .read_exact_at(&mut sample[start..], off)
+                .read_exact_at(&mut sample[start..start + n as usize], off)
                 .map_err(io(&inputs[t.file].path))?;
+            start += n as usize;
         }
+        let sample = &*sample;
         let ce = chunk_elems(elem, chunk_bytes) as usize;
         if let Some(setting) = lossy.and_then(|r| r.setting_for(&t.name, t.dtype)) {
-            let spec = codec::plan_lossy(t.dtype, setting, &sample, ce).map_err(|source| {
+            let spec = codec::plan_lossy(t.dtype, setting, sample, ce).map_err(|source| {
                 CompileError::Codec {
                     path: inputs[t.file].path.clone(),
                     tensor: t.name.clone(),
@@ -480,10 +485,12 @@ fn choose_codecs(
             })?;
             if let Some(spec) = spec {
                 t.codec = spec;
+                samples.give([buf]);
                 return Ok(());
             }
         }
-        t.codec = codec::choose_codec(elem, t.dtype.is_float(), &sample, ce);
+        t.codec = codec::choose_codec(elem, t.dtype.is_float(), sample, ce);
+        samples.give([buf]);
         Ok(())
     })?;
     if let Some(rules) = lossy {
@@ -781,16 +788,20 @@ fn encode_payload(
         windows.push(&jobs[start..]);
     }
 
+    // Read buffers for the chunks' original bytes.
+    let originals = BufferPool::default();
     let encode = |w: &[Job]| -> Result<Vec<EncodedChunk>, CompileError> {
         w.par_iter()
             .with_max_len(1)
-            .map_init(Vec::new, |orig, j| {
+            .map(|j| {
                 let t = j.tensor;
                 let path = &inputs[t.file].path;
-                orig.resize(j.len as usize, 0);
+                let mut buf = originals.take_at_least(j.len as usize);
+                let orig = &mut buf[..j.len as usize];
                 handles[t.file]
                     .read_exact_at(orig, j.offset)
                     .map_err(io(path))?;
+                let orig = &*orig;
                 let codec_err = |source| CompileError::Codec {
                     path: path.clone(),
                     tensor: t.name.clone(),
@@ -799,7 +810,7 @@ fn encode_payload(
                 let es = t.dtype.size();
                 let coded = codec::encode_chunk(&t.codec, es, orig).map_err(codec_err)?;
                 let (restored, stats) = if t.codec.is_lossless() {
-                    (lossy_files[t.file].then(|| orig.clone()), None)
+                    (lossy_files[t.file].then(|| orig.to_vec()), None)
                 } else {
                     let mut decoded = vec![0u8; orig.len()];
                     codec::decode_chunk(&t.codec, es, &coded, &mut decoded).map_err(codec_err)?;
@@ -818,6 +829,7 @@ fn encode_payload(
                     None => coded,
                 };
                 let sha256 = tic_format::sha256(&stored);
+                originals.give([buf]);
                 progress.advance(j.len);
                 Ok(EncodedChunk {
                     stored,

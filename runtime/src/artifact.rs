@@ -13,6 +13,7 @@ use tic_format::header::{Preamble, PREAMBLE_LEN};
 use tic_format::sign::SignatureSection;
 use tic_format::{codec, ChunkEntry, Encryption, FormatError, Header, TensorEntry};
 
+use crate::buffers::BufferPool;
 use crate::error::RuntimeError;
 
 /// Which keys the caller trusts, and whether unsigned artifacts may be read.
@@ -56,6 +57,8 @@ pub struct Artifact {
     signature: SignatureStatus,
     recipients: Option<RecipientsSection>,
     key: Option<PayloadKey>,
+    /// Buffers for stored chunks, used again from one chunk to the next.
+    stored_bufs: BufferPool,
 }
 
 fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, RuntimeError> {
@@ -165,6 +168,7 @@ impl Artifact {
             signature,
             recipients,
             key,
+            stored_bufs: BufferPool::default(),
         })
     }
 
@@ -306,9 +310,12 @@ impl Artifact {
         slices
             .into_par_iter()
             .with_max_len(1)
-            .try_for_each_init(Vec::new, |stored, (i, c, out)| {
-                self.read_stored_chunk_into(i, c, tensor, stored)?;
-                self.decode_chunk(i, stored, tensor, out)
+            .try_for_each(|(i, c, out)| {
+                let mut stored = self.stored_bufs.take();
+                self.read_stored_chunk_into(i, c, tensor, &mut stored)?;
+                self.decode_chunk(i, &mut stored, tensor, out)?;
+                self.stored_bufs.give([stored]);
+                Ok(())
             })
     }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use tic_format::{FileEntry, FileKind, TensorEntry};
 
 use crate::artifact::Artifact;
+use crate::buffers::BufferPool;
 use crate::error::RuntimeError;
 use crate::Progress;
 
@@ -145,21 +146,19 @@ impl Artifact {
         }
         // Written buffers are used again for later windows: fresh ones would
         // be faulted in and zeroed by the kernel for every window.
-        let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
-        let decode = |w: &Window| -> Result<Vec<Vec<u8>>, RuntimeError> {
+        let spare = BufferPool::default();
+        // A decoded run of chunks: its buffer and how much of it is used.
+        type Decoded = (Vec<u8>, usize);
+        let decode = |w: &Window| -> Result<Vec<Decoded>, RuntimeError> {
             use rayon::prelude::*;
             w.par_iter()
                 .with_max_len(1)
                 .map(|(t, chunks)| {
                     let len: u64 = chunks.iter().map(|(_, c)| c.orig_len).sum();
-                    let mut buf = spare
-                        .lock()
-                        .ok()
-                        .and_then(|mut s| s.pop())
-                        .unwrap_or_default();
-                    buf.resize(len as usize, 0);
-                    self.decode_chunks_into(t, chunks, &mut buf)?;
-                    Ok(buf)
+                    let len = len as usize;
+                    let mut buf = spare.take_at_least(len);
+                    self.decode_chunks_into(t, chunks, &mut buf[..len])?;
+                    Ok((buf, len))
                 })
                 .collect()
         };
@@ -169,16 +168,15 @@ impl Artifact {
             &windows,
             rayon::current_num_threads() + 2,
             decode,
-            |bufs: Vec<Vec<u8>>| -> Result<(), RuntimeError> {
-                for b in &bufs {
+            |bufs: Vec<Decoded>| -> Result<(), RuntimeError> {
+                for (b, len) in &bufs {
+                    let b = &b[..*len];
                     out.write_all(b).map_err(io)?;
                     digest.update(b);
                     progress.advance(b.len() as u64);
                     early.wrote(b.len() as u64);
                 }
-                if let Ok(mut s) = spare.lock() {
-                    s.extend(bufs);
-                }
+                spare.give(bufs.into_iter().map(|(b, _)| b));
                 Ok(())
             },
         )?;

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod artifact;
+pub mod buffers;
 pub mod device;
 mod error;
 mod extract;
