@@ -177,6 +177,11 @@ pub fn compile(
         encoded,
     } = encoded?;
     let (file_hashes, tensor_hashes) = hashes?;
+    // The inputs were read more than once (samples, digests, chunks): all
+    // of it describes one state of each file only if none changed.
+    for (f, h) in inputs.iter().zip(&handles) {
+        f.check_unchanged(h)?;
+    }
     let Encoded {
         chunks,
         restored_files,

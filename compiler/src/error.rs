@@ -40,8 +40,8 @@ pub enum CompileError {
     },
     #[error("{0}")]
     Crypto(#[from] tic_format::crypto::CryptoError),
-    #[error("{path}: the input changed while it was being compiled (tensor `{tensor}`); compile again from a stable copy")]
-    InputChanged { path: PathBuf, tensor: String },
+    #[error("{path}: the file changed while it was being compiled (its length, modification time or identity moved); wait until whatever writes it is done, or compile again from a stable copy")]
+    InputChanged { path: PathBuf },
     #[error("internal error: {0} (this is a bug in tic; please report it)")]
     Internal(String),
 }

@@ -16,6 +16,47 @@ pub struct InputFile {
     pub rel: String,
     pub size: u64,
     pub kind: InputKind,
+    /// What the file looked like when it was checked.
+    stamp: Stamp,
+}
+
+/// A file's identity and last change, to notice it changing under us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+}
+
+impl InputFile {
+    /// Checks that `handle` (opened on this file for reading) is still the
+    /// file that was checked, unchanged: same file, length and modification
+    /// time. A compile calls this after reading everything, so that a file
+    /// rewritten meanwhile (a download still running, a training job saving
+    /// over it) fails the compile instead of giving an artifact whose
+    /// digests disagree with its payload.
+    pub fn check_unchanged(&self, handle: &File) -> Result<(), CompileError> {
+        let now = handle.metadata().map_err(io(&self.path))?;
+        if Stamp::of(&now) != self.stamp {
+            return Err(CompileError::InputChanged {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 pub enum InputKind {
@@ -112,7 +153,8 @@ fn check_file(path: PathBuf, rel: String) -> Result<InputFile, CompileError> {
         what: e.to_string(),
     })?;
     let f = File::open(&path).map_err(io(&path))?;
-    let size = f.metadata().map_err(io(&path))?.len();
+    let meta = f.metadata().map_err(io(&path))?;
+    let size = meta.len();
     let kind = if rel.ends_with(".safetensors") {
         read_safetensors_header(&f, &path, size)?
     } else {
@@ -123,6 +165,7 @@ fn check_file(path: PathBuf, rel: String) -> Result<InputFile, CompileError> {
         rel,
         size,
         kind,
+        stamp: Stamp::of(&meta),
     })
 }
 
@@ -149,4 +192,45 @@ fn read_safetensors_header(f: &File, path: &Path, size: u64) -> Result<InputKind
         }
     }
     Ok(InputKind::Safetensors { st_header, tensors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_rewritten_after_its_check_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, b"{\"a\": 1}").unwrap();
+        let checked = discover(&path).unwrap().remove(0);
+        let handle = File::open(&path).unwrap();
+        checked.check_unchanged(&handle).unwrap();
+
+        // Same length, new contents, as a writer in place leaves it.
+        std::fs::write(&path, b"{\"a\": 2}").unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let e = checked.check_unchanged(&handle).unwrap_err();
+        assert!(matches!(e, CompileError::InputChanged { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("config.json") && msg.contains("changed"),
+            "{msg}"
+        );
+        assert!(msg.contains("compile again"), "{msg}");
+
+        // Replaced by another file under the same name: the handle opened
+        // after the check reads the new one.
+        let fresh = discover(&path).unwrap().remove(0);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"{\"a\": 2}").unwrap();
+        let reopened = File::open(&path).unwrap();
+        assert!(fresh.check_unchanged(&reopened).is_err());
+    }
 }
