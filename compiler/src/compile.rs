@@ -4,8 +4,11 @@
 //! windows of chunks are read, encoded, encrypted and hashed in parallel
 //! while the previous window is written, straight into a temporary file at
 //! offsets known in advance (every header field has a size known before
-//! encoding). The header, signature and recipients go in last, and the
-//! temporary file is renamed onto the output.
+//! encoding). The digests of the input files and tensors need no codec:
+//! they are taken from the start, beside planning and encoding. The header,
+//! signature and recipients go in last, once the inputs are known not to
+//! have changed meanwhile, and the temporary file is renamed onto the
+//! output.
 //!
 //! Tensors that a `--lossy` rule selects get codec 2 or 3. Their chunks are
 //! decoded again right after encoding: every element is checked against its
