@@ -717,3 +717,21 @@ fn closed_stdout_exits_141_quietly() {
         assert_eq!(stderr(&o), "", "{shown:?}");
     }
 }
+
+/// An output directory that does not exist fails the compile once the
+/// codecs are chosen, while the input digests may still be running beside:
+/// the error names the directory (exit 2), never the hashing it stops, and
+/// nothing is created.
+#[test]
+fn compile_into_a_missing_directory_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 4);
+    let out = d.join("no-such-dir").join("m.tic");
+    let o = tic(&[&"compile", &"--unsigned", &m, &"-o", &out]);
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("no-such-dir"), "{err}");
+    assert!(!err.contains("internal"), "{err}");
+    assert!(!d.join("no-such-dir").exists());
+}
