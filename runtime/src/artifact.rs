@@ -57,8 +57,6 @@ pub struct Artifact {
     signature: SignatureStatus,
     recipients: Option<RecipientsSection>,
     key: Option<PayloadKey>,
-    /// Buffers for stored chunks, used again from one chunk to the next.
-    stored_bufs: BufferPool,
 }
 
 fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, RuntimeError> {
@@ -168,7 +166,6 @@ impl Artifact {
             signature,
             recipients,
             key,
-            stored_bufs: BufferPool::default(),
         })
     }
 
@@ -288,12 +285,14 @@ impl Artifact {
     }
 
     /// Decodes a run of chunks of one tensor into `out` (their concatenated
-    /// original bytes), in parallel.
+    /// original bytes), in parallel, reading stored chunks into buffers of
+    /// `stored_bufs` (the caller decides how long they are kept).
     pub(crate) fn decode_chunks_into(
         &self,
         tensor: &TensorEntry,
         chunks: &[(u64, &ChunkEntry)],
         out: &mut [u8],
+        stored_bufs: &BufferPool,
     ) -> Result<(), RuntimeError> {
         let mut slices = Vec::with_capacity(chunks.len());
         let mut rest = out;
@@ -311,10 +310,10 @@ impl Artifact {
             .into_par_iter()
             .with_max_len(1)
             .try_for_each(|(i, c, out)| {
-                let mut stored = self.stored_bufs.take();
+                let mut stored = stored_bufs.take();
                 self.read_stored_chunk_into(i, c, tensor, &mut stored)?;
                 self.decode_chunk(i, &mut stored, tensor, out)?;
-                self.stored_bufs.give([stored]);
+                stored_bufs.give([stored]);
                 Ok(())
             })
     }
@@ -335,15 +334,18 @@ impl Artifact {
             });
         }
         let chunks: Vec<_> = self.header.tensor_chunks(tensor).collect();
-        let r = self.decode_chunks_into(tensor, &chunks, out).and_then(|_| {
-            if tic_format::sha256(out) != tensor.sha256 {
-                return Err(RuntimeError::TensorDigest {
-                    path: self.path.clone(),
-                    tensor: display_name(tensor),
-                });
-            }
-            Ok(())
-        });
+        let stored = BufferPool::default();
+        let r = self
+            .decode_chunks_into(tensor, &chunks, out, &stored)
+            .and_then(|_| {
+                if tic_format::sha256(out) != tensor.sha256 {
+                    return Err(RuntimeError::TensorDigest {
+                        path: self.path.clone(),
+                        tensor: display_name(tensor),
+                    });
+                }
+                Ok(())
+            });
         if r.is_err() {
             out.fill(0);
         }

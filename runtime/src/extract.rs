@@ -144,9 +144,11 @@ impl Artifact {
         if !cur.is_empty() {
             windows.push(cur);
         }
-        // Written buffers are used again for later windows: fresh ones would
-        // be faulted in and zeroed by the kernel for every window.
+        // Written buffers are used again for later windows, and read buffers
+        // for later chunks: fresh ones would be faulted in and zeroed by the
+        // kernel every time. Both pools go when the file is done.
         let spare = BufferPool::default();
+        let stored = BufferPool::default();
         // A decoded run of chunks: its buffer and how much of it is used.
         type Decoded = (Vec<u8>, usize);
         let decode = |w: &Window| -> Result<Vec<Decoded>, RuntimeError> {
@@ -157,7 +159,7 @@ impl Artifact {
                     let len: u64 = chunks.iter().map(|(_, c)| c.orig_len).sum();
                     let len = len as usize;
                     let mut buf = spare.take_at_least(len);
-                    self.decode_chunks_into(t, chunks, &mut buf[..len])?;
+                    self.decode_chunks_into(t, chunks, &mut buf[..len], &stored)?;
                     Ok((buf, len))
                 })
                 .collect()
