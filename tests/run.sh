@@ -3,7 +3,8 @@
 #  - installs NVRTC from PyPI (no GPU needed) so the CUDA kernels are compiled
 #    by the test suite; CI requires it, elsewhere the kernel test says when it
 #    skips;
-#  - checks formatting and lints, then runs every test of the workspace.
+#  - checks formatting, lints and the API docs' links, then runs every test
+#    of the workspace.
 # Tests that use the real models in ../shared run when it is present and say
 # SKIPPED when it is not.
 set -euo pipefail
@@ -23,6 +24,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# The API docs build without a broken or private link.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set -o pipefail

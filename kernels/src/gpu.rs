@@ -247,8 +247,9 @@ struct Slot {
     in_flight: Option<Batch>,
 }
 
-/// Decodes chunks into device buffers through the two-slot pipeline
-/// described in the [module docs](self).
+/// Decodes chunks into device buffers through a two-slot pipeline: while
+/// one slot's batch is copied to the device and decoded, the host fills the
+/// other (the source of this module draws the timeline).
 pub struct Decoder<'g> {
     gpu: &'g Gpu,
     stream: Arc<CudaStream>,

@@ -415,7 +415,7 @@ pub struct Launch {
 /// buffer, `tables` to `tables_off`, then `total_len` bytes to the device.
 #[derive(Clone, Debug)]
 pub struct Batch {
-    /// The callers' tags, in chunk order (status i belongs to tags[i]).
+    /// The callers' tags, in chunk order (status `i` belongs to `tags[i]`).
     pub tags: Vec<u64>,
     /// (offset in the batch buffer, bytes) of each chunk's data.
     pub inputs: Vec<(u64, u64)>,
