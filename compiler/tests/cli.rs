@@ -9,12 +9,16 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// `tic ARGS`, ready to run.
+fn tic_command(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tic"));
+    c.args(args.iter().map(|a| a.as_ref()))
+        .env_remove("TIC_LOG");
+    c
+}
+
 fn tic(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tic"))
-        .args(args.iter().map(|a| a.as_ref()))
-        .env_remove("TIC_LOG")
-        .output()
-        .expect("run tic")
+    tic_command(args).output().expect("run tic")
 }
 
 fn code(o: &Output) -> i32 {
@@ -706,12 +710,7 @@ fn closed_stdout_exits_141_quietly() {
         // write fails with EPIPE, whatever the timing.
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let o = Command::new(env!("CARGO_BIN_EXE_tic"))
-            .args(args.iter().map(|a| a.as_ref()))
-            .env_remove("TIC_LOG")
-            .stdout(writer)
-            .output()
-            .expect("run tic");
+        let o = tic_command(args).stdout(writer).output().expect("run tic");
         let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
         assert_eq!(code(&o), 141, "{shown:?}: stderr:\n{}", stderr(&o));
         assert_eq!(stderr(&o), "", "{shown:?}");
