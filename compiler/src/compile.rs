@@ -22,6 +22,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
@@ -126,6 +127,7 @@ pub fn compile(
             path: output.to_path_buf(),
         });
     }
+    let started = Instant::now();
     let inputs = discover(input)?;
     if inputs.len() > tic_format::limits::MAX_FILES as usize {
         return Err(CompileError::Unsupported {
@@ -147,14 +149,37 @@ pub fn compile(
         })
         .collect();
     let total: u64 = inputs.iter().map(|f| f.size).sum();
+    let named = plan.iter().filter(|t| !t.name.is_empty()).count();
+    tracing::info!(
+        "{}: {} files ({} safetensors), {named} tensors in {} chunks, {total} bytes",
+        input.display(),
+        inputs.len(),
+        inputs
+            .iter()
+            .filter(|f| matches!(f.kind, InputKind::Safetensors { .. }))
+            .count(),
+        plan.iter().map(|t| t.chunks.len()).sum::<usize>(),
+    );
     progress.start("compiling", total);
     // The digests of the inputs need no codec: they are taken while the
     // codecs are chosen and the payload is encoded, so that a second core
     // is busy from the start. A failure there stops the hashing early.
     let failed = AtomicBool::new(false);
     let (hashes, encoded) = rayon::join(
-        || hash_inputs(&inputs, &handles, &spans, &failed),
         || {
+            let t = Instant::now();
+            let r = hash_inputs(&inputs, &handles, &spans, &failed);
+            if r.is_ok() {
+                tracing::info!(
+                    "hashed {} files and {named} tensors in {:.1?}",
+                    inputs.len(),
+                    t.elapsed()
+                );
+            }
+            r
+        },
+        || {
+            let t = Instant::now();
             let r = choose_codecs(
                 &mut plan,
                 &inputs,
@@ -162,7 +187,22 @@ pub fn compile(
                 opts.chunk_bytes,
                 opts.lossy.as_ref(),
             )
-            .and_then(|()| encode_to_temporary(&inputs, &handles, &plan, opts, output, progress));
+            .and_then(|()| {
+                log_codecs(&inputs, &plan, t.elapsed());
+                let t = Instant::now();
+                let r = encode_to_temporary(&inputs, &handles, &plan, opts, output, progress);
+                if let Ok(s) = &r {
+                    let stored: u64 = s.encoded.chunks.iter().map(|c| c.stored_len).sum();
+                    tracing::info!(
+                        "encoded {} chunks, {} -> {} bytes, in {:.1?}",
+                        s.encoded.chunks.len(),
+                        total,
+                        stored,
+                        t.elapsed()
+                    );
+                }
+                r
+            });
             if r.is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
@@ -257,6 +297,14 @@ pub fn compile(
     let artifact_bytes = payload_offset + header.payload_len;
 
     persist(tmp, output, opts.force)?;
+    tracing::info!(
+        "wrote {} ({} bytes: {} before the payload, {} of payload) in {:.1?} in all",
+        output.display(),
+        artifact_bytes,
+        payload_offset,
+        header.payload_len,
+        started.elapsed()
+    );
     Ok(CompileReport {
         output: output.to_path_buf(),
         files: header.files.len(),
@@ -522,6 +570,33 @@ fn choose_codecs(
         }
     }
     Ok(())
+}
+
+/// Logs how long choosing took and, at debug level, each tensor's codec.
+fn log_codecs(inputs: &[InputFile], plan: &[PlannedTensor], took: std::time::Duration) {
+    let named = plan.iter().filter(|t| !t.name.is_empty()).count();
+    tracing::info!(
+        "chose the codecs of {named} tensors and {} whole files in {took:.1?}",
+        plan.len() - named
+    );
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for t in plan {
+            let what = if t.name.is_empty() {
+                "whole file".to_string()
+            } else {
+                format!("tensor `{}`", t.name)
+            };
+            tracing::debug!(
+                "{} {what}: {} {:?}, {} bytes in {} chunks -> {}",
+                inputs[t.file].rel,
+                t.dtype,
+                t.shape,
+                t.len,
+                t.chunks.len(),
+                t.codec.name()
+            );
+        }
+    }
 }
 
 /// A header with every entry in place and the digests and chunk lengths

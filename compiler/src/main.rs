@@ -258,20 +258,45 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     EXIT_USAGE_OR_IO
 }
 
+/// Logs go to stderr: `-v` info, `-vv` debug, or the filter in `TIC_LOG`
+/// (`debug`, `tic_runtime=debug,warn`, ...), which takes precedence.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
+    };
+    let from_env = std::env::var("TIC_LOG").ok().map(|v| {
+        let parsed = v.parse::<Targets>();
+        (v, parsed)
+    });
+    let (filter, bad) = match from_env {
+        Some((_, Ok(t))) => (t, None),
+        Some((v, Err(e))) => (Targets::new().with_default(level), Some((v, e))),
+        None => (Targets::new().with_default(level), None),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false)
+                .with_filter(filter),
+        )
+        .init();
+    if let Some((v, e)) = bad {
+        tracing::warn!(
+            "TIC_LOG=`{v}` is not a log filter ({e}); logging at {level} instead. \
+             Use a level (`debug`) or targets (`tic_runtime=debug,warn`)"
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TIC_LOG").unwrap_or_else(|_| level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    init_logging(cli.verbose);
     if let Some(n) = cli.threads {
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))

@@ -734,3 +734,87 @@ fn compile_into_a_missing_directory_names_it() {
     assert!(!err.contains("internal"), "{err}");
     assert!(!d.join("no-such-dir").exists());
 }
+
+/// Logs go to stderr, plain text when it is not a terminal: none by
+/// default, the phases with `-v`, every tensor's codec with `-vv`, and
+/// `TIC_LOG` overrides both; a `TIC_LOG` that is not a filter is named in a
+/// warning and does not stop the command.
+#[test]
+fn verbosity_flags_and_tic_log_choose_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 5);
+    let art = d.join("m.tic");
+    let compile = |pre: &[&dyn AsRef<std::ffi::OsStr>], env: Option<&str>| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = pre.to_vec();
+        args.extend([
+            &"compile" as &dyn AsRef<_>,
+            &"--unsigned",
+            &"--force",
+            &m,
+            &"-o",
+            &art,
+        ]);
+        let mut c = tic_command(&args);
+        if let Some(v) = env {
+            c.env("TIC_LOG", v);
+        }
+        let o = c.output().expect("run tic");
+        expect_code(&o, 0);
+        stderr(&o)
+    };
+
+    let quiet = compile(&[], None);
+    assert!(
+        !quiet.contains("INFO") && !quiet.contains("DEBUG"),
+        "{quiet}"
+    );
+
+    let info = compile(&[&"-v"], None);
+    assert!(
+        !info.contains('\x1b'),
+        "no colour codes in a pipe: {info:?}"
+    );
+    for want in [
+        "2 files (1 safetensors), 2 tensors",
+        "hashed 2 files",
+        "chose the codecs of",
+        "encoded",
+        "wrote",
+    ] {
+        assert!(info.contains(want), "`{want}` missing from:\n{info}");
+    }
+    assert!(info.contains(" INFO "), "{info}");
+    assert!(!info.contains("DEBUG"), "{info}");
+
+    let debug = compile(&[&"-vv"], None);
+    assert!(
+        debug.contains("tensor `a.weight`: F32 [2, 3], 24 bytes in 1 chunks ->"),
+        "{debug}"
+    );
+    assert!(debug.contains("config.json whole file"), "{debug}");
+
+    let from_env = compile(&[], Some("debug"));
+    assert!(from_env.contains("tensor `b.bias`: BF16 [4]"), "{from_env}");
+    let only_runtime = compile(&[&"-vv"], Some("tic_runtime=debug,error"));
+    assert!(!only_runtime.contains("tensor `b.bias`"), "{only_runtime}");
+
+    let bad = compile(&[], Some("debug=[=="));
+    assert!(
+        bad.contains("TIC_LOG=`debug=[==` is not a log filter"),
+        "{bad}"
+    );
+
+    let out = d.join("restored");
+    let o = tic(&[&"-v", &"decompress", &"--allow-unsigned", &art, &"-o", &out]);
+    expect_code(&o, 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("opened") && err.contains("unsigned; not encrypted"),
+        "{err}"
+    );
+    assert!(
+        err.contains("restored model.safetensors (") && err.contains("SHA-256 matches"),
+        "{err}"
+    );
+}

@@ -158,6 +158,34 @@ impl Artifact {
             }
             _ => None,
         };
+        tracing::info!(
+            "opened {}: format {}.{}, {} files, {} tensors, {} chunks, {} payload bytes; {}; {}",
+            path.display(),
+            preamble.major,
+            preamble.minor,
+            header.files.len(),
+            header.tensors.iter().filter(|t| !t.name.is_empty()).count(),
+            header.chunks.len(),
+            header.payload_len,
+            match &signature {
+                SignatureStatus::Verified { fingerprint } =>
+                    format!("signed by {fingerprint}, verified"),
+                SignatureStatus::NotChecked { fingerprint } =>
+                    format!("signed by {fingerprint}, not checked"),
+                SignatureStatus::Unsigned => "unsigned".to_string(),
+            },
+            match (&recipients, &key) {
+                (None, _) => "not encrypted".to_string(),
+                (Some(r), Some(_)) => format!(
+                    "encrypted to {} recipients, file key unwrapped",
+                    r.entries.len()
+                ),
+                (Some(r), None) => format!(
+                    "encrypted to {} recipients, no identity given",
+                    r.entries.len()
+                ),
+            }
+        );
         Ok(Artifact {
             path,
             file,
@@ -375,6 +403,7 @@ impl Artifact {
     /// decrypting or decoding. With a verified signature this proves every
     /// byte of the artifact is what the signer made.
     pub fn verify_chunks(&self, progress: &dyn crate::Progress) -> Result<(), RuntimeError> {
+        let started = std::time::Instant::now();
         let owner = chunk_owners(&self.header);
         progress.start("verifying", self.header.payload_len);
         let r =
@@ -389,6 +418,14 @@ impl Artifact {
                     Ok(())
                 });
         progress.finish();
+        if r.is_ok() {
+            tracing::info!(
+                "checked the digests of {} chunks ({} bytes) in {:.1?}",
+                self.header.chunks.len(),
+                self.header.payload_len,
+                started.elapsed()
+            );
+        }
         r
     }
 }

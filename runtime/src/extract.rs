@@ -104,6 +104,7 @@ impl Artifact {
         dest: &Path,
         progress: &dyn Progress,
     ) -> Result<(), RuntimeError> {
+        let started = std::time::Instant::now();
         let h = self.header();
         let tensors = h.file_tensors(f);
         if f.kind == FileKind::Safetensors {
@@ -194,6 +195,15 @@ impl Artifact {
                 file: f.path.clone(),
             });
         }
+        let what = match f.kind {
+            FileKind::Safetensors => format!("{} bytes, {} tensors", f.size, tensors.len()),
+            _ => format!("{} bytes", f.size),
+        };
+        tracing::info!(
+            "restored {} ({what}) in {:.1?}; its SHA-256 matches",
+            f.path,
+            started.elapsed()
+        );
         Ok(())
     }
 }
