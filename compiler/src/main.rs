@@ -280,7 +280,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(report::LogWriter)
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
                 .with_filter(filter),

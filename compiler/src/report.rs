@@ -20,6 +20,46 @@ pub struct PolicyFailure {
 /// A progress bar on stderr.
 pub struct Bar(indicatif::ProgressBar);
 
+/// The bar being drawn, if any: log lines are written around it.
+static DRAWN: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Where log lines go: stderr, with the bar being drawn (if any) taken
+/// off the screen while the line is written and drawn again below it, so
+/// that `-v` on a terminal leaves neither torn bars nor torn lines.
+pub struct LogWriter;
+
+/// One log event, written out whole when dropped.
+pub struct LogLine(Vec<u8>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+impl Write for LogLine {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        // Nowhere to report a failed log write: it is dropped like eprintln's.
+        let write = || drop(std::io::stderr().write_all(&self.0));
+        let bar = DRAWN.lock().ok().and_then(|b| b.clone());
+        match bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+}
+
 impl Default for Bar {
     fn default() -> Self {
         Bar(indicatif::ProgressBar::hidden())
@@ -28,10 +68,8 @@ impl Default for Bar {
 
 impl tic_runtime::Progress for Bar {
     fn start(&self, what: &str, total: u64) {
-        self.0
-            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        self.0.set_length(total);
-        self.0.set_position(0);
+        // Styled before it is shown: the first frame used to be drawn in
+        // indicatif's default style.
         self.0.set_style(
             indicatif::ProgressStyle::with_template(
                 "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
@@ -39,12 +77,22 @@ impl tic_runtime::Progress for Bar {
             .expect("valid template")
             .progress_chars("=> "),
         );
+        self.0.set_length(total);
+        self.0.set_position(0);
         self.0.set_message(what.to_string());
+        self.0
+            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Ok(mut d) = DRAWN.lock() {
+            *d = Some(self.0.clone());
+        }
     }
     fn advance(&self, n: u64) {
         self.0.inc(n);
     }
     fn finish(&self) {
+        if let Ok(mut d) = DRAWN.lock() {
+            *d = None;
+        }
         self.0.finish_and_clear();
     }
 }
