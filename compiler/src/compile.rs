@@ -188,7 +188,7 @@ pub fn compile(
                 opts.lossy.as_ref(),
             )
             .and_then(|()| {
-                log_codecs(&inputs, &plan, t.elapsed());
+                log_codecs(&inputs, &plan, named, t.elapsed());
                 let t = Instant::now();
                 let r = encode_to_temporary(&inputs, &handles, &plan, opts, output, progress);
                 if let Ok(s) = &r {
@@ -573,8 +573,13 @@ fn choose_codecs(
 }
 
 /// Logs how long choosing took and, at debug level, each tensor's codec.
-fn log_codecs(inputs: &[InputFile], plan: &[PlannedTensor], took: std::time::Duration) {
-    let named = plan.iter().filter(|t| !t.name.is_empty()).count();
+/// (`named` of the `plan`'s entries are tensors, the others whole files.)
+fn log_codecs(
+    inputs: &[InputFile],
+    plan: &[PlannedTensor],
+    named: usize,
+    took: std::time::Duration,
+) {
     tracing::info!(
         "chose the codecs of {named} tensors and {} whole files in {took:.1?}",
         plan.len() - named

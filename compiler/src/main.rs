@@ -268,14 +268,14 @@ fn init_logging(verbose: u8) {
         1 => LevelFilter::INFO,
         _ => LevelFilter::DEBUG,
     };
-    let from_env = std::env::var("TIC_LOG").ok().map(|v| {
-        let parsed = v.parse::<Targets>();
-        (v, parsed)
-    });
-    let (filter, bad) = match from_env {
-        Some((_, Ok(t))) => (t, None),
-        Some((v, Err(e))) => (Targets::new().with_default(level), Some((v, e))),
-        None => (Targets::new().with_default(level), None),
+    let mut bad = None;
+    let filter = match std::env::var("TIC_LOG").map(|v| v.parse::<Targets>().map_err(|e| (v, e))) {
+        Ok(Ok(t)) => t,
+        Ok(Err(why)) => {
+            bad = Some(why);
+            Targets::new().with_default(level)
+        }
+        Err(_) => Targets::new().with_default(level),
     };
     tracing_subscriber::registry()
         .with(
