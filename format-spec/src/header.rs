@@ -538,17 +538,26 @@ impl Header {
                     if ts.len() != 1
                         || ts[0].dtype != DType::U8
                         || !ts[0].name.is_empty()
+                        || ts[0].shape.len() != 1
                         || !f.st_header.is_empty()
                     {
                         return bad(format!(
-                            "blob file {:?} must have exactly one unnamed U8 entry and no safetensors header",
+                            "blob file {:?} must have exactly one unnamed U8 entry of shape [size] and no safetensors header",
                             f.path
                         ));
                     }
                 }
                 FileKind::Safetensors => {
-                    if f.st_header.len() < 8 {
+                    let Some((prefix, json)) = f.st_header.split_first_chunk::<8>() else {
                         return bad(format!("safetensors file {:?} has no header bytes", f.path));
+                    };
+                    if u64::from_le_bytes(*prefix) != json.len() as u64 {
+                        return bad(format!(
+                            "safetensors file {:?}: its header's length prefix says {} bytes but {} follow it",
+                            f.path,
+                            u64::from_le_bytes(*prefix),
+                            json.len()
+                        ));
                     }
                     let mut names = std::collections::HashSet::new();
                     for t in ts {
@@ -718,3 +727,6 @@ impl Header {
         self.encryption != Encryption::None
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -886,3 +886,45 @@ fn extraction_in_order_and_all_or_nothing_on_one_and_many_threads() {
         );
     }
 }
+
+#[test]
+fn stored_safetensors_header_that_disagrees_with_the_entries_is_not_restored() {
+    // A writer bug, or a signer who means harm: the signed st_header's JSON
+    // gives a tensor another dtype than its entry (same length, so the
+    // header itself is well formed). The file is never restored.
+    let dir = tempdir().unwrap();
+    let key = signing_key();
+    let model = small_model(&dir.path().join("model"), 8);
+    let path = dir.path().join("a.tic");
+    compile(&model, &path, Some(&key), Vec::new());
+    let mut p = Parts::read(&path);
+    let mut h = p.parsed_header();
+    let f = h
+        .files
+        .iter_mut()
+        .find(|f| f.path == "model.safetensors")
+        .unwrap();
+    let json = String::from_utf8(f.st_header[8..].to_vec()).unwrap();
+    assert!(json.contains(r#""dtype":"F32""#), "{json}");
+    let json = json.replacen(r#""dtype":"F32""#, r#""dtype":"I32""#, 1);
+    f.st_header.truncate(8);
+    f.st_header.extend_from_slice(json.as_bytes());
+    p.set_header(&h);
+    p.sign(&key);
+    p.write(&path);
+
+    let art = open_trusting(&path, &key.verifying_key()).unwrap();
+    art.verify_chunks(&tic_runtime::NoProgress).unwrap();
+    let root = dir.path().join("out");
+    std::fs::create_dir(&root).unwrap();
+    let err = art
+        .extract(&root.join("model"), false, &tic_runtime::NoProgress)
+        .unwrap_err();
+    assert_err!(err, RuntimeError::StHeaderMismatch { file, why, .. } if file == "model.safetensors" && why.contains("embed.weight"));
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
