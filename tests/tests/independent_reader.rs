@@ -1,0 +1,213 @@
+//! The clean-room reader in `tests/independent_reader/` (Python, standard
+//! library only, written from `format-spec/*.md` without reading this
+//! project's code) decodes the spec's test vectors and what today's
+//! compiler writes: if the writer and the written spec drift apart, these
+//! tests fail.
+//!
+//! They need `python3`. Without it they say SKIPPED, except under CI
+//! (`CI=true`), where a missing interpreter is a failure.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::*;
+use tic_compiler::{compile, CompileOptions};
+use tic_format::crypto::{parse_recipient, read_symmetric_key_file, Recipient};
+use tic_runtime::NoProgress;
+
+fn reader() -> PathBuf {
+    repo_root().join("tests/independent_reader/tic_reader.py")
+}
+
+/// `python3` if it runs; `None` (after saying so) when the test must skip.
+fn python() -> Option<&'static str> {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some("python3");
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "python3 is required under CI to run the independent reader"
+    );
+    eprintln!("SKIPPED: python3 not found; the independent reader was not run");
+    None
+}
+
+fn run(py: &str, args: &[&Path]) -> Output {
+    Command::new(py)
+        .arg(reader())
+        .args(args)
+        .output()
+        .expect("running the independent reader")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn spec_test_vectors_pass_the_independent_readers_self_test() {
+    let Some(py) = python() else { return };
+    let vectors = repo_root().join("format-spec/test-vectors");
+    let o = run(py, &["--self-test".as_ref(), &vectors]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Compiles the adversarial model signed and encrypted to an age recipient
+/// and a symmetric key, and has the independent reader verify, decrypt
+/// (with each key in turn), decode and restore it.
+#[test]
+fn independent_reader_restores_what_the_compiler_writes() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = adversarial_model(dir.path());
+    let vectors = repo_root().join("format-spec/test-vectors/artifacts");
+    let key = tic_format::sign::generate_key().unwrap();
+    let public = dir.path().join("signing.pub");
+    std::fs::write(
+        &public,
+        tic_format::sign::public_key_pem(&key.verifying_key()).unwrap(),
+    )
+    .unwrap();
+    let age_file = vectors.join("recipient.agekey");
+    let sym_file = vectors.join("recipient.symkey");
+    let age_public = std::fs::read_to_string(&age_file).unwrap();
+    let age_public = age_public
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("the age key file names its public key");
+    let sym = read_symmetric_key_file(&std::fs::read(&sym_file).unwrap()).unwrap();
+    let art = dir.path().join("a.tic");
+    compile(
+        &model,
+        &art,
+        &CompileOptions {
+            signing_key: Some(key),
+            recipients: vec![
+                parse_recipient(age_public).unwrap(),
+                Recipient::Symmetric(sym),
+            ],
+            // Several chunks per tensor, and tensors of more than one tile.
+            chunk_bytes: 256 << 10,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+
+    for (flag, file) in [("--symkey", &sym_file), ("--identity", &age_file)] {
+        let out = dir.path().join(format!("out{flag}"));
+        let o = run(
+            py,
+            &[
+                &art,
+                "--trust".as_ref(),
+                &public,
+                flag.as_ref(),
+                file,
+                "--out".as_ref(),
+                &out,
+            ],
+        );
+        assert!(o.status.success(), "{flag}: {}", text(&o));
+        assert_eq!(
+            digests(&model),
+            digests(&out),
+            "the independent reader's restore ({flag}) differs from the model"
+        );
+    }
+
+    // It really checks: one flipped payload byte makes it fail.
+    let len = std::fs::metadata(&art).unwrap().len();
+    tic_tests::xor_byte(&art, len - 100, 0x01);
+    let o = run(
+        py,
+        &[
+            &art,
+            "--trust".as_ref(),
+            &public,
+            "--symkey".as_ref(),
+            &sym_file,
+        ],
+    );
+    assert!(
+        !o.status.success(),
+        "a damaged artifact was accepted: {}",
+        text(&o)
+    );
+}
+
+/// Lossy tensors (codec 2 and both modes of codec 3) in an unsigned
+/// artifact: the independent reader restores the same bytes as tic.
+#[test]
+fn independent_reader_restores_lossy_tensors_as_tic_does() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = adversarial_model(dir.path());
+    let art = dir.path().join("lossy.tic");
+    let rules = "f16.all_patterns=mantissa:4,bf16.weights_odd=abs:0.001,f32.mixed=rel:0.01";
+    compile(
+        &model,
+        &art,
+        &CompileOptions {
+            lossy: Some(tic_compiler::LossyRules::parse(rules).unwrap()),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    let opened = tic_runtime::Artifact::open(
+        &art,
+        &tic_runtime::OpenOptions {
+            trust: tic_runtime::Trust {
+                keys: Vec::new(),
+                allow_unsigned: true,
+            },
+            identities: Vec::new(),
+        },
+    )
+    .unwrap();
+    let codecs: Vec<String> = opened
+        .header()
+        .tensors
+        .iter()
+        .filter(|t| t.lossy.is_some())
+        .map(|t| t.codec.name())
+        .collect();
+    for kind in ["mantissa(", ",abs=", ",rel="] {
+        assert!(
+            codecs.iter().any(|c| c.contains(kind)),
+            "codec 2 and both modes of codec 3 are used: {codecs:?}"
+        );
+    }
+    let by_tic = dir.path().join("by-tic");
+    opened.extract(&by_tic, false, &NoProgress).unwrap();
+
+    let by_reader = dir.path().join("by-reader");
+    let o = run(
+        py,
+        &[
+            &art,
+            "--allow-unsigned".as_ref(),
+            "--out".as_ref(),
+            &by_reader,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(digests(&by_tic), digests(&by_reader));
+    assert_ne!(
+        digests(&by_tic)["model.safetensors"],
+        digests(&model)["model.safetensors"],
+        "the lossy tensors changed the restored file"
+    );
+}
