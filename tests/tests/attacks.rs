@@ -1,7 +1,9 @@
 //! Attacks on signed artifacts, through the runtime API: every change an
 //! attacker can make to a signed artifact, short of holding a trusted key,
 //! must make opening or verifying it fail with the error that says what
-//! happened.
+//! happened. And what only a trusted key (or a writer bug) can sign: a
+//! header whose digests or stored chunks do not describe the model, caught
+//! by the decode and the final digests, with nothing restored.
 
 mod support;
 
@@ -927,4 +929,104 @@ fn stored_safetensors_header_that_disagrees_with_the_entries_is_not_restored() {
         0,
         "nothing written"
     );
+}
+
+#[test]
+fn a_signer_whose_digests_or_chunks_lie_is_caught_after_decoding() {
+    // What only the holder of a trusted key (or a writer bug) can do: sign
+    // a header whose tensor or file digest, or whose chunk bytes (with a
+    // matching chunk digest), do not describe the model. The chunk digests
+    // pass, so the decode and the final digests are what catch it.
+    let dir = tempdir().unwrap();
+    let key = signing_key();
+    let vk = key.verifying_key();
+    let mut tensors = small_tensors(9);
+    tensors.push(Tensor {
+        name: "ones".into(),
+        dtype: "BF16",
+        shape: vec![4096],
+        data: [0x80, 0x3f].repeat(4096),
+    });
+    let model = model_with(&dir.path().join("model"), &tensors);
+    let good = dir.path().join("good.tic");
+    compile(&model, &good, Some(&key), Vec::new());
+    let resign = |name: &str, change: &dyn Fn(&mut Parts, &mut Header)| {
+        let mut p = Parts::read(&good);
+        let mut h = p.parsed_header();
+        change(&mut p, &mut h);
+        p.set_header(&h);
+        p.sign(&key);
+        let path = dir.path().join(name);
+        p.write(&path);
+        let art = open_trusting(&path, &vk).unwrap();
+        art.verify_chunks(&tic_runtime::NoProgress).unwrap();
+        art
+    };
+
+    let art = resign("tensor-digest.tic", &|_, h| {
+        let t = h
+            .tensors
+            .iter_mut()
+            .find(|t| t.name == "norm.bias")
+            .unwrap();
+        t.sha256[0] ^= 1;
+    });
+    let err = art.read_tensor("norm.bias").unwrap_err();
+    assert_err!(err, RuntimeError::TensorDigest { tensor, .. } if tensor.contains("norm.bias"));
+    assert_eq!(err.kind(), ErrorKind::Verification);
+    assert!(
+        art.read_tensor("embed.weight").is_ok(),
+        "other tensors still read"
+    );
+
+    let art = resign("file-digest.tic", &|_, h| {
+        let f = h
+            .files
+            .iter_mut()
+            .find(|f| f.path == "config.json")
+            .unwrap();
+        f.sha256[0] ^= 1;
+    });
+    let root = dir.path().join("out");
+    std::fs::create_dir(&root).unwrap();
+    let err = art
+        .extract(&root.join("model"), false, &tic_runtime::NoProgress)
+        .unwrap_err();
+    assert_err!(err, RuntimeError::FileDigest { file, .. } if file == "config.json");
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // The planes chunk of `ones` changed so that it does not decode (its
+    // first plane section claims more bytes than there are), digest fixed.
+    let art = resign("bad-chunk.tic", &|p, h| {
+        let j = first_chunk_of(h, "ones");
+        let r = p.chunk_in_payload(h, j);
+        p.payload[r.start..r.start + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        h.chunks[j].sha256 = tic_format::sha256(&p.payload[r]);
+    });
+    let t = art.tensor("ones").unwrap();
+    assert!(t.codec.name().starts_with("planes"), "{}", t.codec.name());
+    let err = art.read_tensor("ones").unwrap_err();
+    assert_err!(err, RuntimeError::Decode { tensor, .. } if tensor.contains("ones"));
+    assert_eq!(err.kind(), ErrorKind::Verification);
+
+    // Misuse, not bad input: a wrong name, a wrong buffer size, an output
+    // that exists.
+    let art = open_trusting(&good, &vk).unwrap();
+    let err = art.read_tensor("no.such.tensor").unwrap_err();
+    assert_err!(err, RuntimeError::TensorNotFound { name, .. } if name == "no.such.tensor");
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    let t = art.tensor("embed.weight").unwrap();
+    let mut short = vec![0u8; t.orig_len as usize - 1];
+    let err = art.read_tensor_into(t, &mut short).unwrap_err();
+    assert_err!(err, RuntimeError::BufferSize { got, .. } if *got == short.len());
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    let err = art
+        .extract(&root, false, &tic_runtime::NoProgress)
+        .unwrap_err();
+    assert_err!(err, RuntimeError::OutputExists { .. });
+    assert_eq!(err.kind(), ErrorKind::Usage);
 }
