@@ -541,10 +541,10 @@ def age_decrypt_x25519(data: bytes, identity: bytes) -> bytes:
 # ---------------------------------------------------------------------------
 # 3. Key files
 # ---------------------------------------------------------------------------
-# GAP: SPEC.md never defines the format of a trusted public-key file. The test
-# vectors use PEM "PUBLIC KEY" (RFC 8410 SubjectPublicKeyInfo for Ed25519, OID
-# 1.3.101.112) and PEM "PRIVATE KEY" (RFC 8410 PKCS#8, 32-byte seed). We accept
-# that, and also a bare 32-byte key as raw bytes, 64 hex digits or base64.
+# Key files (SPEC §5, informative): PEM "PUBLIC KEY" (RFC 8410
+# SubjectPublicKeyInfo for Ed25519, OID 1.3.101.112) and PEM "PRIVATE KEY"
+# (RFC 8410 PKCS#8, 32-byte seed). We also accept a bare 32-byte key as raw
+# bytes, 64 hex digits or base64.
 
 _SPKI_ED25519_PREFIX = bytes.fromhex("302a300506032b6570032100")
 _PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
@@ -1245,8 +1245,8 @@ def check_signature(pre: Preamble, header: bytes, section: bytes, trusted: list[
             raise TicError(f"signer {sig.fingerprint} is not among the trusted keys")
         sig.trusted = True
     else:
-        # GAP: the spec does not say what a reader does with a signed artifact
-        # when no key is pinned; we treat it like an unsigned one.
+        # SPEC §5: with no key pinned, a signed artifact is read only when
+        # unsigned ones are allowed, and its signer is reported as unchecked.
         if not allow_unsigned:
             raise TicError(f"artifact signed by {sig.fingerprint} but no --trust key given "
                            "(use --trust, or --allow-unsigned to read it unverified)")
@@ -1295,8 +1295,9 @@ def _check_count(r: Reader, count: int, limit: int, min_size: int, what: str) ->
                        f"{r.remaining()} header bytes left")
 
 
-def parse_header(buf: bytes, pre: Preamble) -> Header:
-    """SPEC §4. Only called after the signature check (SPEC §5)."""
+def parse_header(buf: bytes, pre: Preamble, st_json: bool = True) -> Header:
+    """SPEC §4, then the rules of §6 and §7 (`st_json`: see check_consistency).
+    Only called after the signature check (SPEC §5)."""
     r = Reader(buf, "header")
     h = Header()
     h.creator = r.utf8(r.u8("creator length"), "creator")
@@ -1319,7 +1320,7 @@ def parse_header(buf: bytes, pre: Preamble) -> Header:
         f.path = r.utf8(r.u16("path length"), "path")
         f.kind = r.u8("file kind")
         if f.kind not in (0, 1):
-            # GAP: SPEC §4.2 lists 0 and 1 but has no explicit "reject other kinds".
+            # SPEC §4.2: other kinds MUST be rejected.
             raise TicError(f"file {f.path!r}: unknown kind {f.kind}")
         f.size = r.u64("file size")
         f.sha256 = r.take(32, "file sha256")
@@ -1362,7 +1363,7 @@ def parse_header(buf: bytes, pre: Preamble) -> Header:
             t.lossy_record = {"bound_kind": kind, "bound": figs[0], "max_abs": figs[1],
                               "max_rel": figs[2], "mean_rel": figs[3], "rms_rel": figs[4]}
         elif t.lossy != 0:
-            # GAP: SPEC §4.3 does not say that other values must be rejected.
+            # SPEC §4.3: other values MUST be rejected.
             raise TicError(f"tensor {t.name!r}: lossy flag {t.lossy} is neither 0 nor 1")
         # SPEC §9: an unknown codec id is rejected at parse time; params are
         # validated for the dtype here too (SPEC §7 rule 4).
@@ -1391,12 +1392,12 @@ def parse_header(buf: bytes, pre: Preamble) -> Header:
         if flags == 1:
             raise TicError(f"unknown critical extension kind {kind}")   # v1.0 knows none
         if flags != 0:
-            # GAP: SPEC §4.5 defines 0 and 1 only.
+            # SPEC §4.5: other flags MUST be rejected.
             raise TicError(f"extension kind {kind}: flags {flags} is neither 0 nor 1")
         h.extensions.append((kind, len(data)))   # ignorable: skipped
     if r.remaining():
         raise TicError(f"header: {r.remaining()} bytes left after the last field")
-    check_consistency(h)
+    check_consistency(h, st_json)
     return h
 
 
@@ -1404,8 +1405,9 @@ def _finite_nonneg(x: float) -> bool:
     return math.isfinite(x) and x >= 0
 
 
-def check_consistency(h: Header) -> None:
-    """SPEC §6 and §7."""
+def check_consistency(h: Header, st_json: bool = True) -> None:
+    """SPEC §6 and §7: the MUST rules, then (with `st_json`) the SHOULD check
+    of each st_header's JSON against the tensor entries."""
     # §6 paths: valid, unique, none a directory prefix of another
     paths = set()
     for f in h.files:
@@ -1439,11 +1441,13 @@ def check_consistency(h: Header) -> None:
                     or f.st_header):
                 raise TicError(f"blob {f.path!r}: must have one unnamed U8 tensor and no st_header")
             if len(ts[0].shape) != 1:
-                # SPEC §4.2 says "shape [size]"; rule 2 does not mention the rank.
                 raise TicError(f"blob {f.path!r}: its tensor's shape must be [size]")
         else:
             if len(f.st_header) < 8:
                 raise TicError(f"safetensors file {f.path!r}: st_header shorter than 8 bytes")
+            N = struct.unpack_from("<Q", f.st_header, 0)[0]
+            if N != len(f.st_header) - 8:
+                raise TicError(f"{f.path!r}: st_header length prefix {N} != {len(f.st_header) - 8}")
             names = [t.name for t in ts]
             if len(set(names)) != len(names):
                 raise TicError(f"safetensors file {f.path!r}: repeated tensor name")
@@ -1484,8 +1488,7 @@ def check_consistency(h: Header) -> None:
     for t in h.tensors:
         if (t.chunk_count == 0) != (t.orig_len == 0):
             raise TicError(f"tensor {t.name!r}: chunk_count 0 exactly when orig_len 0")
-        # GAP: rule 5 does not say what first_chunk of a chunkless tensor must
-        # be; we require the running sum, like files' first_tensor (rule 1).
+        # Also for a chunkless (empty) tensor: the running sum.
         if t.first_chunk != nc:
             raise TicError(f"tensor {t.name!r}: first_chunk {t.first_chunk}, expected {nc}")
         nc += t.chunk_count
@@ -1515,17 +1518,15 @@ def check_consistency(h: Header) -> None:
     if off != h.payload_len:
         raise TicError(f"chunks add up to {off} bytes, payload_len is {h.payload_len}")
 
-    for f in h.files:
-        if f.kind == 1:
-            check_st_header(f)
+    if st_json:
+        for f in h.files:
+            if f.kind == 1:
+                check_st_header(f)
 
 
 def check_st_header(f: FileEntry) -> None:
     """SPEC §7 (SHOULD): the st_header describes the same tensors as the entries."""
     st = f.st_header
-    N = struct.unpack_from("<Q", st, 0)[0]
-    if N != len(st) - 8:
-        raise TicError(f"{f.path!r}: st_header length prefix {N} != {len(st) - 8}")
 
     def no_dups(pairs):
         d = {}
@@ -2271,6 +2272,33 @@ def self_test(vdir: str) -> int:
     return 0 if st.failed == 0 else 1
 
 
+def check_headers(path: str) -> int:
+    """Differential-testing mode: FILE holds records of a u32 length and that
+    many header bytes (SPEC §4). For each, print `ok` when the header parses
+    and meets every MUST rule of §4, §6 and §7, else `err` and the reason.
+    The preamble's payload_len is taken as the header's own, and the SHOULD
+    check of the st_header JSON (§7) is left out, so the verdict is the
+    header's alone."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    pos = 0
+    while pos < len(data):
+        n = struct.unpack_from("<I", data, pos)[0]
+        buf = data[pos + 4:pos + 4 + n]
+        pos += 4 + n
+        pre = Preamble()
+        try:
+            pre.payload_len = struct.unpack_from("<Q", buf, 1 + buf[0])[0]
+        except (IndexError, struct.error):
+            pre.payload_len = -1
+        try:
+            parse_header(buf, pre, st_json=False)
+            print("ok")
+        except TicError as e:
+            print(f"err {e}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Independent reader for tic v1 artifacts.")
     ap.add_argument("artifact", nargs="?", help="the .tic file")
@@ -2288,7 +2316,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print a JSON report")
     ap.add_argument("--self-test", metavar="VECTORS_DIR",
                     help="run every check against format-spec/test-vectors")
+    ap.add_argument("--check-headers", metavar="FILE",
+                    help="judge each length-prefixed header in FILE: ok or err (testing)")
     args = ap.parse_args(argv)
+    if args.check_headers:
+        return check_headers(args.check_headers)
     if args.self_test:
         try:
             return self_test(args.self_test)

@@ -211,3 +211,72 @@ fn independent_reader_restores_lossy_tensors_as_tic_does() {
         "the lossy tensors changed the restored file"
     );
 }
+
+/// The rejection side, differentially: each byte of the two vector
+/// artifacts' headers changed in four ways (lowest and highest bit flipped,
+/// set to 0x00 and to 0xff), and truncations, get the same verdict from
+/// tic's `Header::parse` and from the independent reader's parser (MUST
+/// rules of SPEC.md §4, §6, §7).
+#[test]
+fn independent_reader_and_tic_reject_the_same_damaged_headers() {
+    let Some(py) = python() else { return };
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for name in ["small-signed.tic", "small-encrypted.tic"] {
+        let path = repo_root()
+            .join("format-spec/test-vectors/artifacts")
+            .join(name);
+        let header = tic_tests::Parts::read(&path).header;
+        for i in 0..header.len() {
+            let changes = [header[i] ^ 0x01, header[i] ^ 0x80, 0x00, 0xff];
+            for v in changes.into_iter().filter(|&v| v != header[i]) {
+                let mut h = header.clone();
+                h[i] = v;
+                cases.push((format!("{name}: byte {i} = {v:#04x}"), h));
+            }
+        }
+        for n in (0..header.len()).step_by(7) {
+            cases.push((format!("{name}: cut to {n} bytes"), header[..n].to_vec()));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("headers.bin");
+    let mut bytes = Vec::new();
+    for (_, h) in &cases {
+        bytes.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(h);
+    }
+    std::fs::write(&records, bytes).unwrap();
+    let o = run(py, &["--check-headers".as_ref(), &records]);
+    assert!(o.status.success(), "{}", text(&o));
+    let verdicts: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(verdicts.len(), cases.len());
+
+    let mut disagree = Vec::new();
+    let mut rejected = 0;
+    for ((what, h), verdict) in cases.iter().zip(&verdicts) {
+        let tic = tic_format::Header::parse(h);
+        rejected += usize::from(tic.is_err());
+        if tic.is_ok() != (verdict == "ok") {
+            let tic = tic.map(|_| "ok").map_err(|e| e.to_string());
+            disagree.push(format!("{what}: tic {tic:?}, reader {verdict}"));
+        }
+    }
+    assert!(
+        disagree.is_empty(),
+        "{} of {} verdicts differ:\n{}",
+        disagree.len(),
+        cases.len(),
+        disagree[..disagree.len().min(10)].join("\n")
+    );
+    // Digests and the like take any value: a fair share of the changes
+    // must still be rejected, or this compares nothing.
+    assert!(
+        rejected > cases.len() / 3 && rejected < cases.len(),
+        "{rejected} of {} rejected",
+        cases.len()
+    );
+}
