@@ -471,11 +471,20 @@ def age_parse(data: bytes) -> AgeHeader:
         if not parts or any(len(a) == 0 or any(c < 0x21 or c > 0x7E for c in a) for a in parts):
             raise TicError("age: malformed stanza arguments")
         body = b""
+        last = None
         while True:
+            # The legacy body encoding (ENCRYPTION §5.4, MAY): a body that is
+            # empty or ends with a full 64-column line, with no short final
+            # line, directly followed by the next stanza or the footer. No
+            # base64 line starts with "-" so the look-ahead is unambiguous.
+            if last is None or len(last) == 64:
+                if data.startswith(b"-> ", pos) or data.startswith(b"---", pos):
+                    break
             bl = line()
             if len(bl) > 64:
                 raise TicError("age: stanza body line too long")
             body += bl
+            last = bl
             if len(bl) < 64:
                 break
         stanzas.append((parts[0].decode(), [a.decode() for a in parts[1:]],
@@ -2272,13 +2281,14 @@ def self_test(vdir: str) -> int:
     return 0 if st.failed == 0 else 1
 
 
-def check_headers(path: str) -> int:
+def check_sections(kind: str, path: str) -> int:
     """Differential-testing mode: FILE holds records of a u32 length and that
-    many header bytes (SPEC §4). For each, print `ok` when the header parses
-    and meets every MUST rule of §4, §6 and §7, else `err` and the reason.
-    The preamble's payload_len is taken as the header's own, and the SHOULD
-    check of the st_header JSON (§7) is left out, so the verdict is the
-    header's alone."""
+    many bytes of one section, a header (SPEC §4) or a recipients section
+    (ENCRYPTION §5). For each, print `ok` when it parses and meets every MUST
+    rule (for a header: of §4, §6 and §7), else `err` and the reason. A
+    header's preamble payload_len is taken as its own, and the SHOULD check
+    of the st_header JSON (§7) is left out, so the verdict is the section's
+    alone."""
     with open(path, "rb") as fh:
         data = fh.read()
     pos = 0
@@ -2286,13 +2296,16 @@ def check_headers(path: str) -> int:
         n = struct.unpack_from("<I", data, pos)[0]
         buf = data[pos + 4:pos + 4 + n]
         pos += 4 + n
-        pre = Preamble()
         try:
-            pre.payload_len = struct.unpack_from("<Q", buf, 1 + buf[0])[0]
-        except (IndexError, struct.error):
-            pre.payload_len = -1
-        try:
-            parse_header(buf, pre, st_json=False)
+            if kind == "header":
+                pre = Preamble()
+                try:
+                    pre.payload_len = struct.unpack_from("<Q", buf, 1 + buf[0])[0]
+                except (IndexError, struct.error):
+                    pre.payload_len = -1
+                parse_header(buf, pre, st_json=False)
+            else:
+                parse_recipients(buf)
             print("ok")
         except TicError as e:
             print(f"err {e}")
@@ -2318,9 +2331,13 @@ def main(argv=None) -> int:
                     help="run every check against format-spec/test-vectors")
     ap.add_argument("--check-headers", metavar="FILE",
                     help="judge each length-prefixed header in FILE: ok or err (testing)")
+    ap.add_argument("--check-recipients", metavar="FILE",
+                    help="the same for recipients sections (testing)")
     args = ap.parse_args(argv)
     if args.check_headers:
-        return check_headers(args.check_headers)
+        return check_sections("header", args.check_headers)
+    if args.check_recipients:
+        return check_sections("recipients", args.check_recipients)
     if args.self_test:
         try:
             return self_test(args.self_test)

@@ -212,41 +212,51 @@ fn independent_reader_restores_lossy_tensors_as_tic_does() {
     );
 }
 
-/// The rejection side, differentially: each byte of the two vector
-/// artifacts' headers changed in four ways (lowest and highest bit flipped,
-/// set to 0x00 and to 0xff), and truncations, get the same verdict from
-/// tic's `Header::parse` and from the independent reader's parser (MUST
-/// rules of SPEC.md §4, §6, §7).
-#[test]
-fn independent_reader_and_tic_reject_the_same_damaged_headers() {
-    let Some(py) = python() else { return };
-    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-    for name in ["small-signed.tic", "small-encrypted.tic"] {
-        let path = repo_root()
-            .join("format-spec/test-vectors/artifacts")
-            .join(name);
-        let header = tic_tests::Parts::read(&path).header;
-        for i in 0..header.len() {
-            let changes = [header[i] ^ 0x01, header[i] ^ 0x80, 0x00, 0xff];
-            for v in changes.into_iter().filter(|&v| v != header[i]) {
-                let mut h = header.clone();
-                h[i] = v;
-                cases.push((format!("{name}: byte {i} = {v:#04x}"), h));
-            }
-        }
-        for n in (0..header.len()).step_by(7) {
-            cases.push((format!("{name}: cut to {n} bytes"), header[..n].to_vec()));
+/// Single-byte changes of `section` (each byte flipped in its lowest, its
+/// 0x20 (ASCII case) and its highest bit, set to 0x00 and to 0xff) and
+/// truncations, labelled.
+fn damaged(name: &str, section: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut cases = Vec::new();
+    for i in 0..section.len() {
+        let changes = [
+            section[i] ^ 0x01,
+            section[i] ^ 0x20,
+            section[i] ^ 0x80,
+            0x00,
+            0xff,
+        ];
+        for v in changes.into_iter().filter(|&v| v != section[i]) {
+            let mut s = section.to_vec();
+            s[i] = v;
+            cases.push((format!("{name}: byte {i} = {v:#04x}"), s));
         }
     }
+    for n in (0..section.len()).step_by(7) {
+        cases.push((format!("{name}: cut to {n} bytes"), section[..n].to_vec()));
+    }
+    cases
+}
+
+/// Has the independent reader judge every case (`flag`: its
+/// `--check-headers` or `--check-recipients` mode) and asserts that its
+/// verdicts and tic's (`tic_parse`) agree, and that a fair share of the
+/// cases are rejections (digests and the like take any value, so not all
+/// are), or the comparison would be vacuous.
+fn same_verdicts(
+    py: &str,
+    flag: &str,
+    cases: &[(String, Vec<u8>)],
+    tic_parse: impl Fn(&[u8]) -> Result<(), String>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let records = dir.path().join("headers.bin");
+    let records = dir.path().join("sections.bin");
     let mut bytes = Vec::new();
-    for (_, h) in &cases {
-        bytes.extend_from_slice(&(h.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(h);
+    for (_, s) in cases {
+        bytes.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(s);
     }
     std::fs::write(&records, bytes).unwrap();
-    let o = run(py, &["--check-headers".as_ref(), &records]);
+    let o = run(py, &[flag.as_ref(), &records]);
     assert!(o.status.success(), "{}", text(&o));
     let verdicts: Vec<String> = String::from_utf8(o.stdout)
         .unwrap()
@@ -254,29 +264,50 @@ fn independent_reader_and_tic_reject_the_same_damaged_headers() {
         .map(str::to_owned)
         .collect();
     assert_eq!(verdicts.len(), cases.len());
-
     let mut disagree = Vec::new();
     let mut rejected = 0;
-    for ((what, h), verdict) in cases.iter().zip(&verdicts) {
-        let tic = tic_format::Header::parse(h);
+    for ((what, s), verdict) in cases.iter().zip(&verdicts) {
+        let tic = tic_parse(s);
         rejected += usize::from(tic.is_err());
         if tic.is_ok() != (verdict == "ok") {
-            let tic = tic.map(|_| "ok").map_err(|e| e.to_string());
             disagree.push(format!("{what}: tic {tic:?}, reader {verdict}"));
         }
     }
     assert!(
         disagree.is_empty(),
-        "{} of {} verdicts differ:\n{}",
+        "{flag}: {} of {} verdicts differ:\n{}",
         disagree.len(),
         cases.len(),
         disagree[..disagree.len().min(10)].join("\n")
     );
-    // Digests and the like take any value: a fair share of the changes
-    // must still be rejected, or this compares nothing.
     assert!(
         rejected > cases.len() / 3 && rejected < cases.len(),
-        "{rejected} of {} rejected",
+        "{flag}: {rejected} of {} rejected",
         cases.len()
     );
+}
+
+/// The rejection side, differentially: damaged headers of both vector
+/// artifacts, and damaged recipients sections of the encrypted one, get the
+/// same verdict from tic's parsers and from the independent reader's (MUST
+/// rules of SPEC.md §4, §6, §7 and ENCRYPTION.md §5.4).
+#[test]
+fn independent_reader_and_tic_reject_the_same_damaged_sections() {
+    let Some(py) = python() else { return };
+    let vectors = repo_root().join("format-spec/test-vectors/artifacts");
+    let signed = tic_tests::Parts::read(&vectors.join("small-signed.tic"));
+    let encrypted = tic_tests::Parts::read(&vectors.join("small-encrypted.tic"));
+    let mut headers = damaged("small-signed.tic header", &signed.header);
+    headers.extend(damaged("small-encrypted.tic header", &encrypted.header));
+    same_verdicts(py, "--check-headers", &headers, |s| {
+        tic_format::Header::parse(s)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    let recipients = damaged("small-encrypted.tic recipients", &encrypted.recipients);
+    same_verdicts(py, "--check-recipients", &recipients, |s| {
+        tic_format::crypto::RecipientsSection::parse(s)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
 }
