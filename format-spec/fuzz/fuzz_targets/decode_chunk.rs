@@ -17,8 +17,10 @@ fuzz_target!(|data: &[u8]| {
     for id in [0u16, 1, 2, 3] {
         let spec = CodecSpec { id, params: params.clone() };
         if spec.validate(elem).is_ok() {
-            // Original length: a few plausible sizes, bounded.
-            for n in [0usize, 1, 31, 1000] {
+            // Original length: a few plausible sizes, bounded; 70 000
+            // elements is two tiles, where the 32-lane fast decoder runs
+            // (the codec vector u8-two-tiles is a seed of that size).
+            for n in [0usize, 1, 31, 1000, 70_000] {
                 let mut out = vec![0u8; n * elem];
                 let _ = decode_chunk(&spec, elem, stream, &mut out);
             }
