@@ -1858,18 +1858,26 @@ def _expect_reject(fn, must_contain: str) -> str:
     raise TicError("accepted input that must be rejected")
 
 
+def _load_vector(vector_dir: str, fn: str):
+    """A codec or lossy vector (CODECS §8, LOSSY §7): its JSON, its stored
+    chunk (checked against the JSON's length and digest) and its codec
+    (checked against the JSON's display name)."""
+    d = json.load(open(os.path.join(vector_dir, fn)))
+    stored = open(os.path.join(vector_dir, d["stored_file"]), "rb").read()
+    _expect(len(stored) == d["stored_len"] and
+            hashlib.sha256(stored).hexdigest() == d["stored_sha256"], "stored file digest")
+    c = Codec(d["codec_id"], bytes.fromhex(d["params_hex"]), d["elem_size"])
+    _expect(c.name() == d["codec_name"], f"codec name {c.name()} != {d['codec_name']}")
+    return d, stored, c
+
+
 def _codec_vectors(st: SelfTest, vdir: str) -> None:
     cdir = os.path.join(vdir, "codec")
     for fn in sorted(os.listdir(cdir)):
         if not fn.endswith(".json"):
             continue
         def run(fn=fn):
-            d = json.load(open(os.path.join(cdir, fn)))
-            stored = open(os.path.join(cdir, d["stored_file"]), "rb").read()
-            _expect(len(stored) == d["stored_len"] and
-                    hashlib.sha256(stored).hexdigest() == d["stored_sha256"], "stored file digest")
-            c = Codec(d["codec_id"], bytes.fromhex(d["params_hex"]), d["elem_size"])
-            _expect(c.name() == d["codec_name"], f"codec name {c.name()} != {d['codec_name']}")
+            d, stored, c = _load_vector(cdir, fn)
             out = c.decode(stored, d["original_len"])
             _expect(len(out) // d["elem_size"] == d["elements"], "element count")
             _expect(hashlib.sha256(out).hexdigest() == d["original_sha256"], "original sha256 mismatch")
@@ -1894,12 +1902,7 @@ def _lossy_vectors(st: SelfTest, vdir: str) -> None:
         if not fn.endswith(".json"):
             continue
         def run(fn=fn):
-            d = json.load(open(os.path.join(ldir, fn)))
-            stored = open(os.path.join(ldir, d["stored_file"]), "rb").read()
-            _expect(len(stored) == d["stored_len"] and
-                    hashlib.sha256(stored).hexdigest() == d["stored_sha256"], "stored file digest")
-            c = Codec(d["codec_id"], bytes.fromhex(d["params_hex"]), d["elem_size"])
-            _expect(c.name() == d["codec_name"], f"codec name {c.name()} != {d['codec_name']}")
+            d, stored, c = _load_vector(ldir, fn)
             _expect(DTYPES[c.lossy.dtype][0] == d["dtype"], "dtype")
             _expect(c.lossy.bound() == (d["bound_kind"], d["bound"]), "bound")
             out = c.decode(stored, d["decoded_len"])

@@ -889,54 +889,28 @@ fn extraction_in_order_and_all_or_nothing_on_one_and_many_threads() {
     }
 }
 
-#[test]
-fn stored_safetensors_header_that_disagrees_with_the_entries_is_not_restored() {
-    // A writer bug, or a signer who means harm: the signed st_header's JSON
-    // gives a tensor another dtype than its entry (same length, so the
-    // header itself is well formed). The file is never restored.
-    let dir = tempdir().unwrap();
-    let key = signing_key();
-    let model = small_model(&dir.path().join("model"), 8);
-    let path = dir.path().join("a.tic");
-    compile(&model, &path, Some(&key), Vec::new());
-    let mut p = Parts::read(&path);
-    let mut h = p.parsed_header();
-    let f = h
-        .files
-        .iter_mut()
-        .find(|f| f.path == "model.safetensors")
-        .unwrap();
-    let json = String::from_utf8(f.st_header[8..].to_vec()).unwrap();
-    assert!(json.contains(r#""dtype":"F32""#), "{json}");
-    let json = json.replacen(r#""dtype":"F32""#, r#""dtype":"I32""#, 1);
-    f.st_header.truncate(8);
-    f.st_header.extend_from_slice(json.as_bytes());
-    p.set_header(&h);
-    p.sign(&key);
-    p.write(&path);
-
-    let art = open_trusting(&path, &key.verifying_key()).unwrap();
-    art.verify_chunks(&tic_runtime::NoProgress).unwrap();
-    let root = dir.path().join("out");
-    std::fs::create_dir(&root).unwrap();
+/// Extracts `art` into a new folder under `root` (created empty), which
+/// must fail; returns the error after checking that nothing was written.
+fn failed_extraction(art: &Artifact, root: &Path) -> RuntimeError {
+    std::fs::create_dir(root).unwrap();
     let err = art
         .extract(&root.join("model"), false, &tic_runtime::NoProgress)
         .unwrap_err();
-    assert_err!(err, RuntimeError::StHeaderMismatch { file, why, .. } if file == "model.safetensors" && why.contains("embed.weight"));
-    assert!(err.to_string().contains("model.safetensors"), "{err}");
     assert_eq!(
-        std::fs::read_dir(&root).unwrap().count(),
+        std::fs::read_dir(root).unwrap().count(),
         0,
-        "nothing written"
+        "nothing written: {err}"
     );
+    err
 }
 
 #[test]
 fn a_signer_whose_digests_or_chunks_lie_is_caught_after_decoding() {
     // What only the holder of a trusted key (or a writer bug) can do: sign
-    // a header whose tensor or file digest, or whose chunk bytes (with a
-    // matching chunk digest), do not describe the model. The chunk digests
-    // pass, so the decode and the final digests are what catch it.
+    // a header whose stored safetensors header, tensor or file digest, or
+    // chunk bytes (with a matching chunk digest) do not describe the model.
+    // The chunk digests pass, so the st_header check, the decode and the
+    // final digests are what catch it.
     let dir = tempdir().unwrap();
     let key = signing_key();
     let vk = key.verifying_key();
@@ -987,17 +961,26 @@ fn a_signer_whose_digests_or_chunks_lie_is_caught_after_decoding() {
             .unwrap();
         f.sha256[0] ^= 1;
     });
-    let root = dir.path().join("out");
-    std::fs::create_dir(&root).unwrap();
-    let err = art
-        .extract(&root.join("model"), false, &tic_runtime::NoProgress)
-        .unwrap_err();
+    let err = failed_extraction(&art, &dir.path().join("out-file"));
     assert_err!(err, RuntimeError::FileDigest { file, .. } if file == "config.json");
-    assert_eq!(
-        std::fs::read_dir(&root).unwrap().count(),
-        0,
-        "nothing written"
-    );
+
+    // The st_header's JSON gives a tensor another dtype than its entry
+    // (same length, so the header itself is well formed).
+    let art = resign("st-header.tic", &|_, h| {
+        let f = h
+            .files
+            .iter_mut()
+            .find(|f| f.path == "model.safetensors")
+            .unwrap();
+        let json = String::from_utf8(f.st_header[8..].to_vec()).unwrap();
+        assert!(json.contains(r#""dtype":"F32""#), "{json}");
+        let json = json.replacen(r#""dtype":"F32""#, r#""dtype":"I32""#, 1);
+        f.st_header.truncate(8);
+        f.st_header.extend_from_slice(json.as_bytes());
+    });
+    let err = failed_extraction(&art, &dir.path().join("out-st-header"));
+    assert_err!(err, RuntimeError::StHeaderMismatch { file, why, .. } if file == "model.safetensors" && why.contains("embed.weight"));
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
 
     // The planes chunk of `ones` changed so that it does not decode (its
     // first plane section claims more bytes than there are), digest fixed.
@@ -1025,7 +1008,7 @@ fn a_signer_whose_digests_or_chunks_lie_is_caught_after_decoding() {
     assert_err!(err, RuntimeError::BufferSize { got, .. } if *got == short.len());
     assert_eq!(err.kind(), ErrorKind::Usage);
     let err = art
-        .extract(&root, false, &tic_runtime::NoProgress)
+        .extract(dir.path(), false, &tic_runtime::NoProgress)
         .unwrap_err();
     assert_err!(err, RuntimeError::OutputExists { .. });
     assert_eq!(err.kind(), ErrorKind::Usage);
