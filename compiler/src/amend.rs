@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 use tic_format::crypto::{Identity, Recipient};
-use tic_format::header::{Preamble, PREAMBLE_LEN};
+use tic_format::header::Preamble;
 use tic_format::sign::{self, SignatureSection, SIGNED_MESSAGE_LEN};
 use tic_format::Encryption;
-use tic_runtime::{Artifact, OpenOptions, Trust};
+use tic_runtime::{Artifact, OpenOptions, Progress, Trust};
 
 use crate::error::{AmendError, CompileError};
+
+/// Bytes of the payload copied at a time.
+const COPY_BLOCK: u64 = 8 << 20;
 
 /// The raw pieces of an artifact: preamble, header, signature, recipients
 /// bytes, and where the payload starts.
@@ -85,6 +88,7 @@ pub(crate) fn rewrite(
     recipients: &[u8],
     output: &Path,
     force: bool,
+    progress: &dyn Progress,
 ) -> Result<(), AmendError> {
     let same = output.canonicalize().ok() == input.canonicalize().ok();
     if output.symlink_metadata().is_ok() && !force && !same {
@@ -121,8 +125,28 @@ pub(crate) fn rewrite(
     let mut src = File::open(input).map_err(ioe(input))?;
     src.seek(SeekFrom::Start(raw.preamble.payload_offset()))
         .map_err(ioe(input))?;
-    let copied = std::io::copy(&mut src.take(raw.preamble.payload_len), tmp.as_file_mut())
-        .map_err(ioe(input))?;
+    let mut src = src.take(raw.preamble.payload_len);
+    let interrupted = || AmendError::Interrupted {
+        path: output.to_path_buf(),
+    };
+    // The payload is copied in blocks, so that a long copy shows progress
+    // and stops when asked to (the temporary file is then removed).
+    progress.start("copying", raw.preamble.payload_len);
+    let mut buf = vec![0u8; COPY_BLOCK.min(raw.preamble.payload_len) as usize];
+    let mut copied = 0u64;
+    loop {
+        if progress.cancelled() {
+            return Err(interrupted());
+        }
+        let n = src.read(&mut buf).map_err(ioe(input))?;
+        if n == 0 {
+            break;
+        }
+        tmp.write_all(&buf[..n]).map_err(ioe(&tmp_path))?;
+        copied += n as u64;
+        progress.advance(n as u64);
+    }
+    progress.finish();
     if copied != raw.preamble.payload_len {
         return Err(AmendError::Usage {
             path: input.to_path_buf(),
@@ -130,7 +154,9 @@ pub(crate) fn rewrite(
         });
     }
     tmp.as_file().sync_all().map_err(ioe(&tmp_path))?;
-    let _ = PREAMBLE_LEN;
+    if progress.cancelled() {
+        return Err(interrupted());
+    }
     crate::compile::persist(tmp, output, true).map_err(|e| match e {
         CompileError::Io { path, source } => AmendError::Io { path, source },
         other => AmendError::Usage {
@@ -149,6 +175,7 @@ pub fn attach_signature(
     key: &VerifyingKey,
     output: &Path,
     force: bool,
+    progress: &dyn Progress,
 ) -> Result<String, AmendError> {
     let (_, raw) = read_raw(input)?;
     let signature: [u8; 64] = signature
@@ -159,7 +186,15 @@ pub fn attach_signature(
         signature,
     };
     section.verify(key, raw.preamble.major, raw.preamble.minor, &raw.header)?;
-    rewrite(input, &raw, Some(&section), &raw.recipients, output, force)?;
+    rewrite(
+        input,
+        &raw,
+        Some(&section),
+        &raw.recipients,
+        output,
+        force,
+        progress,
+    )?;
     Ok(section.fingerprint())
 }
 
@@ -175,6 +210,7 @@ pub fn rewrap(
     remove: &[String],
     output: &Path,
     force: bool,
+    progress: &dyn Progress,
 ) -> Result<Vec<String>, AmendError> {
     let (art, raw) = read_raw(input)?;
     let (salt, commitment) = match &art.header().encryption {
@@ -206,6 +242,7 @@ pub fn rewrap(
         &section.to_bytes(),
         output,
         force,
+        progress,
     )?;
     Ok(labels)
 }

@@ -109,6 +109,24 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
     }
 }
 
+/// The caller's request to stop (see [`Progress::cancelled`]), asked
+/// between chunks, as the error that reports it.
+struct Stop<'a> {
+    progress: &'a dyn Progress,
+    output: &'a Path,
+}
+
+impl Stop<'_> {
+    fn check(&self) -> Result<(), CompileError> {
+        if self.progress.cancelled() {
+            return Err(CompileError::Interrupted {
+                path: self.output.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+}
+
 fn chunk_elems(elem: usize, chunk_bytes: u64) -> u64 {
     let want = (chunk_bytes / elem as u64).max(1);
     let tile = TILE_SYMBOLS as u64;
@@ -161,6 +179,7 @@ pub fn compile(
         plan.iter().map(|t| t.chunks.len()).sum::<usize>(),
     );
     progress.start("compiling", total);
+    let stop = Stop { progress, output };
     // The digests of the inputs need no codec: they are taken while the
     // codecs are chosen and the payload is encoded, so that a second core
     // is busy from the start. A failure there stops the hashing early.
@@ -168,7 +187,7 @@ pub fn compile(
     let (hashes, encoded) = rayon::join(
         || {
             let t = Instant::now();
-            let r = hash_inputs(&inputs, &handles, &spans, &failed);
+            let r = hash_inputs(&inputs, &handles, &spans, &failed, &stop);
             if r.is_ok() {
                 tracing::info!(
                     "hashed {} files and {named} tensors in {:.1?}",
@@ -186,11 +205,12 @@ pub fn compile(
                 &handles,
                 opts.chunk_bytes,
                 opts.lossy.as_ref(),
+                &stop,
             )
             .and_then(|()| {
                 log_codecs(&inputs, &plan, named, t.elapsed());
                 let t = Instant::now();
-                let r = encode_to_temporary(&inputs, &handles, &plan, opts, output, progress);
+                let r = encode_to_temporary(&inputs, &handles, &plan, opts, output, &stop);
                 if let Ok(s) = &r {
                     let stored: u64 = s.encoded.chunks.iter().map(|c| c.stored_len).sum();
                     tracing::info!(
@@ -295,6 +315,8 @@ pub fn compile(
         .map_err(io(&tmp_path))?;
     tmp.as_file().sync_all().map_err(io(&tmp_path))?;
     let artifact_bytes = payload_offset + header.payload_len;
+    // The last chance to stop with nothing at `output`.
+    stop.check()?;
 
     persist(tmp, output, opts.force)?;
     tracing::info!(
@@ -339,7 +361,7 @@ fn encode_to_temporary(
     plan: &[PlannedTensor],
     opts: &CompileOptions,
     output: &Path,
-    progress: &dyn Progress,
+    stop: &Stop,
 ) -> Result<Staged, CompileError> {
     let (encryption, key, recipients_bytes) = if opts.recipients.is_empty() {
         (Encryption::None, None, Vec::new())
@@ -384,7 +406,7 @@ fn encode_to_temporary(
         key.as_ref(),
         tmp.as_file(),
         payload_offset,
-        progress,
+        stop,
     )?;
     Ok(Staged {
         header,
@@ -502,9 +524,11 @@ fn choose_codecs(
     handles: &[File],
     chunk_bytes: u64,
     lossy: Option<&LossyRules>,
+    stop: &Stop,
 ) -> Result<(), CompileError> {
     let samples = BufferPool::default();
     plan.par_iter_mut().with_max_len(1).try_for_each(|t| {
+        stop.check()?;
         let elem = t.dtype.size();
         if t.chunks.is_empty() {
             return Ok::<(), CompileError>(());
@@ -686,6 +710,7 @@ fn hash_inputs(
     handles: &[File],
     spans: &[Span],
     failed: &AtomicBool,
+    stop: &Stop,
 ) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), CompileError> {
     use ring::digest::{Context, SHA256};
     const BLOCK: u64 = 4 << 20;
@@ -701,6 +726,7 @@ fn hash_inputs(
             let mut pos = 0u64;
             let mut k = 0usize;
             while pos < f.size {
+                stop.check()?;
                 if failed.load(Ordering::Relaxed) {
                     return Err(CompileError::Internal(
                         "hashing stopped by another failure".into(),
@@ -830,7 +856,7 @@ fn encode_payload(
     key: Option<&PayloadKey>,
     out: &File,
     payload_offset: u64,
-    progress: &dyn Progress,
+    stop: &Stop,
 ) -> Result<Encoded, CompileError> {
     struct Job<'a> {
         tensor: &'a PlannedTensor,
@@ -882,6 +908,7 @@ fn encode_payload(
         w.par_iter()
             .with_max_len(1)
             .map(|j| {
+                stop.check()?;
                 let t = j.tensor;
                 let path = &inputs[t.file].path;
                 let mut buf = originals.take_at_least(j.len as usize);
@@ -918,7 +945,7 @@ fn encode_payload(
                 };
                 let sha256 = tic_format::sha256(&stored);
                 originals.give([buf]);
-                progress.advance(j.len);
+                stop.progress.advance(j.len);
                 Ok(EncodedChunk {
                     stored,
                     sha256,

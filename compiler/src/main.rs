@@ -1,7 +1,8 @@
 //! `tic`: the command line. Glue only: parse arguments, call the compiler
 //! and runtime libraries, print, and map errors to exit codes:
 //! 0 success (verified), 1 verification failed, 2 usage or I/O error,
-//! 3 internal error.
+//! 3 internal error; Ctrl-C during a command that writes output ends it by
+//! that signal once it has removed its partial output (see `signals`).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ macro_rules! outln {
 }
 
 mod report;
+mod signals;
 
 #[derive(Parser)]
 #[command(
@@ -306,7 +308,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INTERNAL);
         }
     }
-    match run(cli) {
+    let result = run(cli);
+    // A stop signal arrived while a command was writing: it stopped and
+    // cleaned up (or had just finished). End as the signal would have.
+    if let Some(sig) = signals::received() {
+        if let Err(f) = &result {
+            eprintln!("tic: {}", message(&f.err));
+        }
+        signals::die_by(sig);
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         // The reader of our output went away (`tic inspect m.tic | head`):
         // nobody is left to tell. The code is the one a shell reports for a
@@ -347,6 +358,13 @@ fn progress(quiet: bool) -> Box<dyn tic_runtime::Progress> {
     } else {
         Box::new(report::Bar::default())
     }
+}
+
+/// [`progress`] for a command that writes output: from now on Ctrl-C,
+/// SIGTERM and SIGHUP stop it cleanly (see [`signals`]).
+fn stoppable_progress(quiet: bool) -> Result<Box<dyn tic_runtime::Progress>, Failure> {
+    signals::install().context("installing the Ctrl-C handler")?;
+    Ok(Box::new(signals::Stoppable(progress(quiet))))
 }
 
 pub(crate) fn open_with(
@@ -419,7 +437,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 force,
                 lossy,
             };
-            let bar = progress(quiet);
+            let bar = stoppable_progress(quiet)?;
             let start = std::time::Instant::now();
             let r = tic_compiler::compile(&input, &output, &opts, bar.as_ref())?;
             let secs = start.elapsed().as_secs_f64();
@@ -471,7 +489,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 .into());
             }
-            let bar = progress(quiet);
+            let bar = stoppable_progress(quiet)?;
             let start = std::time::Instant::now();
             let r = art.extract(&output, force, bar.as_ref())?;
             let secs = start.elapsed().as_secs_f64();
@@ -585,7 +603,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 ids.extend(tic_runtime::read_identities(p)?);
             }
             let add = read_recipients(&add, &add_key)?;
-            let labels = tic_compiler::rewrap(&artifact, &ids, &add, &remove, &output, force)?;
+            let bar = stoppable_progress(quiet)?;
+            let labels =
+                tic_compiler::rewrap(&artifact, &ids, &add, &remove, &output, force, bar.as_ref())?;
             outln!(
                 "{}: encrypted to {} recipient(s): {}",
                 output.display(),
@@ -604,7 +624,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let sig = std::fs::read(&signature)
                 .with_context(|| format!("reading {}", signature.display()))?;
             let key = tic_runtime::read_public_key(&public_key)?;
-            let fp = tic_compiler::attach_signature(&artifact, &sig, &key, &output, force)?;
+            let bar = stoppable_progress(quiet)?;
+            let fp = tic_compiler::attach_signature(
+                &artifact,
+                &sig,
+                &key,
+                &output,
+                force,
+                bar.as_ref(),
+            )?;
             outln!("{}: signed by {fp}", output.display())?;
             Ok(0)
         }

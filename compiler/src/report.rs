@@ -60,6 +60,16 @@ impl Drop for LogLine {
     }
 }
 
+impl Drop for Bar {
+    /// An operation that failed or was interrupted did not finish its bar:
+    /// it is taken off the screen before the error is printed.
+    fn drop(&mut self) {
+        if !self.0.is_finished() {
+            tic_runtime::Progress::finish(self);
+        }
+    }
+}
+
 impl Default for Bar {
     fn default() -> Self {
         Bar(indicatif::ProgressBar::hidden())

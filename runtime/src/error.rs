@@ -83,13 +83,15 @@ pub enum RuntimeError {
         got: usize,
         want: u64,
     },
+    #[error("{path}: interrupted before the restore was complete; the partly restored files were removed and {path} was not touched")]
+    Interrupted { path: PathBuf },
     #[error("internal error: {0} (this is a bug in tic; please report it)")]
     Internal(String),
 }
 
-/// Which of the three kinds of failure an error is; the CLI maps these to
-/// its exit codes.
+/// Which kind of failure an error is; the CLI maps these to its exit codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The artifact is not what a trusted key signed: tampered, truncated,
     /// unsigned, untrusted, undecryptable with the given identity.
@@ -99,6 +101,8 @@ pub enum ErrorKind {
     Usage,
     /// The system failed: I/O.
     Io,
+    /// The caller stopped the operation (see `Progress::cancelled`).
+    Interrupted,
     /// A bug in tic.
     Internal,
 }
@@ -113,6 +117,7 @@ impl RuntimeError {
             | TensorNotFound { .. }
             | OutputExists { .. }
             | BufferSize { .. } => ErrorKind::Usage,
+            Interrupted { .. } => ErrorKind::Interrupted,
             Internal(_) => ErrorKind::Internal,
             _ => ErrorKind::Verification,
         }

@@ -63,16 +63,29 @@ impl Artifact {
             files: Vec::new(),
             bytes: 0,
         };
+        let interrupted = || RuntimeError::Interrupted {
+            path: out_dir.to_path_buf(),
+        };
         for f in &h.files {
+            if progress.cancelled() {
+                return Err(interrupted());
+            }
             let dest = staging.path().join(&f.path);
             if let Some(d) = dest.parent() {
                 fs::create_dir_all(d).map_err(io(d))?;
             }
-            self.restore_file(f, &dest, progress)?;
+            self.restore_file(f, &dest, progress).map_err(|e| match e {
+                RuntimeError::Interrupted { .. } => interrupted(),
+                e => e,
+            })?;
             report.files.push(out_dir.join(&f.path));
             report.bytes += f.size;
         }
         progress.finish();
+        // The last chance to stop with nothing changed at `out_dir`.
+        if progress.cancelled() {
+            return Err(interrupted());
+        }
 
         // A temporary directory is private (0700); the restored model is not.
         {
@@ -172,6 +185,11 @@ impl Artifact {
             rayon::current_num_threads() + 2,
             decode,
             |bufs: Vec<Decoded>| -> Result<(), RuntimeError> {
+                if progress.cancelled() {
+                    return Err(RuntimeError::Interrupted {
+                        path: dest.to_path_buf(),
+                    });
+                }
                 for (b, len) in &bufs {
                     let b = &b[..*len];
                     out.write_all(b).map_err(io)?;

@@ -32,11 +32,19 @@ pub use extract::ExtractReport;
 pub use keys::{read_identities, read_public_key, read_trusted_keys, KeyFileError};
 pub use tic_format;
 
-/// Reports progress of long operations (the CLI draws a bar with it).
+/// Reports progress of long operations (the CLI draws a bar with it), and
+/// lets their caller stop those that write output.
 pub trait Progress: Sync {
     fn start(&self, _what: &str, _total: u64) {}
     fn advance(&self, _n: u64) {}
     fn finish(&self) {}
+    /// Asked between chunks by operations that write output (compile,
+    /// extract, rewrap): once it returns true they stop, remove what they
+    /// had written and return an `Interrupted` error. The CLI answers true
+    /// after Ctrl-C, SIGTERM or SIGHUP.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Progress`] that reports nothing.

@@ -212,6 +212,7 @@ fn rewrap_removes_a_recipient_and_keeps_the_signature() {
         &[gone_r.label()],
         &out,
         false,
+        &tic_runtime::NoProgress,
     )
     .unwrap();
     assert_eq!(labels, vec![keep_r.label()]);
@@ -250,6 +251,7 @@ fn rewrap_removes_a_recipient_and_keeps_the_signature() {
         &[],
         &out2,
         false,
+        &tic_runtime::NoProgress,
     )
     .unwrap();
     assert_eq!(labels, vec![keep_r.label(), sym_r.label()]);
@@ -268,7 +270,16 @@ fn rewrap_removes_a_recipient_and_keeps_the_signature() {
 
     // Someone who is not a recipient cannot rewrap (nor re-add themselves).
     let out3 = dir.path().join("rewrapped3.tic");
-    let err = tic_compiler::rewrap(&out, &[gone_id], &[gone_r], &[], &out3, false).unwrap_err();
+    let err = tic_compiler::rewrap(
+        &out,
+        &[gone_id],
+        &[gone_r],
+        &[],
+        &out3,
+        false,
+        &tic_runtime::NoProgress,
+    )
+    .unwrap_err();
     assert_err!(
         err,
         tic_compiler::AmendError::Crypto(CryptoError::NoMatchingIdentity { .. })
@@ -662,8 +673,15 @@ fn external_signature_on_an_encrypted_artifact_keeps_its_recipients() {
 
     let m = tic_compiler::signing_message(&unsigned).unwrap();
     let signed = dir.path().join("signed.tic");
-    tic_compiler::attach_signature(&unsigned, &key.sign(&m).to_bytes(), &vk, &signed, false)
-        .unwrap();
+    tic_compiler::attach_signature(
+        &unsigned,
+        &key.sign(&m).to_bytes(),
+        &vk,
+        &signed,
+        false,
+        &tic_runtime::NoProgress,
+    )
+    .unwrap();
     verify(&signed, &vk).unwrap();
     let (a, b) = (Parts::read(&unsigned), Parts::read(&signed));
     assert_eq!(

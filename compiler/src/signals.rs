@@ -1,0 +1,86 @@
+//! Ctrl-C, SIGTERM and SIGHUP during the commands that write output
+//! (`compile`, `decompress`, `rewrap`, `attach-signature`). The first such
+//! signal asks the running operation to stop: it stops at its next chunk,
+//! removes its temporary output and returns an `Interrupted` error, and the
+//! process then ends by that signal, as if it had not been caught. A second
+//! signal ends the process at once, as a user pressing Ctrl-C twice expects
+//! (what was being written may then stay behind as a hidden `.tic-*` file or
+//! directory beside the output; the output path itself is never half
+//! written). Other commands keep the default handlers: they write nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::flag;
+use tic_runtime::Progress;
+
+/// The signals that ask a command to stop.
+const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+/// What the handlers record.
+struct Received {
+    /// Set by the first stop signal; arms the immediate end on the second.
+    any: Arc<AtomicBool>,
+    /// The number of the last stop signal, 0 for none.
+    which: Arc<AtomicUsize>,
+}
+
+static RECEIVED: OnceLock<Received> = OnceLock::new();
+
+/// Installs the handlers for the rest of the process (once; later calls
+/// do nothing).
+pub fn install() -> std::io::Result<()> {
+    if RECEIVED.get().is_some() {
+        return Ok(());
+    }
+    let r = Received {
+        any: Arc::new(AtomicBool::new(false)),
+        which: Arc::new(AtomicUsize::new(0)),
+    };
+    for sig in STOP_SIGNALS {
+        // Registered first, so that it acts from the second signal on: the
+        // first sets `any` only after it has looked.
+        flag::register_conditional_default(sig, Arc::clone(&r.any))?;
+        flag::register(sig, Arc::clone(&r.any))?;
+        flag::register_usize(sig, Arc::clone(&r.which), sig as usize)?;
+    }
+    let _ = RECEIVED.set(r);
+    Ok(())
+}
+
+/// The stop signal that arrived, if the handlers are installed and one did.
+pub fn received() -> Option<i32> {
+    let r = RECEIVED.get()?;
+    match r.which.load(Ordering::SeqCst) {
+        0 => None,
+        n => i32::try_from(n).ok(),
+    }
+}
+
+/// Ends the process the way the signal `sig` would have ended it had it
+/// not been caught, so that a shell sees "killed by SIGINT" and stops a
+/// script; exits with 128 + `sig` should that not work.
+pub fn die_by(sig: i32) -> ! {
+    let _ = signal_hook::low_level::emulate_default_handler(sig);
+    std::process::exit(128 + sig)
+}
+
+/// A [`Progress`] that reports through `inner` and is cancelled once a stop
+/// signal has arrived.
+pub struct Stoppable(pub Box<dyn Progress>);
+
+impl Progress for Stoppable {
+    fn start(&self, what: &str, total: u64) {
+        self.0.start(what, total);
+    }
+    fn advance(&self, n: u64) {
+        self.0.advance(n);
+    }
+    fn finish(&self) {
+        self.0.finish();
+    }
+    fn cancelled(&self) -> bool {
+        RECEIVED.get().is_some_and(|r| r.any.load(Ordering::SeqCst))
+    }
+}
