@@ -116,12 +116,14 @@ pub(crate) fn rewrite(
         .permissions(crate::compile::artifact_permissions())
         .tempfile_in(&dir)
         .map_err(ioe(&dir))?;
-    let tmp_path = tmp.path().to_path_buf();
-    tmp.write_all(&preamble.to_bytes())
-        .map_err(ioe(&tmp_path))?;
-    tmp.write_all(&raw.header).map_err(ioe(&tmp_path))?;
-    tmp.write_all(&sig).map_err(ioe(&tmp_path))?;
-    tmp.write_all(recipients).map_err(ioe(&tmp_path))?;
+    let write_err = |source| AmendError::WriteOutput {
+        path: output.to_path_buf(),
+        source,
+    };
+    tmp.write_all(&preamble.to_bytes()).map_err(write_err)?;
+    tmp.write_all(&raw.header).map_err(write_err)?;
+    tmp.write_all(&sig).map_err(write_err)?;
+    tmp.write_all(recipients).map_err(write_err)?;
     let mut src = File::open(input).map_err(ioe(input))?;
     src.seek(SeekFrom::Start(raw.preamble.payload_offset()))
         .map_err(ioe(input))?;
@@ -142,7 +144,7 @@ pub(crate) fn rewrite(
         if n == 0 {
             break;
         }
-        tmp.write_all(&buf[..n]).map_err(ioe(&tmp_path))?;
+        tmp.write_all(&buf[..n]).map_err(write_err)?;
         copied += n as u64;
         progress.advance(n as u64);
     }
@@ -153,7 +155,7 @@ pub(crate) fn rewrite(
             what: "the payload is shorter than the preamble says".into(),
         });
     }
-    tmp.as_file().sync_all().map_err(ioe(&tmp_path))?;
+    tmp.as_file().sync_all().map_err(write_err)?;
     if progress.cancelled() {
         return Err(interrupted());
     }

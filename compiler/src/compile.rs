@@ -127,6 +127,14 @@ impl Stop<'_> {
     }
 }
 
+/// A failed write of the artifact being made for `output`.
+fn write_err(output: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
+    move |source| CompileError::WriteOutput {
+        path: output.to_path_buf(),
+        source,
+    }
+}
+
 fn chunk_elems(elem: usize, chunk_bytes: u64) -> u64 {
     let want = (chunk_bytes / elem as u64).max(1);
     let tile = TILE_SYMBOLS as u64;
@@ -309,11 +317,10 @@ pub fn compile(
         front.extend_from_slice(&s.to_bytes());
     }
     front.extend_from_slice(&recipients_bytes);
-    let tmp_path = tmp.path().to_path_buf();
     tmp.as_file()
         .write_all_at(&front, 0)
-        .map_err(io(&tmp_path))?;
-    tmp.as_file().sync_all().map_err(io(&tmp_path))?;
+        .map_err(write_err(output))?;
+    tmp.as_file().sync_all().map_err(write_err(output))?;
     let artifact_bytes = payload_offset + header.payload_len;
     // The last chance to stop with nothing at `output`.
     stop.check()?;
@@ -959,14 +966,14 @@ fn encode_payload(
             .collect()
     };
 
-    let path = Path::new("(temporary artifact)");
+    let output = stop.output;
     // A small buffer: it gathers the stored chunks of small tensors, while
     // chunks at least this long go straight to the file without a copy.
     let mut writer = std::io::BufWriter::with_capacity(64 << 10, out);
     let mut early = tic_runtime::writeback::EarlyWriteback::new(out);
     writer
         .seek(SeekFrom::Start(payload_offset))
-        .map_err(io(path))?;
+        .map_err(write_err(output))?;
     let mut table = Vec::with_capacity(jobs.len());
     let mut restoring = Restoring::default();
     let mut offset = 0u64;
@@ -982,7 +989,7 @@ fn encode_payload(
                 let mut entries = Vec::with_capacity(done.len());
                 let mut at = offset;
                 for c in &done {
-                    writer.write_all(&c.stored).map_err(io(path))?;
+                    writer.write_all(&c.stored).map_err(write_err(output))?;
                     early.wrote(c.stored.len() as u64);
                     restoring.feed(inputs, c);
                     entries.push(ChunkEntry {
@@ -1002,7 +1009,7 @@ fn encode_payload(
         table.extend(entries);
         pending = next.transpose()?;
     }
-    writer.flush().map_err(io(path))?;
+    writer.flush().map_err(write_err(output))?;
     early.finish();
     restoring.finish_file();
     restoring.finish_tensor();

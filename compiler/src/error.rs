@@ -42,6 +42,12 @@ pub enum CompileError {
     Crypto(#[from] tic_format::crypto::CryptoError),
     #[error("{path}: the file changed while it was being compiled (its length, modification time or identity moved); wait until whatever writes it is done, or compile again from a stable copy")]
     InputChanged { path: PathBuf },
+    #[error("{path}: cannot write the artifact: {source}; nothing was left at {path} (check the free space and permissions where it goes)")]
+    WriteOutput {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: interrupted before the artifact was complete; the partial artifact was removed and {path} was not touched")]
     Interrupted { path: PathBuf },
     #[error("internal error: {0} (this is a bug in tic; please report it)")]
@@ -69,6 +75,12 @@ pub enum AmendError {
     Usage { path: PathBuf, what: String },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
+    #[error("{path}: cannot write the artifact: {source}; nothing was left at {path} (check the free space and permissions where it goes)")]
+    WriteOutput {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: interrupted before the artifact was complete; the partial artifact was removed and {path} was not touched")]
     Interrupted { path: PathBuf },
 }

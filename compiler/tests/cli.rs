@@ -735,6 +735,76 @@ fn compile_into_a_missing_directory_names_it() {
     assert!(!d.join("no-such-dir").exists());
 }
 
+/// `tic ARGS` under `ulimit -f 64` with SIGXFSZ ignored: a write past
+/// 32 KiB (64 KiB where the shell counts 1 KiB blocks) fails with EFBIG,
+/// as a full disk fails with ENOSPC.
+fn tic_with_small_file_limit(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; ulimit -f 64 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_tic"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .env_remove("TIC_LOG")
+        .output()
+        .expect("run sh")
+}
+
+/// A write that fails (a full disk) names the output, not a temporary
+/// file, says what to check, and leaves nothing at the output nor beside it.
+#[test]
+fn a_failed_write_names_the_output_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 6);
+    // Random bytes: stored raw, so the artifact and the restored model both
+    // pass the limit.
+    let noise: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(m.join("tokenizer.json"), noise).unwrap();
+    let out_dir = d.join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let art = out_dir.join("m.tic");
+    let temporaries = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".tic-")
+            })
+            .count()
+    };
+
+    let o = tic_with_small_file_limit(&[&"compile", &"--unsigned", &m, &"-o", &art]);
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    let want = format!("{}: cannot write the artifact: ", art.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(
+        err.contains("File too large") && err.contains("free space"),
+        "{err}"
+    );
+    assert!(!art.exists());
+    assert_eq!(temporaries(&out_dir), 0);
+
+    expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
+    let restored = out_dir.join("restored");
+    let o =
+        tic_with_small_file_limit(&[&"decompress", &"--allow-unsigned", &art, &"-o", &restored]);
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    let want = format!(
+        "{}: cannot write the restored file: ",
+        restored.join("tokenizer.json").display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(!restored.exists());
+    assert_eq!(temporaries(&out_dir), 0);
+}
+
 /// Logs go to stderr, plain text when it is not a terminal: none by
 /// default, the phases with `-v`, every tensor's codec with `-vv`, and
 /// `TIC_LOG` overrides both; a `TIC_LOG` that is not a filter is named in a

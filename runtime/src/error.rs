@@ -83,6 +83,12 @@ pub enum RuntimeError {
         got: usize,
         want: u64,
     },
+    #[error("{path}: cannot write the restored file: {source}; nothing was restored (check the free space and permissions where it goes)")]
+    WriteOutput {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: interrupted before the restore was complete; the partly restored files were removed and {path} was not touched")]
     Interrupted { path: PathBuf },
     #[error("internal error: {0} (this is a bug in tic; please report it)")]
@@ -111,7 +117,7 @@ impl RuntimeError {
     pub fn kind(&self) -> ErrorKind {
         use RuntimeError::*;
         match self {
-            Io { .. } => ErrorKind::Io,
+            Io { .. } | WriteOutput { .. } => ErrorKind::Io,
             NeedIdentity { .. }
             | NoTrustedKeys { .. }
             | TensorNotFound { .. }

@@ -74,8 +74,13 @@ impl Artifact {
             if let Some(d) = dest.parent() {
                 fs::create_dir_all(d).map_err(io(d))?;
             }
+            // Errors name the path the file was to have, not the staging one.
             self.restore_file(f, &dest, progress).map_err(|e| match e {
                 RuntimeError::Interrupted { .. } => interrupted(),
+                RuntimeError::WriteOutput { source, .. } => RuntimeError::WriteOutput {
+                    path: out_dir.join(&f.path),
+                    source,
+                },
                 e => e,
             })?;
             report.files.push(out_dir.join(&f.path));
@@ -123,7 +128,7 @@ impl Artifact {
         if f.kind == FileKind::Safetensors {
             check_st_header(self.path(), f, tensors)?;
         }
-        let io = |source| RuntimeError::Io {
+        let io = |source| RuntimeError::WriteOutput {
             path: dest.to_path_buf(),
             source,
         };
