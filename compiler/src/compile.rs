@@ -148,13 +148,18 @@ pub fn compile(
     opts: &CompileOptions,
     progress: &dyn Progress,
 ) -> Result<CompileReport, CompileError> {
+    if output.is_dir() {
+        return Err(CompileError::OutputIsDirectory {
+            path: output.to_path_buf(),
+        });
+    }
     if output.symlink_metadata().is_ok() && !opts.force {
         return Err(CompileError::OutputExists {
             path: output.to_path_buf(),
         });
     }
     let started = Instant::now();
-    let inputs = discover(input)?;
+    let inputs = discover(input, output)?;
     if inputs.len() > tic_format::limits::MAX_FILES as usize {
         return Err(CompileError::Unsupported {
             path: input.to_path_buf(),

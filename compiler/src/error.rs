@@ -31,6 +31,8 @@ pub enum CompileError {
     Unsupported { path: PathBuf, what: String },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
+    #[error("{path} is a directory; give the artifact's file name, such as {}", path.join("model.tic").display())]
+    OutputIsDirectory { path: PathBuf },
     #[error("{path}: tensor `{tensor}`: {source}")]
     Codec {
         path: PathBuf,

@@ -1,7 +1,7 @@
 //! Finding and checking a model's input files.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use tic_format::safetensors::{self, StTensor};
@@ -77,8 +77,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
 
 /// Lists a model: a single file, or every file under a directory (sorted,
 /// recursively; symbolic links to files are followed, as in a Hugging Face
-/// cache snapshot).
-pub fn discover(input: &Path) -> Result<Vec<InputFile>, CompileError> {
+/// cache snapshot). A directory's listing leaves out `output` (an artifact
+/// being replaced inside the model it was made from would otherwise be
+/// packed into the new one) and what an interrupted tic left behind
+/// (`.tic-*.partial`, `.tic-extract-*`, `.tic-old-*`), each with a warning.
+pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileError> {
     let meta = std::fs::metadata(input).map_err(io(input))?;
     let mut found = Vec::new();
     if meta.is_file() {
@@ -90,7 +93,28 @@ pub fn discover(input: &Path) -> Result<Vec<InputFile>, CompileError> {
         })?;
         found.push((input.to_path_buf(), name.to_string()));
     } else if meta.is_dir() {
-        walk(input, "", &mut found)?;
+        let out = std::fs::metadata(output).ok().map(|m| (m.dev(), m.ino()));
+        let skip = |path: &Path, name: &str, meta: &std::fs::Metadata| {
+            if out == Some((meta.dev(), meta.ino())) {
+                tracing::warn!(
+                    "leaving out {}: it is the artifact this compile replaces",
+                    path.display()
+                );
+                return true;
+            }
+            let temporary = name.starts_with(".tic-")
+                && (name.ends_with(".partial")
+                    || name.starts_with(".tic-extract-")
+                    || name.starts_with(".tic-old-"));
+            if temporary {
+                tracing::warn!(
+                    "leaving out {}: a temporary that an interrupted tic left behind; delete it",
+                    path.display()
+                );
+            }
+            temporary
+        };
+        walk(input, "", &mut found, &skip)?;
         if found.is_empty() {
             return Err(CompileError::EmptyInput {
                 path: input.to_path_buf(),
@@ -107,7 +131,15 @@ pub fn discover(input: &Path) -> Result<Vec<InputFile>, CompileError> {
         .collect()
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<(PathBuf, String)>) -> Result<(), CompileError> {
+/// What [`walk`] leaves out: (path, file name, metadata) -> whether to.
+type Skip<'a> = dyn Fn(&Path, &str, &std::fs::Metadata) -> bool + 'a;
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(PathBuf, String)>,
+    skip: &Skip,
+) -> Result<(), CompileError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(io(dir))?
         .collect::<Result<_, _>>()
@@ -122,6 +154,9 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(PathBuf, String)>) -> Result<()
                 path: path.clone(),
                 what: "the file name is not valid UTF-8".into(),
             })?;
+        if skip(&path, &name, &e.metadata().map_err(io(&path))?) {
+            continue;
+        }
         let rel = if prefix.is_empty() {
             name
         } else {
@@ -137,7 +172,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(PathBuf, String)>) -> Result<()
             }
             out.push((path, rel));
         } else if ft.is_dir() {
-            walk(&path, &rel, out)?;
+            walk(&path, &rel, out, skip)?;
         } else if ft.is_file() {
             out.push((path, rel));
         } else {
@@ -203,7 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, b"{\"a\": 1}").unwrap();
-        let checked = discover(&path).unwrap().remove(0);
+        let checked = discover(&path, Path::new("out.tic")).unwrap().remove(0);
         let handle = File::open(&path).unwrap();
         checked.check_unchanged(&handle).unwrap();
 
@@ -227,7 +262,7 @@ mod tests {
 
         // Replaced by another file under the same name: the handle opened
         // after the check reads the new one.
-        let fresh = discover(&path).unwrap().remove(0);
+        let fresh = discover(&path, Path::new("out.tic")).unwrap().remove(0);
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, b"{\"a\": 2}").unwrap();
         let reopened = File::open(&path).unwrap();

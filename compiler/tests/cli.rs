@@ -735,6 +735,53 @@ fn compile_into_a_missing_directory_names_it() {
     assert!(!d.join("no-such-dir").exists());
 }
 
+/// An artifact written inside the model it is made from is not packed into
+/// the next compile that replaces it, nor is what an interrupted tic left
+/// there; an output that is a directory gets told to name a file.
+#[test]
+fn a_compile_into_the_model_directory_leaves_out_its_own_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 8);
+    let art = m.join("model.tic");
+    let files = |art: &Path| -> Vec<String> {
+        let o = tic(&[&"inspect", &art, &"--json"]);
+        expect_code(&o, 0);
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["file_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
+    let first = files(&art);
+    assert_eq!(first, ["config.json", "model.safetensors"]);
+
+    std::fs::write(m.join(".tic-Ab12Cd.partial"), b"half an artifact").unwrap();
+    std::fs::create_dir(m.join(".tic-extract-Ef34Gh")).unwrap();
+    std::fs::write(m.join(".tic-extract-Ef34Gh/config.json"), b"{}").unwrap();
+    let o = tic(&[&"compile", &"--unsigned", &"--force", &m, &"-o", &art]);
+    expect_code(&o, 0);
+    assert_eq!(files(&art), first);
+    let err = stderr(&o);
+    for left_out in ["model.tic", ".tic-Ab12Cd.partial", ".tic-extract-Ef34Gh"] {
+        assert!(
+            err.contains(&format!("leaving out {}", m.join(left_out).display())),
+            "{err}"
+        );
+    }
+
+    let o = tic(&[&"compile", &"--unsigned", &"--force", &m, &"-o", &d]);
+    expect_code(&o, 2);
+    let want = format!(
+        "{} is a directory; give the artifact's file name, such as ",
+        d.display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+}
+
 /// `tic ARGS` under `ulimit -f 64` with SIGXFSZ ignored: a write past
 /// 32 KiB (64 KiB where the shell counts 1 KiB blocks) fails with EFBIG,
 /// as a full disk fails with ENOSPC.
