@@ -782,6 +782,65 @@ fn a_compile_into_the_model_directory_leaves_out_its_own_artifact() {
     assert!(stderr(&o).contains(&want), "{}", stderr(&o));
 }
 
+/// `decompress --force` replaces the output directory, deleting what was
+/// in it: it refuses when that holds the artifact being read or the
+/// directory it runs in, and leaves everything as it was.
+#[test]
+fn decompress_force_keeps_the_artifact_and_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 9);
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let art = out.join("m.tic");
+    expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
+    let before = std::fs::read(&art).unwrap();
+    let listing = |p: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let (in_d, in_out) = (listing(d), listing(&out));
+
+    let o = tic(&[
+        &"decompress",
+        &"--allow-unsigned",
+        &"--force",
+        &art,
+        &"-o",
+        &out,
+    ]);
+    expect_code(&o, 2);
+    let want = format!("{} holds the artifact being restored", out.display());
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+
+    let elsewhere = d.join("m.tic");
+    std::fs::copy(&art, &elsewhere).unwrap();
+    let o = tic_command(&[
+        &"decompress",
+        &"--allow-unsigned",
+        &"--force",
+        &elsewhere,
+        &"-o",
+        &".",
+    ])
+    .current_dir(&out)
+    .output()
+    .unwrap();
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains(". holds the current directory"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(&elsewhere).unwrap();
+    assert_eq!((listing(d), listing(&out)), (in_d, in_out));
+    assert_eq!(std::fs::read(&art).unwrap(), before);
+}
+
 /// `tic ARGS` under `ulimit -f 64` with SIGXFSZ ignored: a write past
 /// 32 KiB (64 KiB where the shell counts 1 KiB blocks) fails with EFBIG,
 /// as a full disk fails with ENOSPC.

@@ -77,6 +77,10 @@ pub enum RuntimeError {
     TensorNotFound { path: PathBuf, name: String },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
+    #[error(
+        "{path} holds {what}, which replacing it would delete; restore into another directory"
+    )]
+    OutputInUse { path: PathBuf, what: String },
     #[error("the output buffer for tensor {tensor} is {got} bytes but the tensor has {want}")]
     BufferSize {
         tensor: String,
@@ -122,6 +126,7 @@ impl RuntimeError {
             | NoTrustedKeys { .. }
             | TensorNotFound { .. }
             | OutputExists { .. }
+            | OutputInUse { .. }
             | BufferSize { .. } => ErrorKind::Usage,
             Interrupted { .. } => ErrorKind::Interrupted,
             Internal(_) => ErrorKind::Internal,

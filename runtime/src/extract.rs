@@ -47,6 +47,24 @@ impl Artifact {
                 path: out_dir.to_path_buf(),
             });
         }
+        // Replacing a directory deletes what is in it: not the artifact
+        // being read, and not the directory the command runs in.
+        if let Ok(out) = out_dir.canonicalize() {
+            let in_use = |what: &str| RuntimeError::OutputInUse {
+                path: out_dir.to_path_buf(),
+                what: what.to_string(),
+            };
+            if self
+                .path()
+                .canonicalize()
+                .is_ok_and(|a| a.starts_with(&out))
+            {
+                return Err(in_use("the artifact being restored"));
+            }
+            if std::env::current_dir().is_ok_and(|c| c.starts_with(&out)) {
+                return Err(in_use("the current directory"));
+            }
+        }
         let parent = match out_dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -98,21 +116,25 @@ impl Artifact {
             fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
                 .map_err(io(staging.path()))?;
         }
-        // Swap into place: move any old output aside, rename, then delete it.
-        let staged = staging.keep();
+        // Swap into place: move any old output aside, rename, then delete
+        // it. Should a rename fail, the old output is put back and the
+        // temporary directories go (dropped).
         if out_dir.symlink_metadata().is_ok() {
             let old = tempfile::Builder::new()
                 .prefix(".tic-old-")
                 .tempdir_in(&parent)
-                .map_err(io(&parent))?
-                .keep();
-            let aside = old.join("old");
+                .map_err(io(&parent))?;
+            let aside = old.path().join("old");
             fs::rename(out_dir, &aside).map_err(io(out_dir))?;
-            fs::rename(&staged, out_dir).map_err(io(out_dir))?;
-            let _ = fs::remove_dir_all(&old);
+            if let Err(e) = fs::rename(staging.path(), out_dir) {
+                let _ = fs::rename(&aside, out_dir);
+                return Err(io(out_dir)(e));
+            }
         } else {
-            fs::rename(&staged, out_dir).map_err(io(out_dir))?;
+            fs::rename(staging.path(), out_dir).map_err(io(out_dir))?;
         }
+        // Moved away: nothing is left to delete.
+        let _ = staging.keep();
         Ok(report)
     }
 
