@@ -735,6 +735,16 @@ fn compile_into_a_missing_directory_names_it() {
     assert!(!d.join("no-such-dir").exists());
 }
 
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 /// An artifact written inside the model it is made from is not packed into
 /// the next compile that replaces it, nor is what an interrupted tic left
 /// there; an output that is a directory gets told to name a file.
@@ -795,15 +805,7 @@ fn decompress_force_keeps_the_artifact_and_the_current_directory() {
     let art = out.join("m.tic");
     expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
     let before = std::fs::read(&art).unwrap();
-    let listing = |p: &Path| {
-        let mut v: Vec<_> = std::fs::read_dir(p)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        v.sort();
-        v
-    };
-    let (in_d, in_out) = (listing(d), listing(&out));
+    let (in_d, in_out) = (names_in(d), names_in(&out));
 
     let o = tic(&[
         &"decompress",
@@ -837,7 +839,7 @@ fn decompress_force_keeps_the_artifact_and_the_current_directory() {
         stderr(&o)
     );
     std::fs::remove_file(&elsewhere).unwrap();
-    assert_eq!((listing(d), listing(&out)), (in_d, in_out));
+    assert_eq!((names_in(d), names_in(&out)), (in_d, in_out));
     assert_eq!(std::fs::read(&art).unwrap(), before);
 }
 
@@ -872,15 +874,9 @@ fn a_failed_write_names_the_output_and_leaves_nothing() {
     std::fs::create_dir(&out_dir).unwrap();
     let art = out_dir.join("m.tic");
     let temporaries = |dir: &Path| {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".tic-")
-            })
+        names_in(dir)
+            .iter()
+            .filter(|n| n.starts_with(".tic-"))
             .count()
     };
 
