@@ -181,6 +181,44 @@ pub fn compile(
     .unwrap_or_else(|e| panic!("compiling {}: {e}", input.display()))
 }
 
+/// `tic attach-signature` without `--force`: attaches `signature` made by
+/// `key` to `input`, writing `output`.
+pub fn attach_signature(
+    input: &Path,
+    signature: &[u8],
+    key: &VerifyingKey,
+    output: &Path,
+) -> Result<String, tic_compiler::AmendError> {
+    tic_compiler::attach_signature(
+        input,
+        signature,
+        key,
+        output,
+        false,
+        &tic_runtime::NoProgress,
+    )
+}
+
+/// `tic rewrap` without `--force`: unwraps with `ids`, adds `add`, removes
+/// the recipients labelled `remove`, writes `output`.
+pub fn rewrap(
+    input: &Path,
+    ids: &[Identity],
+    add: &[Recipient],
+    remove: &[String],
+    output: &Path,
+) -> Result<Vec<String>, tic_compiler::AmendError> {
+    tic_compiler::rewrap(
+        input,
+        ids,
+        add,
+        remove,
+        output,
+        false,
+        &tic_runtime::NoProgress,
+    )
+}
+
 /// Open options trusting exactly `keys`, with these identities.
 pub fn options(keys: &[VerifyingKey], allow_unsigned: bool, ids: Vec<Identity>) -> OpenOptions {
     OpenOptions {

@@ -472,15 +472,7 @@ fn artifact_re_signed_by_an_attacker_is_rejected() {
     let m = tic_compiler::signing_message(&path).unwrap();
     let sig = attacker.sign(&m).to_bytes();
     let resigned = dir.path().join("resigned.tic");
-    tic_compiler::attach_signature(
-        &path,
-        &sig,
-        &attacker.verifying_key(),
-        &resigned,
-        false,
-        &tic_runtime::NoProgress,
-    )
-    .unwrap();
+    attach_signature(&path, &sig, &attacker.verifying_key(), &resigned).unwrap();
     assert!(
         verify(&resigned, &attacker.verifying_key()).is_ok(),
         "a valid signature, by the attacker"
@@ -803,15 +795,7 @@ fn external_signing_is_byte_identical_to_compile_sign() {
     // Signed outside tic, attached: the same bytes as `compile --sign`.
     let sig = key.sign(&m).to_bytes();
     let attached = dir.path().join("attached.tic");
-    let fp = tic_compiler::attach_signature(
-        &unsigned,
-        &sig,
-        &vk,
-        &attached,
-        false,
-        &tic_runtime::NoProgress,
-    )
-    .unwrap();
+    let fp = attach_signature(&unsigned, &sig, &vk, &attached).unwrap();
     assert_eq!(fp, sign::fingerprint(&vk));
     assert_eq!(
         std::fs::read(&attached).unwrap(),
@@ -827,30 +811,14 @@ fn external_signing_is_byte_identical_to_compile_sign() {
         (key.sign(b"some other message").to_bytes().to_vec(), vk),
         (sig.to_vec(), other.verifying_key()),
     ] {
-        let err = tic_compiler::attach_signature(
-            &unsigned,
-            &sig,
-            &claimed,
-            &refused,
-            false,
-            &tic_runtime::NoProgress,
-        )
-        .unwrap_err();
+        let err = attach_signature(&unsigned, &sig, &claimed, &refused).unwrap_err();
         assert_err!(
             err,
             tic_compiler::AmendError::Sign(SignError::BadSignature { .. })
         );
         assert!(!refused.exists());
     }
-    let err = tic_compiler::attach_signature(
-        &unsigned,
-        &sig[..63],
-        &vk,
-        &refused,
-        false,
-        &tic_runtime::NoProgress,
-    )
-    .unwrap_err();
+    let err = attach_signature(&unsigned, &sig[..63], &vk, &refused).unwrap_err();
     assert_err!(
         err,
         tic_compiler::AmendError::Sign(SignError::BadSignatureLength(63))

@@ -205,14 +205,12 @@ fn rewrap_removes_a_recipient_and_keeps_the_signature() {
 
     // The recipient being removed can do the rewrap itself; so can the other.
     let out = dir.path().join("rewrapped.tic");
-    let labels = tic_compiler::rewrap(
+    let labels = rewrap(
         &path,
         std::slice::from_ref(&gone_id),
         &[],
         &[gone_r.label()],
         &out,
-        false,
-        &tic_runtime::NoProgress,
     )
     .unwrap();
     assert_eq!(labels, vec![keep_r.label()]);
@@ -244,16 +242,7 @@ fn rewrap_removes_a_recipient_and_keeps_the_signature() {
     // Adding a symmetric key: it decrypts too; the removed one still cannot.
     let (sym_id, sym_r) = sym_pair();
     let out2 = dir.path().join("rewrapped2.tic");
-    let labels = tic_compiler::rewrap(
-        &out,
-        &[keep_id],
-        std::slice::from_ref(&sym_r),
-        &[],
-        &out2,
-        false,
-        &tic_runtime::NoProgress,
-    )
-    .unwrap();
+    let labels = rewrap(&out, &[keep_id], std::slice::from_ref(&sym_r), &[], &out2).unwrap();
     assert_eq!(labels, vec![keep_r.label(), sym_r.label()]);
     assert_eq!(extract_tree(&out2, Some(&key), vec![sym_id]).unwrap(), want);
     verify(&out2, &vk).unwrap();
@@ -270,16 +259,7 @@ fn rewrap_removes_a_recipient_and_keeps_the_signature() {
 
     // Someone who is not a recipient cannot rewrap (nor re-add themselves).
     let out3 = dir.path().join("rewrapped3.tic");
-    let err = tic_compiler::rewrap(
-        &out,
-        &[gone_id],
-        &[gone_r],
-        &[],
-        &out3,
-        false,
-        &tic_runtime::NoProgress,
-    )
-    .unwrap_err();
+    let err = rewrap(&out, &[gone_id], &[gone_r], &[], &out3).unwrap_err();
     assert_err!(
         err,
         tic_compiler::AmendError::Crypto(CryptoError::NoMatchingIdentity { .. })
@@ -673,15 +653,7 @@ fn external_signature_on_an_encrypted_artifact_keeps_its_recipients() {
 
     let m = tic_compiler::signing_message(&unsigned).unwrap();
     let signed = dir.path().join("signed.tic");
-    tic_compiler::attach_signature(
-        &unsigned,
-        &key.sign(&m).to_bytes(),
-        &vk,
-        &signed,
-        false,
-        &tic_runtime::NoProgress,
-    )
-    .unwrap();
+    attach_signature(&unsigned, &key.sign(&m).to_bytes(), &vk, &signed).unwrap();
     verify(&signed, &vk).unwrap();
     let (a, b) = (Parts::read(&unsigned), Parts::read(&signed));
     assert_eq!(
