@@ -79,8 +79,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
 /// recursively; symbolic links to files are followed, as in a Hugging Face
 /// cache snapshot). A directory's listing leaves out `output` (an artifact
 /// being replaced inside the model it was made from would otherwise be
-/// packed into the new one) and what an interrupted tic left behind
-/// (`.tic-*.partial`, `.tic-extract-*`, `.tic-old-*`), each with a warning.
+/// packed into the new one), what an interrupted tic left behind
+/// (`.tic-*.partial`, `.tic-extract-*`, `.tic-old-*`), a `.git` directory
+/// (a cloned Hugging Face repository) and huggingface_hub's
+/// `.cache/huggingface` (a `--local-dir` download), each with a warning.
 pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileError> {
     let meta = std::fs::metadata(input).map_err(io(input))?;
     let mut found = Vec::new();
@@ -95,24 +97,11 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
     } else if meta.is_dir() {
         let out = std::fs::metadata(output).ok().map(|m| (m.dev(), m.ino()));
         let skip = |path: &Path, name: &str, meta: &std::fs::Metadata| {
-            if out == Some((meta.dev(), meta.ino())) {
-                tracing::warn!(
-                    "leaving out {}: it is the artifact this compile replaces",
-                    path.display()
-                );
-                return true;
+            let why = left_out(path, name, meta, out);
+            if let Some(why) = why {
+                tracing::warn!("leaving out {}: {why}", path.display());
             }
-            let temporary = name.starts_with(".tic-")
-                && (name.ends_with(".partial")
-                    || name.starts_with(".tic-extract-")
-                    || name.starts_with(".tic-old-"));
-            if temporary {
-                tracing::warn!(
-                    "leaving out {}: a temporary that an interrupted tic left behind; delete it",
-                    path.display()
-                );
-            }
-            temporary
+            why.is_some()
         };
         walk(input, "", &mut found, &skip)?;
         if found.is_empty() {
@@ -129,6 +118,37 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
         .into_iter()
         .map(|(path, rel)| check_file(path, rel))
         .collect()
+}
+
+/// Why an entry of a model directory is left out, if it is: `output`, the
+/// (device, inode) of the artifact being replaced, if it exists.
+fn left_out(
+    path: &Path,
+    name: &str,
+    meta: &std::fs::Metadata,
+    output: Option<(u64, u64)>,
+) -> Option<&'static str> {
+    if output == Some((meta.dev(), meta.ino())) {
+        return Some("it is the artifact this compile replaces");
+    }
+    let tic_temporary = name.starts_with(".tic-")
+        && (name.ends_with(".partial")
+            || name.starts_with(".tic-extract-")
+            || name.starts_with(".tic-old-"));
+    if tic_temporary {
+        return Some("a temporary that an interrupted tic left behind; delete it");
+    }
+    if meta.is_dir() && name == ".git" {
+        return Some(
+            "a git repository's own data, not a model file (with git-lfs it holds a \
+             second copy of every weight file)",
+        );
+    }
+    let in_cache = path.parent().and_then(|p| p.file_name()) == Some(".cache".as_ref());
+    if meta.is_dir() && name == "huggingface" && in_cache {
+        return Some("huggingface_hub's download bookkeeping, not a model file");
+    }
+    None
 }
 
 /// What [`walk`] leaves out: (path, file name, metadata) -> whether to.

@@ -745,14 +745,30 @@ fn names_in(dir: &Path) -> Vec<String> {
     v
 }
 
-/// An artifact written inside the model it is made from is not packed into
-/// the next compile that replaces it, nor is what an interrupted tic left
-/// there; an output that is a directory gets told to name a file.
+/// A model directory is packed without what is not the model: a cloned
+/// repository's `.git` (with git-lfs, a second copy of the weights),
+/// huggingface_hub's `.cache/huggingface`, an artifact written inside the
+/// model it was made from (by the next compile that replaces it), and what
+/// an interrupted tic left there. Other hidden files (`.gitattributes`)
+/// stay. An output that is a directory gets told to name a file.
 #[test]
-fn a_compile_into_the_model_directory_leaves_out_its_own_artifact() {
+fn a_model_directory_is_packed_without_what_is_not_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let m = model(d, 8);
+    let weights = std::fs::read(m.join("model.safetensors")).unwrap();
+    for (rel, bytes) in [
+        (".gitattributes", b"*.safetensors filter=lfs".to_vec()),
+        (".git/lfs/objects/ab/cd/abcd", weights),
+        (".git/HEAD", b"ref: refs/heads/main".to_vec()),
+        (
+            ".cache/huggingface/download/config.json.metadata",
+            b"abc".to_vec(),
+        ),
+    ] {
+        std::fs::create_dir_all(m.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(m.join(rel), bytes).unwrap();
+    }
     let art = m.join("model.tic");
     let files = |art: &Path| -> Vec<String> {
         let o = tic(&[&"inspect", &art, &"--json"]);
@@ -765,9 +781,20 @@ fn a_compile_into_the_model_directory_leaves_out_its_own_artifact() {
             .map(|f| f["path"].as_str().unwrap().to_string())
             .collect()
     };
-    expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
+    let o = tic(&[&"compile", &"--unsigned", &m, &"-o", &art]);
+    expect_code(&o, 0);
     let first = files(&art);
-    assert_eq!(first, ["config.json", "model.safetensors"]);
+    assert_eq!(
+        first,
+        [".gitattributes", "config.json", "model.safetensors"]
+    );
+    let err = stderr(&o);
+    for left_out in [".git", ".cache/huggingface"] {
+        assert!(
+            err.contains(&format!("leaving out {}", m.join(left_out).display())),
+            "{err}"
+        );
+    }
 
     std::fs::write(m.join(".tic-Ab12Cd.partial"), b"half an artifact").unwrap();
     std::fs::create_dir(m.join(".tic-extract-Ef34Gh")).unwrap();
