@@ -80,7 +80,9 @@ pub fn signing_message(path: &Path) -> Result<[u8; SIGNED_MESSAGE_LEN], AmendErr
 }
 
 /// Writes `output`: the artifact `input` with the given front sections and
-/// its payload copied unchanged. Temporary file, then rename.
+/// its payload copied unchanged. Temporary file, then rename; stops with
+/// [`AmendError::Interrupted`], nothing written, once `progress.cancelled()`
+/// says so.
 pub(crate) fn rewrite(
     input: &Path,
     raw: &Raw,

@@ -141,7 +141,12 @@ fn chunk_elems(elem: usize, chunk_bytes: u64) -> u64 {
     want.div_ceil(tile) * tile
 }
 
-/// Compiles `input` (a file or a model directory) into the artifact `output`.
+/// Compiles `input` (a file or a model directory) into the artifact `output`
+/// (a directory gives every file under it, less a `.git`, huggingface_hub's
+/// `.cache/huggingface`, `output` itself and tic's temporaries). It is
+/// written beside `output` and renamed into place when complete; once
+/// `progress.cancelled()` says so, the compile stops with
+/// [`CompileError::Interrupted`] and leaves nothing behind.
 pub fn compile(
     input: &Path,
     output: &Path,

@@ -31,7 +31,10 @@ pub struct ExtractReport {
 
 impl Artifact {
     /// Restores every original file under `out_dir`, which must not exist
-    /// unless `force` is set (it is then replaced, only after success).
+    /// unless `force` is set (it is then replaced, only after success, and
+    /// may not hold the artifact or the current directory). Stops with
+    /// [`RuntimeError::Interrupted`], `out_dir` untouched, once
+    /// `progress.cancelled()` says so.
     pub fn extract(
         &self,
         out_dir: &Path,
