@@ -109,6 +109,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
     }
 }
 
+/// `errno` for "too many open files" (the same on Linux and macOS).
+const EMFILE: i32 = 24;
+
 /// The caller's request to stop (see [`Progress::cancelled`]), asked
 /// between chunks, as the error that reports it.
 struct Stop<'a> {
@@ -171,9 +174,22 @@ pub fn compile(
             what: format!("{} files, over the limit of 65536", inputs.len()),
         });
     }
+    // Every input stays open until the end, so that a file changed or
+    // replaced meanwhile is noticed (`check_unchanged`).
     let handles: Vec<File> = inputs
         .iter()
-        .map(|f| File::open(&f.path).map_err(io(&f.path)))
+        .map(|f| {
+            File::open(&f.path).map_err(|source| {
+                if source.raw_os_error() == Some(EMFILE) {
+                    CompileError::TooManyOpenFiles {
+                        path: f.path.clone(),
+                        files: inputs.len(),
+                    }
+                } else {
+                    io(&f.path)(source)
+                }
+            })
+        })
         .collect::<Result<_, _>>()?;
     let mut plan = lay_out_tensors(&inputs, opts.chunk_bytes)?;
     let spans: Vec<Span> = plan

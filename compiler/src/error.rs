@@ -31,6 +31,8 @@ pub enum CompileError {
     Unsupported { path: PathBuf, what: String },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
+    #[error("{path}: cannot open it: too many files open at once (the model has {files} files and each stays open while it is compiled); raise the limit, e.g. `ulimit -n {}`, and compile again", files + 64)]
+    TooManyOpenFiles { path: PathBuf, files: usize },
     #[error("{path} is a directory; give the artifact's file name, such as {}", path.join("model.tic").display())]
     OutputIsDirectory { path: PathBuf },
     #[error("{path}: tensor `{tensor}`: {source}")]

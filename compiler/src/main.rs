@@ -214,6 +214,8 @@ fn lossy_long_help() -> String {
 const EXIT_VERIFY_FAILED: u8 = 1;
 const EXIT_USAGE_OR_IO: u8 = 2;
 const EXIT_INTERNAL: u8 = 3;
+/// Open files a compile asks for: the format's most files, and some more.
+const MAX_OPEN_FILES: u64 = tic_format::limits::MAX_FILES as u64 + 256;
 /// 128 + SIGPIPE.
 const EXIT_BROKEN_PIPE: u8 = 141;
 
@@ -437,6 +439,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 force,
                 lossy,
             };
+            // Every input file stays open during a compile: take the open
+            // files the system allows (the soft limit is often 1024, or 256
+            // on macOS; the format allows 65536 files).
+            if let Err(e) = rlimit::increase_nofile_limit(MAX_OPEN_FILES) {
+                tracing::debug!("could not raise the open-files limit: {e}");
+            }
             let bar = stoppable_progress(quiet)?;
             let start = std::time::Instant::now();
             let r = tic_compiler::compile(&input, &output, &opts, bar.as_ref())?;

@@ -870,18 +870,55 @@ fn decompress_force_keeps_the_artifact_and_the_current_directory() {
     assert_eq!(std::fs::read(&art).unwrap(), before);
 }
 
-/// `tic ARGS` under `ulimit -f 64` with SIGXFSZ ignored: a write past
-/// 32 KiB (64 KiB where the shell counts 1 KiB blocks) fails with EFBIG,
-/// as a full disk fails with ENOSPC.
-fn tic_with_small_file_limit(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+/// `tic ARGS` run by `sh` after the shell commands `setup` (limits).
+fn tic_after(setup: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     Command::new("sh")
         .arg("-c")
-        .arg(r#"trap "" XFSZ; ulimit -f 64 && exec "$0" "$@""#)
+        .arg(format!(r#"{setup} && exec "$0" "$@""#))
         .arg(env!("CARGO_BIN_EXE_tic"))
         .args(args.iter().map(|a| a.as_ref()))
         .env_remove("TIC_LOG")
         .output()
         .expect("run sh")
+}
+
+/// Files limited to 64 blocks with SIGXFSZ ignored: a write past 32 KiB
+/// (64 KiB where the shell counts 1 KiB blocks) fails with EFBIG, as a
+/// full disk fails with ENOSPC.
+const SMALL_FILE_LIMIT: &str = r#"trap "" XFSZ; ulimit -f 64"#;
+
+/// A model of many files compiles under a low soft limit on open files
+/// (tic raises it to the hard limit: every input stays open during a
+/// compile); under a low hard limit the error says to raise it.
+#[test]
+fn a_model_of_many_files_compiles_under_a_low_open_files_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 10);
+    for i in 0..300 {
+        std::fs::write(m.join(format!("part{i:03}.txt")), format!("{i}\n")).unwrap();
+    }
+    let art = d.join("m.tic");
+    let o = tic_after(
+        "ulimit -S -n 64",
+        &[&"compile", &"--unsigned", &m, &"-o", &art],
+    );
+    expect_code(&o, 0);
+    expect_code(&tic(&[&"verify", &"--allow-unsigned", &art]), 0);
+
+    let art2 = d.join("m2.tic");
+    let o = tic_after(
+        "ulimit -n 64",
+        &[&"compile", &"--unsigned", &m, &"-o", &art2],
+    );
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("too many files open at once (the model has 302 files")
+            && err.contains("ulimit -n 366"),
+        "{err}"
+    );
+    assert!(!art2.exists());
 }
 
 /// A write that fails (a full disk) names the output, not a temporary
@@ -907,7 +944,10 @@ fn a_failed_write_names_the_output_and_leaves_nothing() {
             .count()
     };
 
-    let o = tic_with_small_file_limit(&[&"compile", &"--unsigned", &m, &"-o", &art]);
+    let o = tic_after(
+        SMALL_FILE_LIMIT,
+        &[&"compile", &"--unsigned", &m, &"-o", &art],
+    );
     expect_code(&o, 2);
     let err = stderr(&o);
     let want = format!("{}: cannot write the artifact: ", art.display());
@@ -921,8 +961,10 @@ fn a_failed_write_names_the_output_and_leaves_nothing() {
 
     expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
     let restored = out_dir.join("restored");
-    let o =
-        tic_with_small_file_limit(&[&"decompress", &"--allow-unsigned", &art, &"-o", &restored]);
+    let o = tic_after(
+        SMALL_FILE_LIMIT,
+        &[&"decompress", &"--allow-unsigned", &art, &"-o", &restored],
+    );
     expect_code(&o, 2);
     let err = stderr(&o);
     let want = format!(
