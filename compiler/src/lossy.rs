@@ -167,7 +167,16 @@ impl LossyRules {
                 continue;
             }
             let (pattern, setting) = t.split_once('=').ok_or_else(|| {
-                err("expected PATTERN=SETTING (e.g. `*.weight=mantissa:4`) or preset:NAME; there is no `=`".into())
+                let mut what = String::from(
+                    "expected PATTERN=SETTING (e.g. `*.weight=mantissa:4`) or preset:NAME; there is no `=`",
+                );
+                // A bare setting: say how to apply it to every tensor.
+                if parse_setting(t).is_ok() {
+                    what.push_str(&format!(
+                        " (for every floating-point tensor, write `*={t}`)"
+                    ));
+                }
+                err(what)
             })?;
             let pattern = pattern.trim();
             if pattern.is_empty() {
@@ -359,6 +368,11 @@ mod tests {
             ("*=lossless,,*.w=mantissa:4", 2, "empty item"),
             ("*=lossless,", 2, "empty item"),
             ("*.weight", 1, "there is no `=`"),
+            (
+                "mantissa:4",
+                1,
+                "there is no `=` (for every floating-point tensor, write `*=mantissa:4`)",
+            ),
             ("=mantissa:4", 1, "the pattern before `=` is empty"),
             ("*=lossy", 1, "unknown setting `lossy`"),
             ("*=", 1, "unknown setting ``"),
