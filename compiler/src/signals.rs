@@ -7,6 +7,9 @@
 //! (what was being written may then stay behind as a hidden `.tic-*` file or
 //! directory beside the output; the output path itself is never half
 //! written). Other commands keep the default handlers: they write nothing.
+//! A signal that was ignored when tic started stays ignored: `nohup tic
+//! compile ...` must survive the terminal closing (SIGHUP), and a
+//! background job of a script Ctrl-C meant for the foreground (SIGINT).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -38,7 +41,11 @@ pub fn install() -> std::io::Result<()> {
         any: Arc::new(AtomicBool::new(false)),
         which: Arc::new(AtomicUsize::new(0)),
     };
+    let ignored = ignored_signals();
     for sig in STOP_SIGNALS {
+        if ignored.is_some_and(|mask| mask >> (sig - 1) & 1 == 1) {
+            continue;
+        }
         // Registered first, so that it acts from the second signal on: the
         // first sets `any` only after it has looked.
         flag::register_conditional_default(sig, Arc::clone(&r.any))?;
@@ -47,6 +54,15 @@ pub fn install() -> std::io::Result<()> {
     }
     let _ = RECEIVED.set(r);
     Ok(())
+}
+
+/// The set of signals this process ignores (bit `n - 1` for signal `n`),
+/// from `/proc/self/status`; None where that is not available (not Linux),
+/// and the handlers are then installed for all three.
+fn ignored_signals() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+    u64::from_str_radix(line.trim(), 16).ok()
 }
 
 /// The stop signal that arrived, if the handlers are installed and one did.
