@@ -132,6 +132,14 @@ fn frozen_while_writing_ignoring(
     Some(child)
 }
 
+/// A new directory `out` under `dir`, and the artifact path `out/m.tic`.
+fn artifact_in_new_dir(dir: &Path) -> (PathBuf, PathBuf) {
+    let out_dir = dir.join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("m.tic");
+    (out_dir, out)
+}
+
 /// Runs `start(mib)` with inputs of growing size until it returns a tic
 /// frozen mid-write.
 fn mid_write(mut start: impl FnMut(usize) -> Option<Child>) -> Child {
@@ -188,9 +196,7 @@ fn ctrl_c_and_sigterm_stop_a_compile_and_remove_its_partial_artifact() {
             continue;
         }
         let dir = tempfile::tempdir().unwrap();
-        let out_dir = dir.path().join("out");
-        std::fs::create_dir(&out_dir).unwrap();
-        let out = out_dir.join("m.tic");
+        let (out_dir, out) = artifact_in_new_dir(dir.path());
         let child = mid_write(|mib| {
             let m = weights_model(dir.path(), mib);
             frozen_while_writing(&[&"compile", &"--unsigned", &m, &"-o", &out], &out_dir)
@@ -209,9 +215,7 @@ fn ctrl_c_and_sigterm_stop_a_compile_and_remove_its_partial_artifact() {
 #[test]
 fn a_killed_compile_leaves_no_artifact_and_the_next_one_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("out");
-    std::fs::create_dir(&out_dir).unwrap();
-    let out = out_dir.join("m.tic");
+    let (out_dir, out) = artifact_in_new_dir(dir.path());
     let mut model = PathBuf::new();
     let child = mid_write(|mib| {
         model = weights_model(dir.path(), mib);
@@ -271,9 +275,7 @@ fn signals_during_decompress_leave_no_partial_model() {
 #[test]
 fn an_ignored_sighup_is_kept_ignored_as_nohup_expects() {
     let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("out");
-    std::fs::create_dir(&out_dir).unwrap();
-    let out = out_dir.join("m.tic");
+    let (out_dir, out) = artifact_in_new_dir(dir.path());
     let child = mid_write(|mib| {
         let m = weights_model(dir.path(), mib);
         frozen_while_writing_ignoring(
