@@ -370,7 +370,8 @@ pub fn verify(
     json_out: bool,
     quiet: bool,
 ) -> Result<u8, crate::Failure> {
-    let result = (|| -> Result<Value, crate::Failure> {
+    // Ok: the artifact checked out (its summary), and a policy it broke.
+    let result = (|| -> Result<(Value, Option<PolicyFailure>), crate::Failure> {
         let keys = tic_runtime::read_trusted_keys(trusted)?;
         let art = Artifact::open(
             path,
@@ -387,12 +388,22 @@ pub fn verify(
         let rep = Report::new(&art);
         let mut v = rep.summary_json();
         if require_lossless && !art.header().all_lossless() {
+            // A few names: a large model can have thousands of lossy tensors.
+            const SHOWN: usize = 5;
             let names = art.header().lossy_tensor_names();
-            return Err(PolicyFailure {
-                count: names.len(),
-                names: names.join(", "),
+            let mut shown = names[..names.len().min(SHOWN)].join(", ");
+            if names.len() > SHOWN {
+                shown.push_str(&format!(
+                    " and {} more (`tic inspect` lists them)",
+                    names.len() - SHOWN
+                ));
             }
-            .into());
+            v["chunks_checked"] = json!(art.header().chunks.len());
+            let failure = PolicyFailure {
+                count: names.len(),
+                names: shown,
+            };
+            return Ok((v, Some(failure)));
         }
         // Only a signature by a trusted key makes an artifact verified;
         // --allow-unsigned accepts it (exit 0) without calling it verified.
@@ -448,15 +459,28 @@ pub fn verify(
                 h.chunks.len()
             )?;
         }
-        Ok(v)
+        Ok((v, None))
     })();
     match result {
-        Ok(v) => {
+        Ok((v, None)) => {
             if json_out {
                 outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())?;
             }
             Ok(0)
         }
+        // The signature and every chunk checked out but a policy failed: the
+        // JSON report keeps the whole summary (which tensors are lossy).
+        Ok((mut v, Some(policy))) if json_out => {
+            let f = crate::Failure::from(policy);
+            v["verified"] = json!(false);
+            v["accepted"] = json!(false);
+            v["exit_code"] = json!(f.code);
+            v["error"] = json!(crate::message(&f.err));
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())?;
+            eprintln!("tic: error: {}", crate::message(&f.err));
+            Ok(f.code)
+        }
+        Ok((_, Some(policy))) => Err(policy.into()),
         Err(f) if json_out => {
             let v = json!({
                 "artifact": path.display().to_string(),

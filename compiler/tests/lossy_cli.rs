@@ -326,6 +326,38 @@ fn preset_on_the_example_model() {
         }
         assert!(t["max_rel_error"].as_f64().unwrap() <= 1.0 / 32.0);
     }
+    // --require-lossless names the first five and counts the rest.
+    assert!(lossy.len() > 5, "{} lossy tensors", lossy.len());
+    let o = tic(&["verify", p(&art), "--allow-unsigned", "--require-lossless"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let first: Vec<&str> = lossy[..5]
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let want = format!(
+        "{} tensor(s) are lossy but --require-lossless was given: {} and {} more (`tic inspect` lists them)",
+        lossy.len(),
+        first.join(", "),
+        lossy.len() - 5
+    );
+    assert!(err.contains(&want), "{err}");
+    // The JSON report of a broken policy keeps the whole summary: every
+    // chunk was checked, and every lossy tensor is listed.
+    let o = tic(&[
+        "verify",
+        p(&art),
+        "--allow-unsigned",
+        "--require-lossless",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["accepted"], false);
+    assert_eq!(v["exit_code"], 1);
+    assert_eq!(v["error"].as_str().unwrap(), want);
+    assert_eq!(v["chunks_checked"], j["chunks"]);
+    assert_eq!(v["lossy_tensors"], j["lossy_tensors"]);
     let restored = d.path().join("r");
     let o = decompress_unsigned(&art, &restored);
     assert!(o.status.success(), "{:?}", text(&o));
