@@ -244,7 +244,7 @@ pub fn compile(
             .and_then(|()| {
                 log_codecs(&inputs, &plan, named, t.elapsed());
                 let t = Instant::now();
-                let r = encode_to_temporary(&inputs, &handles, &plan, opts, output, &stop);
+                let r = encode_to_temporary(&inputs, &handles, &plan, opts, &stop);
                 if let Ok(s) = &r {
                     let stored: u64 = s.encoded.chunks.iter().map(|c| c.stored_len).sum();
                     tracing::info!(
@@ -387,15 +387,16 @@ struct Staged {
 }
 
 /// Sets up encryption and the header's layout (every length is known before
-/// encoding), then encodes the payload into a temporary file beside `output`.
+/// encoding), then encodes the payload into a temporary file beside the
+/// output (`stop.output`).
 fn encode_to_temporary(
     inputs: &[InputFile],
     handles: &[File],
     plan: &[PlannedTensor],
     opts: &CompileOptions,
-    output: &Path,
     stop: &Stop,
 ) -> Result<Staged, CompileError> {
+    let output = stop.output;
     let (encryption, key, recipients_bytes) = if opts.recipients.is_empty() {
         (Encryption::None, None, Vec::new())
     } else {
