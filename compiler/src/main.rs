@@ -23,6 +23,9 @@ macro_rules! outln {
 mod report;
 mod signals;
 
+/// The help heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(
     name = "tic",
@@ -31,13 +34,13 @@ mod signals;
 )]
 struct Cli {
     /// More log output (-v info, -vv debug).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = GLOBAL)]
     verbose: u8,
     /// No progress bars.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     quiet: bool,
     /// Worker threads (default: all cores).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     threads: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -57,7 +60,10 @@ pub(crate) struct TrustArgs {
 enum Cmd {
     /// Compile a safetensors file or model directory into an artifact.
     Compile {
+        /// A .safetensors file, or a model directory (shards, index, config,
+        /// tokenizer and any other files, sub-folders included).
         input: PathBuf,
+        /// The artifact to write (written beside it, then renamed into place).
         #[arg(short, long)]
         output: PathBuf,
         /// Sign with this Ed25519 private key (PKCS#8 PEM).
@@ -87,7 +93,9 @@ enum Cmd {
     },
     /// Restore the original files, byte for byte, after verifying.
     Decompress {
+        /// The artifact to restore.
         artifact: PathBuf,
+        /// The directory to restore the files into (must not exist, unless --force).
         #[arg(short, long)]
         output: PathBuf,
         #[command(flatten)]
@@ -95,35 +103,42 @@ enum Cmd {
         /// Identity to decrypt with: an age identity file or a symmetric key file.
         #[arg(long, value_name = "FILE")]
         identity: Vec<PathBuf>,
+        /// Replace the output directory if it exists (only once the new one is complete).
         #[arg(long)]
         force: bool,
     },
     /// Show what an artifact holds.
     Inspect {
+        /// The artifact to show.
         artifact: PathBuf,
         /// Check the signature against these keys too.
         #[arg(long = "trusted-key", value_name = "KEY")]
         trusted_keys: Vec<PathBuf>,
+        /// Print the listing as JSON instead of tables.
         #[arg(long)]
         json: bool,
     },
     /// Verify signature and every chunk's digest (no decryption key needed).
     Verify {
+        /// The artifact to verify.
         artifact: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
         /// Fail if any tensor is lossy.
         #[arg(long)]
         require_lossless: bool,
+        /// Print the report as JSON (also when verification fails).
         #[arg(long)]
         json: bool,
     },
     /// Load every tensor (or the named ones) onto a device, check each against
     /// its SHA-256, and report the time of each stage.
     Load {
+        /// The artifact to load.
         artifact: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
+        /// Identity to decrypt with: an age identity file or a symmetric key file.
         #[arg(long, value_name = "FILE")]
         identity: Vec<PathBuf>,
         /// cpu, cuda or cuda:N (falls back to the CPU, with a warning, when no GPU can be used).
@@ -132,18 +147,22 @@ enum Cmd {
         /// Load only this tensor; repeatable.
         #[arg(long = "tensor", value_name = "NAME")]
         tensors: Vec<String>,
+        /// Print the timings as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Make an Ed25519 signing key pair: PREFIX.key (0600) and PREFIX.pub.
     Keygen {
+        /// Where to write: PREFIX.key and PREFIX.pub.
         #[arg(short, long, value_name = "PREFIX")]
         output: PathBuf,
+        /// Replace existing key files.
         #[arg(long)]
         force: bool,
     },
     /// Print the exact 62 bytes to sign with an external Ed25519 key (HSM, KMS).
     SigningMessage {
+        /// The artifact to be signed.
         artifact: PathBuf,
         /// Write the raw bytes here instead of printing hex.
         #[arg(short, long)]
@@ -152,6 +171,7 @@ enum Cmd {
     /// Add or remove recipients of an encrypted artifact; the payload and the
     /// signature stay as they are.
     Rewrap {
+        /// The encrypted artifact.
         artifact: PathBuf,
         /// An identity that can open the artifact now (age identity or key file).
         #[arg(long, value_name = "FILE", required = true)]
@@ -165,21 +185,27 @@ enum Cmd {
         /// Remove a recipient by its label (as `tic inspect` shows it); repeatable.
         #[arg(long = "remove", value_name = "LABEL")]
         remove: Vec<String>,
+        /// The artifact to write; may be the input itself (replaced in place).
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the output if it exists.
         #[arg(long)]
         force: bool,
     },
     /// Attach an externally made Ed25519 signature (64 raw bytes).
     AttachSignature {
+        /// The artifact the signature was made for (see signing-message).
         artifact: PathBuf,
+        /// The 64-byte raw Ed25519 signature over the signing message.
         #[arg(long, value_name = "FILE")]
         signature: PathBuf,
         /// The signer's public key (PEM); the signature must verify with it.
         #[arg(long, value_name = "KEY")]
         public_key: PathBuf,
+        /// The signed artifact to write; may be the input itself (replaced in place).
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the output if it exists.
         #[arg(long)]
         force: bool,
     },
@@ -696,4 +722,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for in `--help`, and
+    /// clap's own consistency checks pass.
+    #[test]
+    fn every_argument_has_help() {
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        for cmd in cli.get_subcommands().chain([&cli]) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{} {id}", cmd.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
 }
