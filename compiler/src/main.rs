@@ -367,7 +367,9 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// The error and its causes, skipping a cause whose text the message
-/// already holds (library errors include their source in their message).
+/// already holds (library errors include their source in their message),
+/// made safe to print on a terminal: it may quote names read from an
+/// untrusted artifact or safetensors file.
 pub(crate) fn message(err: &anyhow::Error) -> String {
     let mut msg = err.to_string();
     for cause in err.chain().skip(1) {
@@ -377,7 +379,7 @@ pub(crate) fn message(err: &anyhow::Error) -> String {
             msg.push_str(&c);
         }
     }
-    msg
+    report::printable(&msg).into_owned()
 }
 
 fn progress(quiet: bool) -> Box<dyn tic_runtime::Progress> {

@@ -1,6 +1,7 @@
 //! What `tic inspect` and `tic verify` print, for people and for pipelines
 //! (`--json`; the fields are documented in the README).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,31 @@ use tic_runtime::{Artifact, OpenOptions, SignatureStatus, Trust};
 pub struct PolicyFailure {
     count: usize,
     names: String,
+}
+
+/// `s` made safe to print on a terminal: control characters (ESC, newline,
+/// carriage return, ...) and the characters that reorder bidirectional text
+/// are written as Rust escapes (`\u{1b}`), so that a name read from an
+/// untrusted artifact can neither move the cursor, recolour or hide what is
+/// shown, nor fake a line of output. Other text, non-ASCII letters included,
+/// is kept as it is.
+pub(crate) fn printable(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A progress bar on stderr.
@@ -259,7 +285,9 @@ impl<'a> Report<'a> {
         writeln!(
             w,
             "format:     {}.{} (written by {})",
-            p.major, p.minor, h.creator
+            p.major,
+            p.minor,
+            printable(&h.creator)
         )?;
         writeln!(w, "signature:  {}", signature_text(self.art.signature()))?;
         writeln!(w, "encryption: {}", self.encryption_text())?;
@@ -279,7 +307,7 @@ impl<'a> Report<'a> {
             writeln!(
                 w,
                 "{:<48} {:>12} {:>12} {:>6.2}%  {}",
-                f.path,
+                printable(&f.path),
                 f.size,
                 stored,
                 pct(stored, f.size),
@@ -312,7 +340,7 @@ impl<'a> Report<'a> {
             writeln!(
                 w,
                 "{:<52} {:<8} {:<16} {:<cw$} {:>11} {:>11} {:>6.2}%{}",
-                t.name,
+                printable(&t.name),
                 t.dtype.name(),
                 format!("{:?}", t.shape),
                 t.codec.name(),
@@ -426,7 +454,7 @@ pub fn verify(
                 "  format:     {}.{} (written by {})",
                 p.major,
                 p.minor,
-                h.creator
+                printable(&h.creator)
             )?;
             outln!(
                 "  contents:   {} files, {} tensors, {} chunks, {} original",

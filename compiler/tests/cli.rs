@@ -1059,3 +1059,74 @@ fn verbosity_flags_and_tic_log_choose_the_logs() {
         "{err}"
     );
 }
+
+/// Names read from an artifact (file paths, tensor names) can hold terminal
+/// escapes, newlines and bidirectional overrides; `inspect`, `verify` and
+/// error messages print them escaped, and `--json` keeps them exact.
+#[test]
+fn names_with_control_characters_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = d.join("model");
+    std::fs::create_dir(&m).unwrap();
+    let file = "clear\u{1b}[2J\nfake\u{202e}txt.json";
+    std::fs::write(m.join(file), b"{}").unwrap();
+    // One BF16 tensor whose name is an escape sequence and a newline.
+    let tensor = "\u{1b}[31mevil\nname";
+    let mut json = format!(
+        r#"{{"{}":{{"dtype":"BF16","shape":[64],"data_offsets":[0,128]}}}}"#,
+        tensor.replace('\u{1b}', "\\u001b").replace('\n', "\\n")
+    );
+    while json.len() % 8 != 0 {
+        json.push(' ');
+    }
+    let mut st = (json.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(json.as_bytes());
+    st.extend((0..128u32).map(|i| (i * 37 % 251) as u8));
+    std::fs::write(m.join("model.safetensors"), st).unwrap();
+    let art = d.join("a.tic");
+    let o = tic(&[
+        &"compile",
+        &m,
+        &"-o",
+        &art,
+        &"--unsigned",
+        &"--lossy",
+        &"*evil*=mantissa:3",
+        &"-q",
+    ]);
+    expect_code(&o, 0);
+
+    let shown_file = r"clear\u{1b}[2J\nfake\u{202e}txt.json";
+    let shown_tensor = r"\u{1b}[31mevil\nname";
+    let clean = |what: &str, bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains(['\u{1b}', '\u{202e}']),
+            "{what} prints raw control characters: {text:?}"
+        );
+    };
+    let o = tic(&[&"inspect", &art]);
+    expect_code(&o, 0);
+    clean("inspect", &o.stdout);
+    let out = stdout(&o);
+    assert!(out.contains(shown_file), "{out}");
+    assert!(out.contains(shown_tensor), "{out}");
+
+    let o = tic(&[&"verify", &art, &"--allow-unsigned", &"--require-lossless"]);
+    expect_code(&o, 1);
+    clean("verify's error", &o.stderr);
+    assert!(stderr(&o).contains(shown_tensor), "{}", stderr(&o));
+
+    let o = tic(&[&"inspect", &art, &"--json"]);
+    expect_code(&o, 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let files: Vec<&str> = v["file_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(files.contains(&file), "{files:?}");
+    assert_eq!(v["tensor_list"][0]["name"], tensor);
+}
