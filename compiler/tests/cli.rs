@@ -294,6 +294,21 @@ fn usage_and_io_errors_exit_2() {
     let o = tic(&[&"verify", &missing, &"--trusted-key", &pubk]);
     expect_code(&o, 2);
     assert!(stderr(&o).contains("missing.tic"), "{}", stderr(&o));
+    // A directory (the model, or a restored one) given as the artifact.
+    let never = d.join("never");
+    for o in [
+        tic(&[&"verify", &m]),
+        tic(&[&"inspect", &m]),
+        tic(&[&"decompress", &m, &"-o", &never]),
+    ] {
+        expect_code(&o, 2);
+        assert!(
+            stderr(&o).contains("is a directory, not an artifact; give the .tic file"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(!d.join("never").exists());
     expect_code(
         &tic(&[&"verify", &signed, &"--trusted-key", &d.join("nokey.pub")]),
         2,

@@ -85,7 +85,11 @@ impl Artifact {
             source,
         };
         let file = File::open(&path).map_err(io)?;
-        let file_len = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(RuntimeError::NotAFile { path });
+        }
+        let file_len = meta.len();
         if file_len < PREAMBLE_LEN as u64 {
             return Err(fmt(
                 if file_len >= 8 && read_at(&file, &path, 0, 8)? != tic_format::header::MAGIC {

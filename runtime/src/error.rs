@@ -75,6 +75,8 @@ pub enum RuntimeError {
     },
     #[error("no tensor named {name:?} in {path}")]
     TensorNotFound { path: PathBuf, name: String },
+    #[error("{path} is a directory, not an artifact; give the .tic file itself")]
+    NotAFile { path: PathBuf },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
     #[error(
@@ -125,6 +127,7 @@ impl RuntimeError {
             NeedIdentity { .. }
             | NoTrustedKeys { .. }
             | TensorNotFound { .. }
+            | NotAFile { .. }
             | OutputExists { .. }
             | OutputInUse { .. }
             | BufferSize { .. } => ErrorKind::Usage,
