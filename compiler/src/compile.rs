@@ -212,6 +212,17 @@ pub fn compile(
             .count(),
         plan.iter().map(|t| t.chunks.len()).sum::<usize>(),
     );
+    if !inputs
+        .iter()
+        .any(|f| matches!(f.kind, InputKind::Safetensors { .. }))
+    {
+        tracing::warn!(
+            "{}: no *.safetensors file in it, so no tensors: its {} file(s) are stored \
+             as plain files (is this the model's directory?)",
+            input.display(),
+            inputs.len()
+        );
+    }
     progress.start("compiling", total);
     let stop = Stop { progress, output };
     // The digests of the inputs need no codec: they are taken while the

@@ -804,6 +804,7 @@ fn a_model_directory_is_packed_without_what_is_not_the_model() {
         [".gitattributes", "config.json", "model.safetensors"]
     );
     let err = stderr(&o);
+    assert!(!err.contains("no *.safetensors"), "{err}");
     for left_out in [".git", ".cache/huggingface"] {
         assert!(
             err.contains(&format!("leaving out {}", m.join(left_out).display())),
@@ -824,6 +825,22 @@ fn a_model_directory_is_packed_without_what_is_not_the_model() {
             "{err}"
         );
     }
+
+    // A directory without weights (the wrong one, say) is packed, with a
+    // warning that it holds no tensors.
+    let o = tic(&[
+        &"compile",
+        &"--unsigned",
+        &m.join(".git"),
+        &"-o",
+        &d.join("git.tic"),
+    ]);
+    expect_code(&o, 0);
+    let want = format!(
+        "{}: no *.safetensors file in it, so no tensors: its 2 file(s) are stored as plain files",
+        m.join(".git").display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
 
     let o = tic(&[&"compile", &"--unsigned", &"--force", &m, &"-o", &d]);
     expect_code(&o, 2);
