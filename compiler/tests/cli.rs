@@ -616,6 +616,16 @@ MCowBQYDK2VuAyEACBwjMoxEOgz61qJf0YzVE5KCG9KHfSWx12on+eo85zc=
 -----END PUBLIC KEY-----
 ";
 
+/// An Ed25519 key as `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes it
+/// (passphrase "tic").
+const ENCRYPTED_PKCS8: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIGbMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAiYpuLbi4wv0QICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEAe0tLXLroR82lEs3fxEnR0EQKIS
+8EbggxykyMz1XhVEBDo/R9+PgGGsJQF4IaqcAXaDk+JEbecGFMDg0xzOrodS9IAd
+n2mvbWOqX0i32SMtbdk=
+-----END ENCRYPTED PRIVATE KEY-----
+";
+
 #[test]
 fn key_file_errors_name_the_file_and_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -667,6 +677,25 @@ fn key_file_errors_name_the_file_and_say_what_to_do() {
         2,
         &empty,
         &["*.pub"],
+    );
+
+    // The signing key given as the decryption identity.
+    let o = decompress(&signed, &d.join("o"), &pubk, Some(&key));
+    check(
+        &o,
+        2,
+        &key,
+        &["not a decryption identity", "AGE-SECRET-KEY-1"],
+    );
+    // A passphrase-protected PEM key where the signing key goes.
+    let locked = d.join("locked.key");
+    std::fs::write(&locked, ENCRYPTED_PKCS8).unwrap();
+    let o = tic(&[&"compile", &m, &"-o", &d.join("x.tic"), &"--sign", &locked]);
+    check(
+        &o,
+        2,
+        &locked,
+        &["encrypted with a passphrase", "openssl pkey -in KEY -out"],
     );
 
     // Identity and symmetric key files that are neither.

@@ -37,6 +37,12 @@ pub enum SignError {
     BadPrivateKey(String),
     #[error("not an Ed25519 public key in SubjectPublicKeyInfo PEM ({0}); export one with `openssl pkey -in KEY -pubout` or use the .pub written by `tic keygen`")]
     BadPublicKey(String),
+    #[error("this is a public key, but signing needs the private key: give the .key file that `tic keygen` wrote beside the .pub")]
+    PublicKeyGivenAsPrivate,
+    #[error("this is a PRIVATE key where a public key is wanted: give its public key (the .pub that `tic keygen` wrote beside it, or export one with `openssl pkey -in KEY -pubout`), and keep the private key to the signer")]
+    PrivateKeyGivenAsPublic,
+    #[error("the private key is encrypted with a passphrase, which tic does not read: write a decrypted copy with `openssl pkey -in KEY -out PLAIN.key` and keep it private, or sign outside tic (`tic signing-message`, then `tic attach-signature`)")]
+    EncryptedPrivateKey,
     #[error("the signature section is malformed: {0}")]
     BadSection(&'static str),
     #[error("the signature by key {fingerprint} does not verify: the artifact was modified after signing (or the signature is malformed or non-canonical)")]
@@ -69,13 +75,27 @@ pub fn generate_key() -> Result<SigningKey, SignError> {
 
 /// Reads a PKCS#8 PEM private key (as written by `tic keygen` or OpenSSL).
 pub fn parse_private_key_pem(pem: &str) -> Result<SigningKey, SignError> {
-    SigningKey::from_pkcs8_pem(pem.trim()).map_err(|e| SignError::BadPrivateKey(e.to_string()))
+    SigningKey::from_pkcs8_pem(pem.trim()).map_err(|e| match pem_label(pem) {
+        Some("PUBLIC KEY") => SignError::PublicKeyGivenAsPrivate,
+        Some("ENCRYPTED PRIVATE KEY") => SignError::EncryptedPrivateKey,
+        _ => SignError::BadPrivateKey(e.to_string()),
+    })
 }
 
 /// Reads a SubjectPublicKeyInfo PEM public key.
 pub fn parse_public_key_pem(pem: &str) -> Result<VerifyingKey, SignError> {
-    VerifyingKey::from_public_key_pem(pem.trim())
-        .map_err(|e| SignError::BadPublicKey(e.to_string()))
+    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| match pem_label(pem) {
+        Some(l) if l.ends_with("PRIVATE KEY") => SignError::PrivateKeyGivenAsPublic,
+        _ => SignError::BadPublicKey(e.to_string()),
+    })
+}
+
+/// The label of the text's first PEM block (`PUBLIC KEY` for
+/// `-----BEGIN PUBLIC KEY-----`), to tell which kind of key was given where
+/// another was wanted.
+fn pem_label(text: &str) -> Option<&str> {
+    let rest = &text[text.find("-----BEGIN ")? + "-----BEGIN ".len()..];
+    Some(&rest[..rest.find("-----")?])
 }
 
 /// PKCS#8 v1 PEM of a private key (the form `openssl genpkey` writes).
@@ -243,5 +263,38 @@ mod tests {
             parse_private_key_pem("hello"),
             Err(SignError::BadPrivateKey(_))
         ));
+    }
+
+    #[test]
+    fn a_key_of_the_other_kind_is_named_as_such() {
+        let k = SigningKey::from_bytes(&[7; 32]);
+        let private = private_key_pem(&k).unwrap();
+        let public = public_key_pem(&k.verifying_key()).unwrap();
+        assert!(matches!(
+            parse_private_key_pem(&public),
+            Err(SignError::PublicKeyGivenAsPrivate)
+        ));
+        assert!(matches!(
+            parse_public_key_pem(&private),
+            Err(SignError::PrivateKeyGivenAsPublic)
+        ));
+        // What `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes (passphrase "tic").
+        let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIGbMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAiYpuLbi4wv0QICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEAe0tLXLroR82lEs3fxEnR0EQKIS
+8EbggxykyMz1XhVEBDo/R9+PgGGsJQF4IaqcAXaDk+JEbecGFMDg0xzOrodS9IAd
+n2mvbWOqX0i32SMtbdk=
+-----END ENCRYPTED PRIVATE KEY-----
+";
+        assert!(matches!(
+            parse_private_key_pem(encrypted),
+            Err(SignError::EncryptedPrivateKey)
+        ));
+        assert!(matches!(
+            parse_public_key_pem(encrypted),
+            Err(SignError::PrivateKeyGivenAsPublic)
+        ));
+        assert_eq!(pem_label("junk"), None);
+        assert_eq!(pem_label("-----BEGIN X"), None);
     }
 }

@@ -40,6 +40,8 @@ pub enum KeyFileError {
         #[source]
         source: crypto::CryptoError,
     },
+    #[error("{path}: this is a PEM key (an Ed25519 key for --sign or --trusted-key), not a decryption identity: pass the age identity file (AGE-SECRET-KEY-1...) or the 32-byte symmetric key file that the artifact was encrypted to")]
+    PemKeyAsIdentity { path: PathBuf },
     #[error(
         "{path}: the directory holds no *.pub files; put trusted Ed25519 public keys (PEM) there"
     )]
@@ -106,7 +108,13 @@ pub fn read_identities(path: &Path) -> Result<Vec<Identity>, KeyFileError> {
         path: path.to_path_buf(),
         source,
     };
-    let is_age = std::str::from_utf8(&bytes).is_ok_and(|t| t.contains("AGE-SECRET-KEY-"));
+    let text = std::str::from_utf8(&bytes).unwrap_or_default();
+    if text.contains("-----BEGIN ") {
+        return Err(KeyFileError::PemKeyAsIdentity {
+            path: path.to_path_buf(),
+        });
+    }
+    let is_age = text.contains("AGE-SECRET-KEY-");
     if is_age {
         crypto::parse_identity_file(std::str::from_utf8(&bytes).expect("checked"))
             .map_err(crypto_err)

@@ -651,11 +651,10 @@ fn public_key_files_that_are_not_ed25519_are_refused() {
     let dir = tempdir().unwrap();
     let key = signing_key();
     let private_pem = sign::private_key_pem(&key).unwrap();
-    let cases: [(&str, &[u8]); 6] = [
+    let cases: [(&str, &[u8]); 5] = [
         ("x25519.pub", X25519_SPKI.as_bytes()),
         ("rsa.pub", RSA_SPKI.as_bytes()),
         ("p256.pub", P256_SPKI.as_bytes()),
-        ("private-key-given-as-public.pub", private_pem.as_bytes()),
         ("raw32.pub", &key.verifying_key().to_bytes()),
         ("empty.pub", b""),
     ];
@@ -680,6 +679,17 @@ fn public_key_files_that_are_not_ed25519_are_refused() {
         let err = tic_runtime::read_trusted_keys(std::slice::from_ref(&kd)).unwrap_err();
         assert!(err.to_string().contains("bad.pub"), "{err}");
     }
+
+    // The private key given as the public one is called what it is.
+    let p = dir.path().join("private-key-given-as-public.pub");
+    std::fs::write(&p, &private_pem).unwrap();
+    let err = tic_runtime::read_public_key(&p).unwrap_err();
+    assert_err!(err, tic_runtime::KeyFileError::Sign { path, source: SignError::PrivateKeyGivenAsPublic } if path == &p);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(p.to_str().unwrap()) && msg.contains("PRIVATE key") && msg.contains("-pubout"),
+        "{msg}"
+    );
 
     // The real public key of the same pair is accepted.
     let good = dir.path().join("good.pub");
