@@ -170,7 +170,8 @@ pub(crate) fn rewrite(
     })
 }
 
-/// Attaches an Ed25519 signature made elsewhere (64 raw bytes) by `key`,
+/// Attaches an Ed25519 signature made elsewhere by `key` (`signature`: a
+/// signature file's bytes, as [`sign::read_signature_file`] reads them),
 /// after checking it verifies; the result is byte-identical to signing
 /// with `tic compile --sign`.
 pub fn attach_signature(
@@ -182,9 +183,7 @@ pub fn attach_signature(
     progress: &dyn Progress,
 ) -> Result<String, AmendError> {
     let (_, raw) = read_raw(input)?;
-    let signature: [u8; 64] = signature
-        .try_into()
-        .map_err(|_| sign::SignError::BadSignatureLength(signature.len()))?;
+    let signature = sign::read_signature_file(signature)?;
     let section = SignatureSection {
         public_key: key.to_bytes(),
         signature,

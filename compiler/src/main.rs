@@ -657,8 +657,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             output,
             force,
         } => {
-            let sig = std::fs::read(&signature)
-                .with_context(|| format!("reading {}", signature.display()))?;
+            let sig = read_signature(&signature)?;
             let key = tic_runtime::read_public_key(&public_key)?;
             let bar = stoppable_progress(quiet)?;
             let fp = tic_compiler::attach_signature(
@@ -692,6 +691,21 @@ fn read_recipients(
         recipients.push(tic_format::crypto::Recipient::Symmetric(key));
     }
     Ok(recipients)
+}
+
+/// Reads an externally made signature file (raw, hex or base64).
+fn read_signature(path: &Path) -> anyhow::Result<[u8; 64]> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading signature {}", path.display()))?;
+    anyhow::ensure!(
+        meta.len() <= 4096,
+        "{}: {} bytes, too large to be a signature file (64 raw bytes, hex or base64)",
+        path.display(),
+        meta.len()
+    );
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading signature {}", path.display()))?;
+    tic_format::sign::read_signature_file(&bytes).with_context(|| path.display().to_string())
 }
 
 fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {

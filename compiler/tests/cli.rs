@@ -600,6 +600,24 @@ fn openssl_keys_sign_artifacts_that_verify() {
         std::fs::read(&attached).unwrap(),
         std::fs::read(&signed).unwrap()
     );
+    // The same signature in base64, as KMS tools print it.
+    let sig64 = d.join("sig.b64");
+    openssl(&[&"base64", &"-A", &"-in", &sig, &"-out", &sig64]);
+    let attached64 = d.join("attached64.tic");
+    expect_code(&attach_signature(&unsigned, &sig64, &pubk, &attached64), 0);
+    assert_eq!(
+        std::fs::read(&attached64).unwrap(),
+        std::fs::read(&signed).unwrap()
+    );
+    // A file that is no signature: named, with the forms it may take.
+    let o = attach_signature(&unsigned, &pubk, &pubk, &d.join("never.tic"));
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains(pubk.to_str().unwrap()) && err.contains("128 hex digits"),
+        "{err}"
+    );
+    assert!(!d.join("never.tic").exists());
 
     // A signature by another key is refused (verification failure).
     let other = d.join("other.pem");

@@ -47,7 +47,7 @@ pub enum SignError {
     BadSection(&'static str),
     #[error("the signature by key {fingerprint} does not verify: the artifact was modified after signing (or the signature is malformed or non-canonical)")]
     BadSignature { fingerprint: String },
-    #[error("an externally made signature must be exactly 64 bytes (raw Ed25519), got {0}")]
+    #[error("an externally made Ed25519 signature must be 64 raw bytes, 128 hex digits or the base64 of 64 bytes; this one is {0} bytes and none of these (sign the 62 bytes of `tic signing-message -o FILE`, pure Ed25519)")]
     BadSignatureLength(usize),
     #[error("could not encode the key: {0}")]
     Encode(String),
@@ -88,6 +88,43 @@ pub fn parse_public_key_pem(pem: &str) -> Result<VerifyingKey, SignError> {
         Some(l) if l.ends_with("PRIVATE KEY") => SignError::PrivateKeyGivenAsPublic,
         _ => SignError::BadPublicKey(e.to_string()),
     })
+}
+
+/// Reads an externally made signature as a KMS or HSM tool writes it: 64
+/// raw bytes, or 128 hex digits, or the base64 (standard alphabet, padding
+/// optional) of 64 bytes; text may end with a newline.
+pub fn read_signature_file(bytes: &[u8]) -> Result<[u8; 64], SignError> {
+    let bad = || SignError::BadSignatureLength(bytes.len());
+    if let Ok(raw) = <[u8; 64]>::try_from(bytes) {
+        return Ok(raw);
+    }
+    let text = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(bytes);
+    let mut sig = [0u8; 64];
+    if text.len() == 128 && text.iter().all(u8::is_ascii_hexdigit) {
+        for (b, pair) in sig.iter_mut().zip(text.chunks_exact(2)) {
+            let s = std::str::from_utf8(pair).map_err(|_| bad())?;
+            *b = u8::from_str_radix(s, 16).map_err(|_| bad())?;
+        }
+        return Ok(sig);
+    }
+    if text.len() == 86 || text.len() == 88 {
+        use base64::Engine;
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        // Room for what 88 characters could hold; exactly 64 must come out.
+        let mut buf = [0u8; 66];
+        if let Ok(64) = engine.decode_slice(text, &mut buf) {
+            sig.copy_from_slice(&buf[..64]);
+            return Ok(sig);
+        }
+    }
+    Err(bad())
 }
 
 /// The label of the text's first PEM block (`PUBLIC KEY` for
@@ -263,6 +300,46 @@ mod tests {
             parse_private_key_pem("hello"),
             Err(SignError::BadPrivateKey(_))
         ));
+    }
+
+    #[test]
+    fn signature_files_are_raw_hex_or_base64() {
+        use base64::Engine;
+        let sig: [u8; 64] = std::array::from_fn(|i| (i * 37 + 5) as u8);
+        let hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(sig);
+        for (form, bytes) in [
+            ("raw", sig.to_vec()),
+            ("hex", hex.clone().into_bytes()),
+            (
+                "HEX with newline",
+                format!("{}\n", hex.to_uppercase()).into_bytes(),
+            ),
+            ("base64", b64.clone().into_bytes()),
+            ("base64 with CRLF", format!("{b64}\r\n").into_bytes()),
+            (
+                "base64 unpadded",
+                b64.trim_end_matches('=').as_bytes().to_vec(),
+            ),
+        ] {
+            assert_eq!(read_signature_file(&bytes).unwrap(), sig, "{form}");
+        }
+        for bytes in [
+            &sig[..63],
+            &hex.as_bytes()[..126],
+            b"not a signature".as_slice(),
+            // base64 of 65 bytes.
+            base64::engine::general_purpose::STANDARD
+                .encode([1u8; 65])
+                .as_bytes(),
+            // 128 characters that are not all hex digits.
+            &[b'g'; 128],
+        ] {
+            assert!(
+                matches!(read_signature_file(bytes), Err(SignError::BadSignatureLength(n)) if n == bytes.len()),
+                "{bytes:?}"
+            );
+        }
     }
 
     #[test]
