@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use tic_format::crypto::{Identity, Recipient};
@@ -108,10 +108,7 @@ pub(crate) fn rewrite(
         recipients_len: recipients.len() as u64,
         ..raw.preamble
     };
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = crate::compile::output_dir(output)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tic-")
         .suffix(".partial")

@@ -36,7 +36,7 @@ use tic_format::{
 use tic_runtime::buffers::BufferPool;
 use tic_runtime::Progress;
 
-use crate::error::CompileError;
+use crate::error::{CompileError, MissingDir};
 use crate::input::{discover, InputFile, InputKind};
 use crate::lossy::LossyRules;
 
@@ -166,6 +166,8 @@ pub fn compile(
             path: output.to_path_buf(),
         });
     }
+    // Checked before the work, not found when the output is written.
+    output_dir(output)?;
     let started = Instant::now();
     let inputs = discover(input, output)?;
     if inputs.len() > tic_format::limits::MAX_FILES as usize {
@@ -434,10 +436,7 @@ fn encode_to_temporary(
         + sig_len
         + recipients_bytes.len() as u64;
 
-    let out_dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let out_dir = output_dir(output)?;
     let tmp = tempfile::Builder::new()
         .prefix(".tic-")
         .suffix(".partial")
@@ -469,6 +468,23 @@ fn encode_to_temporary(
 pub(crate) fn artifact_permissions() -> std::fs::Permissions {
     use std::os::unix::fs::PermissionsExt;
     std::fs::Permissions::from_mode(0o644)
+}
+
+/// The directory `output` goes in (`.` for a bare file name), which must
+/// exist: its temporary is written there and renamed onto it.
+pub fn output_dir(output: &Path) -> Result<PathBuf, MissingDir> {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(MissingDir {
+            path: output.to_path_buf(),
+            dir,
+        })
+    }
 }
 
 /// Renames a finished temporary file onto `output`.

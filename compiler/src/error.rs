@@ -4,6 +4,17 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+/// The directory an output was to be written in does not exist (or is not a
+/// directory).
+#[derive(Debug, Error)]
+#[error(
+    "cannot write {path}: {dir} is not an existing directory; create it first (`mkdir -p {dir}`)"
+)]
+pub struct MissingDir {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+}
+
 /// Why a compile failed. Input problems name the file (and the tensor where
 /// there is one) and say what to do; nothing is left at the output path.
 #[derive(Debug, Error)]
@@ -31,6 +42,8 @@ pub enum CompileError {
     Unsupported { path: PathBuf, what: String },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
+    #[error(transparent)]
+    OutputDirMissing(#[from] MissingDir),
     #[error("{path}: cannot open it: too many files open at once (the model has {files} files and each stays open while it is compiled); raise the limit, e.g. `ulimit -n {}`, and compile again", files + 64)]
     TooManyOpenFiles { path: PathBuf, files: usize },
     #[error("{path} is a directory; give the artifact's file name, such as {}", path.join("model.tic").display())]
@@ -79,6 +92,8 @@ pub enum AmendError {
     Usage { path: PathBuf, what: String },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
+    #[error(transparent)]
+    OutputDirMissing(#[from] MissingDir),
     #[error("{path}: cannot write the artifact: {source}; nothing was left at {path} (check the free space and permissions where it goes)")]
     WriteOutput {
         path: PathBuf,

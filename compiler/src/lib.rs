@@ -17,6 +17,6 @@ mod input;
 pub mod lossy;
 
 pub use amend::{attach_signature, rewrap, signing_message};
-pub use compile::{compile, CompileOptions, CompileReport, DEFAULT_CHUNK_BYTES};
-pub use error::{AmendError, CompileError};
+pub use compile::{compile, output_dir, CompileOptions, CompileReport, DEFAULT_CHUNK_BYTES};
+pub use error::{AmendError, CompileError, MissingDir};
 pub use lossy::{LossyRules, RuleError, PRESETS};

@@ -586,9 +586,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             json,
         } => report::load(&artifact, &trust, &identity, &device, &tensors, json),
         Cmd::Keygen { output, force } => {
+            let (priv_path, pub_path) = key_paths(&output);
+            tic_compiler::output_dir(&priv_path)?;
             let key = tic_format::sign::generate_key()?;
-            let priv_path = output.with_extension("key");
-            let pub_path = output.with_extension("pub");
             for p in [&priv_path, &pub_path] {
                 if p.exists() && !force {
                     return Err(anyhow::anyhow!(
@@ -619,6 +619,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let m = tic_compiler::signing_message(&artifact)?;
             match output {
                 Some(p) => {
+                    tic_compiler::output_dir(&p)?;
                     std::fs::write(&p, m).with_context(|| format!("writing {}", p.display()))?
                 }
                 None => outln!("{}", tic_format::hex(&m))?,
@@ -721,13 +722,26 @@ fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
     tic_format::sign::parse_private_key_pem(&text).with_context(|| path.display().to_string())
 }
 
+/// `keygen -o PREFIX`'s files: PREFIX.key and PREFIX.pub (a PREFIX that
+/// already ends in .key or .pub loses it first; other dots are kept).
+fn key_paths(prefix: &Path) -> (PathBuf, PathBuf) {
+    let base = match prefix.extension().and_then(|e| e.to_str()) {
+        Some("key" | "pub") => prefix.with_extension(""),
+        _ => prefix.to_path_buf(),
+    };
+    let with = |ext: &str| {
+        let mut name = base.clone().into_os_string();
+        name.push(".");
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    (with("key"), with("pub"))
+}
+
 /// Writes a private key readable by its owner only, atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = tic_compiler::output_dir(path)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tic-key-")
         .permissions(std::fs::Permissions::from_mode(0o600))

@@ -788,13 +788,68 @@ fn compile_into_a_missing_directory_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let m = model(d, 4);
-    let out = d.join("no-such-dir").join("m.tic");
-    let o = tic(&[&"compile", &"--unsigned", &m, &"-o", &out]);
+    let art = d.join("m.tic");
+    expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
+    let missing = d.join("no-such-dir");
+    let out = missing.join("m.tic");
+    let hint = format!(
+        "{} is not an existing directory; create it first (`mkdir -p {}`)",
+        missing.display(),
+        missing.display()
+    );
+    for o in [
+        tic(&[&"compile", &"--unsigned", &m, &"-o", &out]),
+        tic(&[&"signing-message", &art, &"-o", &out]),
+        tic(&[&"keygen", &"-o", &missing.join("k")]),
+    ] {
+        expect_code(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains(&hint), "{err}");
+        assert!(!err.contains(".tic-"), "no temporary named: {err}");
+    }
+    // A valid signature, so that attach-signature gets as far as writing.
+    let (key, pubk) = keygen(d, "k");
+    let msg = d.join("msg");
+    expect_code(&tic(&[&"signing-message", &art, &"-o", &msg]), 0);
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let signing = tic_format::sign::parse_private_key_pem(&pem).unwrap();
+    let sig = d.join("sig");
+    use ed25519_dalek::Signer;
+    std::fs::write(&sig, signing.sign(&std::fs::read(&msg).unwrap()).to_bytes()).unwrap();
+    let o = attach_signature(&art, &sig, &pubk, &out);
     expect_code(&o, 2);
-    let err = stderr(&o);
-    assert!(err.contains("no-such-dir"), "{err}");
-    assert!(!err.contains("internal"), "{err}");
-    assert!(!d.join("no-such-dir").exists());
+    assert!(stderr(&o).contains(&hint), "{}", stderr(&o));
+    assert!(!missing.exists());
+}
+
+/// `keygen -o PREFIX` writes PREFIX.key and PREFIX.pub, keeping dots in
+/// PREFIX; a PREFIX ending in .key or .pub is taken as the pair's name.
+#[test]
+fn keygen_keeps_the_whole_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (prefix, want) in [
+        ("release-2026.11", "release-2026.11"),
+        ("ci.key", "ci"),
+        ("team.pub", "team"),
+    ] {
+        expect_code(&tic(&[&"keygen", &"-o", &d.join(prefix)]), 0);
+        for ext in ["key", "pub"] {
+            let p = d.join(format!("{want}.{ext}"));
+            assert!(p.exists(), "{prefix}: {} missing", p.display());
+        }
+    }
+    assert_eq!(
+        names_in(d),
+        [
+            "ci.key",
+            "ci.pub",
+            "release-2026.11.key",
+            "release-2026.11.pub",
+            "team.key",
+            "team.pub"
+        ]
+    );
 }
 
 /// The names in `dir`, sorted.
