@@ -307,15 +307,20 @@ fn init_logging(verbose: u8) {
         }
         Err(_) => Targets::new().with_default(level),
     };
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(report::LogWriter)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false)
-                .with_filter(filter),
-        )
-        .init();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(report::LogWriter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    // Warnings alone read like tic's error lines; asked-for logs get times.
+    let layer = if verbose == 0 && std::env::var_os("TIC_LOG").is_none() {
+        layer
+            .event_format(report::PlainLog)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        layer.with_filter(filter).boxed()
+    };
+    tracing_subscriber::registry().with(layer).init();
     if let Some((v, e)) = bad {
         tracing::warn!(
             "TIC_LOG=`{v}` is not a log filter ({e}); logging at {level} instead. \

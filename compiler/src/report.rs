@@ -54,6 +54,35 @@ static DRAWN: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mute
 /// that `-v` on a terminal leaves neither torn bars nor torn lines.
 pub struct LogWriter;
 
+/// The log line format when only warnings are shown (no `-v`, no
+/// `TIC_LOG`): `tic: warning: MESSAGE`, like tic's error lines, without a
+/// timestamp.
+pub struct PlainLog;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PlainLog
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        write!(w, "tic: {level}: ")?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
 /// One log event, written out whole when dropped.
 pub struct LogLine(Vec<u8>);
 

@@ -1110,8 +1110,8 @@ fn a_failed_write_names_the_output_and_leaves_nothing() {
     assert_eq!(temporaries(&out_dir), 0);
 }
 
-/// Logs go to stderr, plain text when it is not a terminal: none by
-/// default, the phases with `-v`, every tensor's codec with `-vv`, and
+/// Logs go to stderr, plain text when it is not a terminal: warnings only by
+/// default (as `tic: warning: ...` lines), the phases with `-v`, every tensor's codec with `-vv`, and
 /// `TIC_LOG` overrides both; a `TIC_LOG` that is not a filter is named in a
 /// warning and does not stop the command.
 #[test]
@@ -1143,6 +1143,21 @@ fn verbosity_flags_and_tic_log_choose_the_logs() {
     assert!(
         !quiet.contains("INFO") && !quiet.contains("DEBUG"),
         "{quiet}"
+    );
+
+    // Warnings alone read like the error lines: no timestamp, no level column.
+    let plain = d.join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    std::fs::write(plain.join("config.json"), b"{}").unwrap();
+    let o = tic(&[&"compile", &"--unsigned", &plain, &"-o", &d.join("p.tic")]);
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "tic: warning: {}: no *.safetensors file",
+            plain.display()
+        )),
+        "{}",
+        stderr(&o)
     );
 
     let info = compile(&[&"-v"], None);
