@@ -34,6 +34,8 @@ pub enum CompileError {
     },
     #[error("{path}: not a regular file or directory (a socket, device or FIFO); remove it from the model directory")]
     NotARegularFile { path: PathBuf },
+    #[error("{path}: not a file or directory but a pipe, socket or device; tic reads its input at random offsets, so save the model to a file first")]
+    InputNotAFile { path: PathBuf },
     #[error("{path}: symbolic links to directories are not followed; copy the directory's contents in instead")]
     SymlinkedDirectory { path: PathBuf },
     #[error("{path}: contains no files to compile")]

@@ -110,7 +110,7 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
             });
         }
     } else {
-        return Err(CompileError::NotARegularFile {
+        return Err(CompileError::InputNotAFile {
             path: input.to_path_buf(),
         });
     }

@@ -309,6 +309,38 @@ fn usage_and_io_errors_exit_2() {
         );
     }
     assert!(!d.join("never").exists());
+    // An artifact piped in (`curl URL | tic verify /dev/stdin`), and a model
+    // piped into compile: refused as not a file, not called damaged.
+    for (args, want) in [
+        (
+            vec!["verify", "/dev/stdin", "--allow-unsigned"],
+            "/dev/stdin is a pipe, socket or device, not a file",
+        ),
+        (
+            vec!["compile", "/dev/stdin", "--unsigned", "-o", "never.tic"],
+            "/dev/stdin: not a file or directory but a pipe",
+        ),
+    ] {
+        let mut child = tic_command(&args.iter().map(|a| a as _).collect::<Vec<_>>())
+            .current_dir(d)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let bytes = before.clone();
+        // tic may stop without reading: a failed write is expected.
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&bytes);
+        });
+        let o = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        expect_code(&o, 2);
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    }
+    assert!(!d.join("never.tic").exists());
     expect_code(
         &tic(&[&"verify", &signed, &"--trusted-key", &d.join("nokey.pub")]),
         2,

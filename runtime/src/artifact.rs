@@ -89,6 +89,9 @@ impl Artifact {
         if meta.is_dir() {
             return Err(RuntimeError::NotAFile { path });
         }
+        if !meta.is_file() {
+            return Err(RuntimeError::NotSeekable { path });
+        }
         let file_len = meta.len();
         if file_len < PREAMBLE_LEN as u64 {
             return Err(fmt(

@@ -77,6 +77,8 @@ pub enum RuntimeError {
     TensorNotFound { path: PathBuf, name: String },
     #[error("{path} is a directory, not an artifact; give the .tic file itself")]
     NotAFile { path: PathBuf },
+    #[error("{path} is a pipe, socket or device, not a file: tic reads an artifact at random offsets, so save it to a file first (for example `curl -o model.tic URL`)")]
+    NotSeekable { path: PathBuf },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
     #[error(
@@ -128,6 +130,7 @@ impl RuntimeError {
             | NoTrustedKeys { .. }
             | TensorNotFound { .. }
             | NotAFile { .. }
+            | NotSeekable { .. }
             | OutputExists { .. }
             | OutputInUse { .. }
             | BufferSize { .. } => ErrorKind::Usage,
