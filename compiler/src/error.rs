@@ -48,6 +48,8 @@ pub enum CompileError {
     OutputDirMissing(#[from] MissingDir),
     #[error("{path}: cannot open it: too many files open at once (the model has {files} files and each stays open while it is compiled); raise the limit, e.g. `ulimit -n {}`, and compile again", files + 64)]
     TooManyOpenFiles { path: PathBuf, files: usize },
+    #[error("{path} is one of the files being compiled, not an artifact: writing over it would destroy it, --force or not; choose another output, such as model.tic")]
+    OutputIsInput { path: PathBuf },
     #[error("{path} is a directory; give the artifact's file name, such as {}", path.join("model.tic").display())]
     OutputIsDirectory { path: PathBuf },
     #[error("{path}: tensor `{tensor}`: {source}")]

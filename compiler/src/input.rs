@@ -85,8 +85,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
 /// `.cache/huggingface` (a `--local-dir` download), each with a warning.
 pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileError> {
     let meta = std::fs::metadata(input).map_err(io(input))?;
+    // The output, if it exists: (device, inode), and whether it is an
+    // artifact (to be replaced) rather than a model file (never replaced).
+    let out = std::fs::metadata(output)
+        .ok()
+        .map(|m| ((m.dev(), m.ino()), starts_with_magic(output)));
+    let output_is_input = || CompileError::OutputIsInput {
+        path: output.to_path_buf(),
+    };
     let mut found = Vec::new();
     if meta.is_file() {
+        if out.is_some_and(|(id, _)| id == (meta.dev(), meta.ino())) {
+            return Err(output_is_input());
+        }
         let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             CompileError::Unsupported {
                 path: input.to_path_buf(),
@@ -95,15 +106,22 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
         })?;
         found.push((input.to_path_buf(), name.to_string()));
     } else if meta.is_dir() {
-        let out = std::fs::metadata(output).ok().map(|m| (m.dev(), m.ino()));
+        let clash = std::cell::Cell::new(false);
         let skip = |path: &Path, name: &str, meta: &std::fs::Metadata| {
-            let why = left_out(path, name, meta, out);
+            if out.is_some_and(|(id, artifact)| id == (meta.dev(), meta.ino()) && !artifact) {
+                clash.set(true);
+                return true;
+            }
+            let why = left_out(path, name, meta, out.map(|(id, _)| id));
             if let Some(why) = why {
                 tracing::warn!("leaving out {}: {why}", path.display());
             }
             why.is_some()
         };
         walk(input, "", &mut found, &skip)?;
+        if clash.get() {
+            return Err(output_is_input());
+        }
         if found.is_empty() {
             return Err(CompileError::EmptyInput {
                 path: input.to_path_buf(),
@@ -118,6 +136,14 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
         .into_iter()
         .map(|(path, rel)| check_file(path, rel))
         .collect()
+}
+
+/// Whether the file at `path` begins with the tic magic (an artifact).
+fn starts_with_magic(path: &Path) -> bool {
+    let mut first = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut first))
+        .is_ok_and(|()| first == tic_format::header::MAGIC)
 }
 
 /// Why an entry of a model directory is left out, if it is: `output`, the

@@ -985,6 +985,44 @@ fn a_model_directory_is_packed_without_what_is_not_the_model() {
     assert!(stderr(&o).contains(&want), "{}", stderr(&o));
 }
 
+/// An output that is one of the model's own files (a slip of `-o`) is
+/// refused even with --force, and the file is left as it was; an old
+/// artifact in the model directory is still replaced.
+#[test]
+fn compiling_over_a_file_of_the_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 9);
+    let weights = m.join("model.safetensors");
+    let config = m.join("config.json");
+    let before = (
+        std::fs::read(&weights).unwrap(),
+        std::fs::read(&config).unwrap(),
+    );
+    for (input, output) in [(&weights, &weights), (&m, &config), (&m, &weights)] {
+        let o = tic(&[&"compile", &"--unsigned", &"--force", input, &"-o", output]);
+        expect_code(&o, 2);
+        let want = format!(
+            "{} is one of the files being compiled, not an artifact",
+            output.display()
+        );
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    }
+    assert_eq!(
+        (
+            std::fs::read(&weights).unwrap(),
+            std::fs::read(&config).unwrap()
+        ),
+        before
+    );
+    assert_eq!(names_in(&m), ["config.json", "model.safetensors"]);
+    let art = m.join("model.tic");
+    for _ in 0..2 {
+        let o = tic(&[&"compile", &"--unsigned", &"--force", &m, &"-o", &art]);
+        expect_code(&o, 0);
+    }
+}
+
 /// `decompress --force` replaces the output directory, deleting what was
 /// in it: it refuses when that holds the artifact being read or the
 /// directory it runs in, and leaves everything as it was.
