@@ -170,6 +170,12 @@ enum Cmd {
     },
     /// Add or remove recipients of an encrypted artifact; the payload and the
     /// signature stay as they are.
+    #[command(group(
+        clap::ArgGroup::new("change")
+            .required(true)
+            .multiple(true)
+            .args(["add", "add_key", "remove"])
+    ))]
     Rewrap {
         /// The encrypted artifact.
         artifact: PathBuf,

@@ -549,6 +549,62 @@ fn encrypted_round_trip_and_identity_exit_codes() {
     assert!(!out2.exists());
 }
 
+/// `tic rewrap` from the command line: a new recipient can decrypt, a
+/// removed one cannot, the signature still verifies; a rewrap that changes
+/// nothing is a usage error.
+#[test]
+fn rewrap_adds_and_removes_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 3);
+    let (key, pubk) = keygen(d, "k");
+    let alice = d.join("alice.txt");
+    let alice_id = write_age_identity(&alice, "");
+    let art = d.join("a.tic");
+    let o = compile_encrypted(&m, &art, &key, &alice_id.to_public().to_string(), &[&"-q"]);
+    expect_code(&o, 0);
+    let bob = d.join("bob.key");
+    std::fs::write(&bob, [7u8; 32]).unwrap();
+
+    let o = tic(&[
+        &"rewrap",
+        &art,
+        &"--identity",
+        &alice,
+        &"-o",
+        &d.join("same.tic"),
+    ]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("--add-key"), "{}", stderr(&o));
+    assert!(!d.join("same.tic").exists());
+
+    // Bob in, Alice out, in place.
+    let o = tic(&[
+        &"rewrap",
+        &art,
+        &"--identity",
+        &alice,
+        &"--add-key",
+        &bob,
+        &"--remove",
+        &alice_id.to_public().to_string(),
+        &"-o",
+        &art,
+    ]);
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o).contains("encrypted to 1 recipient(s): sym:"),
+        "{}",
+        stdout(&o)
+    );
+    let out = d.join("bob-out");
+    expect_code(&decompress(&art, &out, &pubk, Some(&bob)), 0);
+    assert_restored(&out, &m);
+    let o = decompress(&art, &d.join("alice-out"), &pubk, Some(&alice));
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("none matches"), "{}", stderr(&o));
+}
+
 #[test]
 fn keygen_writes_a_0600_pkcs8_key_and_its_public_key() {
     let dir = tempfile::tempdir().unwrap();
