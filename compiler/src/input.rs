@@ -83,13 +83,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
 /// (`.tic-*.partial`, `.tic-extract-*`, `.tic-old-*`), a `.git` directory
 /// (a cloned Hugging Face repository) and huggingface_hub's
 /// `.cache/huggingface` (a `--local-dir` download), each with a warning.
+/// An existing `output` that is one of the input files and not an artifact
+/// is refused ([`CompileError::OutputIsInput`]).
 pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileError> {
     let meta = std::fs::metadata(input).map_err(io(input))?;
     // The output, if it exists: (device, inode), and whether it is an
     // artifact (to be replaced) rather than a model file (never replaced).
     let out = std::fs::metadata(output)
         .ok()
-        .map(|m| ((m.dev(), m.ino()), starts_with_magic(output)));
+        .map(|m| ((m.dev(), m.ino()), m.is_file() && starts_with_magic(output)));
     let output_is_input = || CompileError::OutputIsInput {
         path: output.to_path_buf(),
     };
