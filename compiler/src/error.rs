@@ -32,6 +32,8 @@ pub enum CompileError {
         #[source]
         source: tic_format::safetensors::StError,
     },
+    #[error("{path}: a Git LFS pointer ({size}-byte text standing in for the weights), not the weights themselves: the repository was cloned without git-lfs; run `git lfs install && git lfs pull` in it (or download the model with `huggingface-cli download`), then compile again")]
+    LfsPointer { path: PathBuf, size: u64 },
     #[error("{path}: not a regular file or directory (a socket, device or FIFO); remove it from the model directory")]
     NotARegularFile { path: PathBuf },
     #[error("{path}: not a file or directory but a pipe, socket or device; tic reads its input at random offsets, so save the model to a file first")]

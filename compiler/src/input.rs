@@ -261,6 +261,18 @@ fn read_safetensors_header(f: &File, path: &Path, size: u64) -> Result<InputKind
     if size >= 8 {
         f.read_exact_at(&mut first8, 0).map_err(io(path))?;
     }
+    // A repository cloned without git-lfs holds small text stand-ins.
+    const LFS_POINTER: &[u8] = b"version https://git-lfs.github.com/spec/v1\n";
+    if size < 1024 && first8 == LFS_POINTER[..8] {
+        let mut text = vec![0u8; size as usize];
+        f.read_exact_at(&mut text, 0).map_err(io(path))?;
+        if text.starts_with(LFS_POINTER) {
+            return Err(CompileError::LfsPointer {
+                path: path.to_path_buf(),
+                size,
+            });
+        }
+    }
     let n = safetensors::header_len(first8, size).map_err(bad)?;
     // `n` is now at most the cap and at most the file's real length.
     let mut st_header = vec![0u8; 8 + n as usize];

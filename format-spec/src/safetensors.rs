@@ -27,9 +27,9 @@ pub struct StTensor {
 #[derive(Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StError {
-    #[error("the file is {0} bytes, too short to hold the 8-byte header length; it is not a safetensors file or is truncated")]
+    #[error("the file is {0} bytes, too short to hold the 8-byte header length")]
     TooShort(u64),
-    #[error("the header length is {n} bytes, over the {limit}-byte cap; the file is corrupt or not a safetensors file")]
+    #[error("the header length is {n} bytes, over the {limit}-byte cap")]
     HeaderTooLarge { n: u64, limit: u64 },
     #[error("the header length says {n} bytes but only {available} follow; the file is truncated")]
     HeaderPastEnd { n: u64, available: u64 },

@@ -69,6 +69,26 @@ fn header_length_over_the_cap() {
     fails(&p, &["bad.safetensors", "over the 100000000-byte cap"]);
 }
 
+/// A repository cloned without git-lfs: the weight files are small text
+/// pointers. The error says so and how to fetch the real files.
+#[test]
+fn git_lfs_pointer_instead_of_the_weights() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("model.safetensors");
+    std::fs::write(
+        &p,
+        "version https://git-lfs.github.com/spec/v1\n\
+         oid sha256:53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db\n\
+         size 90868376\n",
+    )
+    .unwrap();
+    let msg = fails(
+        d.path(),
+        &["model.safetensors", "Git LFS pointer", "git lfs pull"],
+    );
+    assert!(!msg.contains("header length"), "{msg}");
+}
+
 #[test]
 fn file_too_short_for_a_header_length() {
     let d = tempfile::tempdir().unwrap();
