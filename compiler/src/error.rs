@@ -34,6 +34,8 @@ pub enum CompileError {
     },
     #[error("{path}: a Git LFS pointer ({size}-byte text standing in for the weights), not the weights themselves: the repository was cloned without git-lfs; run `git lfs install && git lfs pull` in it (or download the model with `huggingface-cli download`), then compile again")]
     LfsPointer { path: PathBuf, size: u64 },
+    #[error("{path}: begins with text ({start:?}), not a safetensors header: it is probably a web page or an error message saved in place of the weights (a Hugging Face link must use /resolve/, not /blob/; a gated model needs a token); download it again")]
+    TextNotSafetensors { path: PathBuf, start: String },
     #[error("{path}: not a regular file or directory (a socket, device or FIFO); remove it from the model directory")]
     NotARegularFile { path: PathBuf },
     #[error("{path}: not a file or directory but a pipe, socket or device; tic reads its input at random offsets, so save the model to a file first")]

@@ -273,6 +273,18 @@ fn read_safetensors_header(f: &File, path: &Path, size: u64) -> Result<InputKind
             });
         }
     }
+    // A valid header length has zero high bytes; eight bytes of text are a
+    // web page or an error message saved under the weights' name.
+    if size >= 8
+        && first8
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        return Err(CompileError::TextNotSafetensors {
+            path: path.to_path_buf(),
+            start: String::from_utf8_lossy(&first8).into_owned(),
+        });
+    }
     let n = safetensors::header_len(first8, size).map_err(bad)?;
     // `n` is now at most the cap and at most the file's real length.
     let mut st_header = vec![0u8; 8 + n as usize];

@@ -89,6 +89,21 @@ fn git_lfs_pointer_instead_of_the_weights() {
     assert!(!msg.contains("header length"), "{msg}");
 }
 
+/// A web page or an error reply saved under the weights' name.
+#[test]
+fn text_instead_of_the_weights() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("model.safetensors");
+    for text in [
+        "<!DOCTYPE html>\n<html><body>model.safetensors</body></html>\n",
+        "{\"error\":\"Access to model is restricted.\"}",
+    ] {
+        std::fs::write(&p, text).unwrap();
+        let msg = fails(&p, &["model.safetensors", "begins with text", "/resolve/"]);
+        assert!(msg.contains(&format!("{:?}", &text[..8])), "{msg}");
+    }
+}
+
 #[test]
 fn file_too_short_for_a_header_length() {
     let d = tempfile::tempdir().unwrap();
