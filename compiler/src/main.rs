@@ -95,7 +95,7 @@ enum Cmd {
     Decompress {
         /// The artifact to restore.
         artifact: PathBuf,
-        /// The directory to restore the files into (must not exist, unless --force).
+        /// The directory to restore the files into: new or empty (a non-empty one needs --force).
         #[arg(short, long)]
         output: PathBuf,
         #[command(flatten)]
@@ -103,7 +103,7 @@ enum Cmd {
         /// Identity to decrypt with: an age identity file or a symmetric key file.
         #[arg(long, value_name = "FILE")]
         identity: Vec<PathBuf>,
-        /// Replace the output directory if it exists (only once the new one is complete).
+        /// Replace the contents of a non-empty output directory (only once the restore is complete).
         #[arg(long)]
         force: bool,
     },

@@ -1130,6 +1130,79 @@ fn decompress_force_keeps_the_artifact_and_the_current_directory() {
     assert_eq!(std::fs::read(&art).unwrap(), before);
 }
 
+/// An existing empty directory is filled without --force (a volume mounted
+/// for the model, which cannot be renamed, included), through a link too;
+/// --force replaces a directory's contents in place; nothing of tic's
+/// temporaries is left.
+#[test]
+fn decompress_fills_an_existing_empty_directory_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 10);
+    let art = d.join("m.tic");
+    expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
+    let restore = |out: &Path, force: bool| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"decompress", &"--allow-unsigned", &art, &"-o", &out];
+        if force {
+            args.push(&"--force");
+        }
+        tic(&args)
+    };
+    let model_files = ["config.json", "model.safetensors"];
+
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    expect_code(&restore(&out, false), 0);
+    assert_restored(&out, &m);
+    assert_eq!(names_in(&out), model_files);
+    // Not empty now: --force is needed, and replaces the contents.
+    let o = restore(&out, false);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    std::fs::write(out.join("extra.txt"), b"old").unwrap();
+    std::fs::create_dir(out.join("sub")).unwrap();
+    expect_code(&restore(&out, true), 0);
+    assert_restored(&out, &m);
+    assert_eq!(names_in(&out), model_files);
+    assert_eq!(names_in(d), ["m.tic", "model10", "out"]);
+
+    // A link to an empty directory: filled through the link, which stays.
+    let target = d.join("target");
+    std::fs::create_dir(&target).unwrap();
+    let link = d.join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    expect_code(&restore(&link, false), 0);
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_restored(&target, &m);
+
+    // A mount point, in a private mount namespace (where one can be made).
+    let vol = d.join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let script = format!(
+        "mount -t tmpfs tmpfs '{v}' || exit 99; '{tic}' decompress --allow-unsigned '{a}' -o '{v}' >/dev/null && ls -A '{v}'",
+        v = vol.display(),
+        tic = env!("CARGO_BIN_EXE_tic"),
+        a = art.display()
+    );
+    match Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+    {
+        Ok(o) if o.status.code() == Some(0) => {
+            let listed: Vec<_> = stdout(&o).lines().map(str::to_string).collect();
+            assert_eq!(listed, model_files, "{}", stderr(&o));
+        }
+        Ok(o) if o.status.code() != Some(99) && o.status.code() != Some(1) => {
+            panic!("decompress onto a mount point failed: {}", stderr(&o))
+        }
+        _ => skip(
+            "decompress_fills_an_existing_empty_directory_in_place",
+            "cannot mount a tmpfs in a user namespace here; the mount point case was not tested",
+        ),
+    }
+}
+
 /// `tic ARGS` run by `sh` after the shell commands `setup` (limits).
 fn tic_after(setup: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     Command::new("sh")

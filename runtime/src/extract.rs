@@ -1,8 +1,11 @@
 //! Restoring an artifact's original files, byte for byte.
 //!
-//! Files are written into a staging directory beside the output and renamed
-//! into place only when every file has been restored and matches its
-//! digest, so a failure or a crash never leaves a half-written model.
+//! Files are written into a staging directory and moved into place only
+//! when every file has been restored and matches its digest, so a failure
+//! or a crash never leaves a half-written model. A new output directory is
+//! staged beside it and renamed into place whole. An existing directory (a
+//! mounted volume, say, which cannot be renamed) is staged inside itself,
+//! on its own file system, and filled by moving the staged entries in.
 
 use std::fs;
 use std::io::Write;
@@ -31,10 +34,10 @@ pub struct ExtractReport {
 
 impl Artifact {
     /// Restores every original file under `out_dir`, which must not exist
-    /// unless `force` is set (it is then replaced, only after success, and
-    /// may not hold the artifact or the current directory). Stops with
-    /// [`RuntimeError::Interrupted`], `out_dir` untouched, once
-    /// `progress.cancelled()` says so.
+    /// or be an empty directory, unless `force` is set: its contents are
+    /// then replaced, only after success, and it may not hold the artifact
+    /// or the current directory. Stops with [`RuntimeError::Interrupted`],
+    /// `out_dir` untouched, once `progress.cancelled()` says so.
     pub fn extract(
         &self,
         out_dir: &Path,
@@ -45,14 +48,18 @@ impl Artifact {
             let path = path.to_path_buf();
             move |source| RuntimeError::Io { path, source }
         };
-        if out_dir.symlink_metadata().is_ok() && !force {
+        // An existing directory (or a link to one) is filled in place.
+        let in_place = fs::metadata(out_dir).is_ok_and(|m| m.is_dir());
+        let empty = in_place && fs::read_dir(out_dir).map_err(io(out_dir))?.next().is_none();
+        let replacing = out_dir.symlink_metadata().is_ok() && !empty;
+        if replacing && !force {
             return Err(RuntimeError::OutputExists {
                 path: out_dir.to_path_buf(),
             });
         }
         // Replacing a directory deletes what is in it: not the artifact
         // being read, and not the directory the command runs in.
-        if let Ok(out) = out_dir.canonicalize() {
+        if let (true, Ok(out)) = (replacing, out_dir.canonicalize()) {
             let in_use = |what: &str| RuntimeError::OutputInUse {
                 path: out_dir.to_path_buf(),
                 what: what.to_string(),
@@ -64,6 +71,7 @@ impl Artifact {
             {
                 return Err(in_use("the artifact being restored"));
             }
+            // (`cd ~; tic decompress ... -o . --force` would empty it.)
             if std::env::current_dir().is_ok_and(|c| c.starts_with(&out)) {
                 return Err(in_use("the current directory"));
             }
@@ -72,11 +80,16 @@ impl Artifact {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let staging_in = if in_place {
+            out_dir.to_path_buf()
+        } else {
+            fs::create_dir_all(&parent).map_err(io(&parent))?;
+            parent.clone()
+        };
         let staging = tempfile::Builder::new()
             .prefix(".tic-extract-")
-            .tempdir_in(&parent)
-            .map_err(io(&parent))?;
+            .tempdir_in(&staging_in)
+            .map_err(io(&staging_in))?;
 
         let h = self.header();
         progress.start("restoring", h.files.iter().map(|f| f.size).sum());
@@ -113,6 +126,10 @@ impl Artifact {
             return Err(interrupted());
         }
 
+        if in_place {
+            fill_in_place(out_dir, staging.path())?;
+            return Ok(report);
+        }
         // A temporary directory is private (0700); the restored model is not.
         {
             use std::os::unix::fs::PermissionsExt;
@@ -258,6 +275,68 @@ impl Artifact {
 
 /// Checks that a stored safetensors header describes exactly the tensor
 /// entries that follow it (names, dtypes, shapes, offsets).
+/// Moves what `out_dir` holds (but `staging`, inside it) aside, then every
+/// entry of `staging` into `out_dir`; all renames within one file system.
+/// Should one fail, what was moved goes back where it was. The old entries
+/// are deleted at the end; `staging`, empty by then, goes with its guard.
+fn fill_in_place(out_dir: &Path, staging: &Path) -> Result<(), RuntimeError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RuntimeError::Io { path, source }
+    };
+    // The entries of `dir` but those named like the `skip` paths (compared
+    // by name: a temporary directory's path is made absolute).
+    let entries = |dir: &Path, skip: &[&Path]| -> Result<Vec<PathBuf>, RuntimeError> {
+        let skip: Vec<_> = skip.iter().filter_map(|p| p.file_name()).collect();
+        let mut v = Vec::new();
+        for e in fs::read_dir(dir).map_err(io(dir))? {
+            let e = e.map_err(io(dir))?;
+            if !skip.contains(&e.file_name().as_os_str()) {
+                v.push(e.path());
+            }
+        }
+        Ok(v)
+    };
+    // Renames every (from, to), undoing the done ones on a failure.
+    let move_all = |moves: &[(PathBuf, PathBuf)]| -> Result<(), RuntimeError> {
+        for (i, (from, to)) in moves.iter().enumerate() {
+            if let Err(e) = fs::rename(from, to) {
+                for (from, to) in moves[..i].iter().rev() {
+                    let _ = fs::rename(to, from);
+                }
+                return Err(io(to)(e));
+            }
+        }
+        Ok(())
+    };
+    let old = tempfile::Builder::new()
+        .prefix(".tic-old-")
+        .tempdir_in(out_dir)
+        .map_err(io(out_dir))?;
+    let aside: Vec<(PathBuf, PathBuf)> = entries(out_dir, &[staging, old.path()])?
+        .into_iter()
+        .map(|p| {
+            let to = old.path().join(p.file_name().unwrap_or_default());
+            (p, to)
+        })
+        .collect();
+    move_all(&aside)?;
+    let new: Vec<(PathBuf, PathBuf)> = entries(staging, &[])?
+        .into_iter()
+        .map(|p| {
+            let to = out_dir.join(p.file_name().unwrap_or_default());
+            (p, to)
+        })
+        .collect();
+    if let Err(e) = move_all(&new) {
+        for (from, to) in aside.iter().rev() {
+            let _ = fs::rename(to, from);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
 fn check_st_header(
     artifact: &Path,
     f: &FileEntry,
