@@ -159,11 +159,7 @@ fn left_out(
     if output == Some((meta.dev(), meta.ino())) {
         return Some("it is the artifact this compile replaces");
     }
-    let tic_temporary = name.starts_with(".tic-")
-        && (name.ends_with(".partial")
-            || name.starts_with(".tic-extract-")
-            || name.starts_with(".tic-old-"));
-    if tic_temporary {
+    if tic_runtime::is_tic_temporary(name) {
         return Some("a temporary that an interrupted tic left behind; delete it");
     }
     if meta.is_dir() && name == ".git" {

@@ -1167,6 +1167,16 @@ fn decompress_fills_an_existing_empty_directory_in_place() {
     assert_eq!(names_in(&out), model_files);
     assert_eq!(names_in(d), ["m.tic", "model10", "out"]);
 
+    // Empty but for what a killed restore left inside: filled, and the
+    // leftover goes.
+    let killed = d.join("killed");
+    std::fs::create_dir_all(killed.join(".tic-extract-AbC123")).unwrap();
+    std::fs::write(killed.join(".tic-extract-AbC123/config.json"), b"{").unwrap();
+    expect_code(&restore(&killed, false), 0);
+    assert_restored(&killed, &m);
+    assert_eq!(names_in(&killed), model_files);
+    std::fs::remove_dir_all(&killed).unwrap();
+
     // A link to an empty directory: filled through the link, which stays.
     let target = d.join("target");
     std::fs::create_dir(&target).unwrap();

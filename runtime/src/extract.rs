@@ -25,6 +25,16 @@ const WINDOW_BYTES: u64 = 1 << 20;
 /// Runs of chunks (tensor, (global index, chunk)) decoded together.
 type Window<'a> = Vec<(&'a TensorEntry, Vec<(u64, &'a tic_format::ChunkEntry)>)>;
 
+/// Whether `name` is one of the temporaries tic writes beside or inside
+/// an output (`.tic-*.partial` artifacts, `.tic-extract-*` and `.tic-old-*`
+/// directories): one found later was left by an interrupted tic.
+pub fn is_tic_temporary(name: &str) -> bool {
+    name.starts_with(".tic-")
+        && (name.ends_with(".partial")
+            || name.starts_with(".tic-extract-")
+            || name.starts_with(".tic-old-"))
+}
+
 /// What `extract` wrote.
 #[derive(Clone, Debug)]
 pub struct ExtractReport {
@@ -50,7 +60,15 @@ impl Artifact {
         };
         // An existing directory (or a link to one) is filled in place.
         let in_place = fs::metadata(out_dir).is_ok_and(|m| m.is_dir());
-        let empty = in_place && fs::read_dir(out_dir).map_err(io(out_dir))?.next().is_none();
+        // Empty but for what an interrupted restore left (moved aside and
+        // deleted with the old contents).
+        let mut empty = in_place;
+        if in_place {
+            for e in fs::read_dir(out_dir).map_err(io(out_dir))? {
+                let name = e.map_err(io(out_dir))?.file_name();
+                empty &= name.to_str().is_some_and(is_tic_temporary);
+            }
+        }
         let replacing = out_dir.symlink_metadata().is_ok() && !empty;
         if replacing && !force {
             return Err(RuntimeError::OutputExists {
