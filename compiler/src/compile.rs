@@ -156,7 +156,10 @@ pub fn compile(
     opts: &CompileOptions,
     progress: &dyn Progress,
 ) -> Result<CompileReport, CompileError> {
-    if output.is_dir() {
+    // An existing directory, or a name ending in `/` (or `/.`, `/..`).
+    let names_dir =
+        output.as_os_str().as_encoded_bytes().ends_with(b"/") || output.file_name().is_none();
+    if output.is_dir() || names_dir {
         return Err(CompileError::OutputIsDirectory {
             path: output.to_path_buf(),
         });

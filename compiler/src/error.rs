@@ -54,7 +54,7 @@ pub enum CompileError {
     TooManyOpenFiles { path: PathBuf, files: usize },
     #[error("{path} is one of the files being compiled, not an artifact: writing over it would destroy it, --force or not; choose another output, such as model.tic")]
     OutputIsInput { path: PathBuf },
-    #[error("{path} is a directory; give the artifact's file name, such as {}", path.join("model.tic").display())]
+    #[error("{path} names a directory; give the artifact's file name, such as {}", path.join("model.tic").display())]
     OutputIsDirectory { path: PathBuf },
     #[error("{path}: tensor `{tensor}`: {source}")]
     Codec {

@@ -1035,10 +1035,20 @@ fn a_model_directory_is_packed_without_what_is_not_the_model() {
     let o = tic(&[&"compile", &"--unsigned", &"--force", &m, &"-o", &d]);
     expect_code(&o, 2);
     let want = format!(
-        "{} is a directory; give the artifact's file name, such as ",
+        "{} names a directory; give the artifact's file name, such as ",
         d.display()
     );
     assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    // A directory that does not exist yet, told by its trailing slash.
+    let o = tic(&[&"compile", &"--unsigned", &m, &"-o", &"new-dir/"]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains(
+            "new-dir/ names a directory; give the artifact's file name, such as new-dir/model.tic"
+        ),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// An output that is one of the model's own files (a slip of `-o`) is
