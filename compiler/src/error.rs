@@ -42,6 +42,11 @@ pub enum CompileError {
     InputNotAFile { path: PathBuf },
     #[error("{path}: symbolic links to directories are not followed; copy the directory's contents in instead")]
     SymlinkedDirectory { path: PathBuf },
+    #[error("{path} is a Hugging Face cache folder (blobs/, snapshots/), which keeps every downloaded revision and each weight file twice; compile one revision's snapshot instead: {}", snapshots.iter().map(|s| path.join("snapshots").join(s).display().to_string()).collect::<Vec<_>>().join(" or "))]
+    HfCacheFolder {
+        path: PathBuf,
+        snapshots: Vec<String>,
+    },
     #[error("{path}: contains no files to compile")]
     EmptyInput { path: PathBuf },
     #[error("{path}: {what}")]

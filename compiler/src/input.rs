@@ -108,6 +108,21 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
         })?;
         found.push((input.to_path_buf(), name.to_string()));
     } else if meta.is_dir() {
+        // huggingface_hub's cache: blobs/ holds the files, snapshots/REV/
+        // links to them by name.
+        if input.join("blobs").is_dir() && input.join("snapshots").is_dir() {
+            let snaps = input.join("snapshots");
+            let mut snapshots = Vec::new();
+            for e in std::fs::read_dir(&snaps).map_err(io(&snaps))? {
+                let e = e.map_err(io(&snaps))?;
+                snapshots.push(e.file_name().to_string_lossy().into_owned());
+            }
+            snapshots.sort();
+            return Err(CompileError::HfCacheFolder {
+                path: input.to_path_buf(),
+                snapshots,
+            });
+        }
         let clash = std::cell::Cell::new(false);
         let skip = |path: &Path, name: &str, meta: &std::fs::Metadata| {
             if out.is_some_and(|(id, artifact)| id == (meta.dev(), meta.ino()) && !artifact) {

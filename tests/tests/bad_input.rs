@@ -104,6 +104,33 @@ fn text_instead_of_the_weights() {
     }
 }
 
+/// huggingface_hub's cache folder of a model (every revision; the files
+/// under blobs/ by hash): the error names the snapshots to compile.
+#[test]
+fn hugging_face_cache_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("models--org--name");
+    let blob = repo.join("blobs/53aa51172d142c89");
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, b"{}").unwrap();
+    for rev in ["a1b2c3", "d4e5f6"] {
+        let snap = repo.join("snapshots").join(rev);
+        std::fs::create_dir_all(&snap).unwrap();
+        std::os::unix::fs::symlink(&blob, snap.join("config.json")).unwrap();
+    }
+    fails(
+        &repo,
+        &[
+            "is a Hugging Face cache folder",
+            &format!(
+                "{} or {}",
+                repo.join("snapshots/a1b2c3").display(),
+                repo.join("snapshots/d4e5f6").display()
+            ),
+        ],
+    );
+}
+
 #[test]
 fn file_too_short_for_a_header_length() {
     let d = tempfile::tempdir().unwrap();
