@@ -37,7 +37,7 @@ use tic_runtime::buffers::BufferPool;
 use tic_runtime::Progress;
 
 use crate::error::{CompileError, MissingDir};
-use crate::input::{discover, InputFile, InputKind};
+use crate::input::{check_shard_indexes, discover, InputFile, InputKind};
 use crate::lossy::LossyRules;
 
 /// Original bytes per chunk unless told otherwise.
@@ -173,6 +173,7 @@ pub fn compile(
     output_dir(output)?;
     let started = Instant::now();
     let inputs = discover(input, output)?;
+    check_shard_indexes(&inputs)?;
     if inputs.len() > tic_format::limits::MAX_FILES as usize {
         return Err(CompileError::Unsupported {
             path: input.to_path_buf(),

@@ -47,6 +47,12 @@ pub enum CompileError {
         path: PathBuf,
         snapshots: Vec<String>,
     },
+    #[error("{index} places {tensors} tensor(s) in {shard}, which is not in the model directory: the download is incomplete; fetch the missing shard, then compile again")]
+    MissingShard {
+        index: PathBuf,
+        shard: String,
+        tensors: usize,
+    },
     #[error("{path}: contains no files to compile")]
     EmptyInput { path: PathBuf },
     #[error("{path}: {what}")]

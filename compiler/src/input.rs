@@ -312,6 +312,95 @@ fn read_safetensors_header(f: &File, path: &Path, size: u64) -> Result<InputKind
     Ok(InputKind::Safetensors { st_header, tensors })
 }
 
+/// Largest `*.safetensors.index.json` read to check it (a model of a
+/// million tensors has an index of some 60 MB).
+const MAX_INDEX_BYTES: u64 = 256 << 20;
+
+/// Checks each sharded checkpoint's index (`*.safetensors.index.json`)
+/// against the files found: a shard it names that is missing means the
+/// download is incomplete, and the artifact would restore a model that
+/// cannot load. A tensor the index places in a shard that does not hold it
+/// gets a warning; so does an index that cannot be read as one.
+pub fn check_shard_indexes(inputs: &[InputFile]) -> Result<(), CompileError> {
+    let by_rel: std::collections::HashMap<&str, &InputFile> =
+        inputs.iter().map(|f| (f.rel.as_str(), f)).collect();
+    for index in inputs
+        .iter()
+        .filter(|f| f.rel.ends_with(".safetensors.index.json"))
+    {
+        let map = match read_weight_map(index) {
+            Ok(m) => m,
+            Err(why) => {
+                tracing::warn!(
+                    "{}: not checked against the shards: {why}",
+                    index.path.display()
+                );
+                continue;
+            }
+        };
+        let dir = index.rel.rfind('/').map_or("", |i| &index.rel[..=i]);
+        let mut misplaced = Vec::new();
+        let mut shards: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (tensor, shard) in &map {
+            shards.entry(shard.as_str()).or_default().push(tensor);
+        }
+        for (shard, tensors) in shards {
+            let Some(f) = by_rel.get(format!("{dir}{shard}").as_str()) else {
+                return Err(CompileError::MissingShard {
+                    index: index.path.clone(),
+                    shard: shard.to_string(),
+                    tensors: tensors.len(),
+                });
+            };
+            if let InputKind::Safetensors { tensors: held, .. } = &f.kind {
+                let held: std::collections::HashSet<&str> =
+                    held.iter().map(|t| t.name.as_str()).collect();
+                misplaced.extend(
+                    tensors
+                        .iter()
+                        .filter(|t| !held.contains(**t))
+                        .map(|t| (*t, shard)),
+                );
+            }
+        }
+        if let Some((tensor, shard)) = misplaced.first() {
+            tracing::warn!(
+                "{}: places {} tensor(s) in shards that do not hold them, such as `{tensor}` in {shard}; \
+                 the index may be stale (the files are packed as they are)",
+                index.path.display(),
+                misplaced.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `weight_map` of a sharded checkpoint's index: tensor -> shard file.
+fn read_weight_map(index: &InputFile) -> Result<Vec<(String, String)>, String> {
+    if index.size > MAX_INDEX_BYTES {
+        return Err(format!(
+            "{} bytes, over the {MAX_INDEX_BYTES}-byte cap",
+            index.size
+        ));
+    }
+    let text = std::fs::read(&index.path).map_err(|e| e.to_string())?;
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: std::collections::BTreeMap<String, String>,
+    }
+    let parsed: Index =
+        serde_json::from_slice(&text).map_err(|e| format!("not a weight_map index ({e})"))?;
+    let map: Vec<(String, String)> = parsed.weight_map.into_iter().collect();
+    // A shard is a file name beside the index, never a path elsewhere.
+    if let Some((_, bad)) = map
+        .iter()
+        .find(|(_, s)| s.is_empty() || s.contains(['/', '\\']) || s == "." || s == "..")
+    {
+        return Err(format!("it names {bad:?}, which is not a file name"));
+    }
+    Ok(map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

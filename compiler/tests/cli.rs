@@ -1051,6 +1051,33 @@ fn a_model_directory_is_packed_without_what_is_not_the_model() {
     );
 }
 
+/// A shard index that does not match its shards, or is no index, is named
+/// in a warning; the files are packed as they are.
+#[test]
+fn a_stale_or_unreadable_shard_index_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 11);
+    let index = m.join("model.safetensors.index.json");
+    for (text, want) in [
+        (
+            r#"{"weight_map":{"a.weight":"model.safetensors","gone.weight":"model.safetensors"}}"#,
+            "places 1 tensor(s) in shards that do not hold them, such as `gone.weight` in model.safetensors",
+        ),
+        (r#"{"weight_map":["#, "not checked against the shards: not a weight_map index"),
+        (
+            r#"{"weight_map":{"a.weight":"../model.safetensors"}}"#,
+            r#"not checked against the shards: it names "../model.safetensors", which is not a file name"#,
+        ),
+    ] {
+        std::fs::write(&index, text).unwrap();
+        let o = tic(&[&"compile", &"--unsigned", &"--force", &m, &"-o", &d.join("m.tic")]);
+        expect_code(&o, 0);
+        let want = format!("tic: warning: {}: {want}", index.display());
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    }
+}
+
 /// An output that is one of the model's own files (a slip of `-o`) is
 /// refused even with --force, and the file is left as it was; an old
 /// artifact in the model directory is still replaced.

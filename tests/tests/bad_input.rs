@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use support::*;
 use tic_compiler::{compile, CompileOptions};
 use tic_runtime::NoProgress;
+use tic_tests::{safetensors_bytes, write_files, Tensor};
 
 /// Compiles `input` expecting failure; checks that the message contains
 /// every `needle` and that the output directory holds nothing new.
@@ -127,6 +128,52 @@ fn hugging_face_cache_folder() {
                 repo.join("snapshots/a1b2c3").display(),
                 repo.join("snapshots/d4e5f6").display()
             ),
+        ],
+    );
+}
+
+/// A sharded checkpoint whose index names a shard that is not there (an
+/// interrupted download): refused, naming the index and the shard. With
+/// every shard present, in a sub-folder too, it compiles.
+#[test]
+fn sharded_checkpoint_missing_a_shard() {
+    let d = tempfile::tempdir().unwrap();
+    let shard = |i: u64| {
+        (
+            format!("model-0000{i}-of-00002.safetensors"),
+            safetensors_bytes(&[Tensor::random(
+                &format!("layer.{i}.weight"),
+                "BF16",
+                &[4, 4],
+                i,
+            )]),
+        )
+    };
+    let index = br#"{"metadata":{"total_size":64},"weight_map":{
+        "layer.1.weight":"model-00001-of-00002.safetensors",
+        "layer.2.weight":"model-00002-of-00002.safetensors"}}"#
+        .to_vec();
+    let (s1, s2) = (shard(1), shard(2));
+    let whole = write_files(
+        &d.path().join("whole"),
+        &[
+            ("text/model.safetensors.index.json", index.clone()),
+            (&format!("text/{}", s1.0), s1.1.clone()),
+            (&format!("text/{}", s2.0), s2.1.clone()),
+        ],
+    );
+    let out = d.path().join("whole.tic");
+    compile(&whole, &out, &CompileOptions::default(), &NoProgress).unwrap();
+
+    let partial = write_files(
+        &d.path().join("partial"),
+        &[("model.safetensors.index.json", index), (&s1.0, s1.1)],
+    );
+    fails(
+        &partial,
+        &[
+            "model.safetensors.index.json places 1 tensor(s) in model-00002-of-00002.safetensors",
+            "the download is incomplete",
         ],
     );
 }
