@@ -53,6 +53,8 @@ pub enum CompileError {
         shard: String,
         tensors: usize,
     },
+    #[error("{path} is already a tic artifact: `tic inspect` shows what it holds and `tic rewrap` changes its recipients; to compile it again, `tic decompress` it first")]
+    InputIsArtifact { path: PathBuf },
     #[error("{path}: contains no files to compile")]
     EmptyInput { path: PathBuf },
     #[error("{path}: {what}")]

@@ -100,6 +100,11 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
         if out.is_some_and(|(id, _)| id == (meta.dev(), meta.ino())) {
             return Err(output_is_input());
         }
+        if starts_with_magic(input) {
+            return Err(CompileError::InputIsArtifact {
+                path: input.to_path_buf(),
+            });
+        }
         let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             CompileError::Unsupported {
                 path: input.to_path_buf(),
@@ -252,6 +257,14 @@ fn check_file(path: PathBuf, rel: String) -> Result<InputFile, CompileError> {
     let kind = if rel.ends_with(".safetensors") {
         read_safetensors_header(&f, &path, size)?
     } else {
+        let mut first = [0u8; 8];
+        if f.read_exact_at(&mut first, 0).is_ok() && first == tic_format::header::MAGIC {
+            tracing::warn!(
+                "{}: a tic artifact, packed into this one as a plain file (an earlier \
+                 compile's output left in the model directory?)",
+                path.display()
+            );
+        }
         InputKind::Blob
     };
     Ok(InputFile {

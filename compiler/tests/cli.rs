@@ -1016,6 +1016,21 @@ fn a_model_directory_is_packed_without_what_is_not_the_model() {
         );
     }
 
+    // An artifact as the input is refused; one inside the model directory
+    // is packed as a plain file, with a warning.
+    let o = tic(&[&"compile", &"--unsigned", &art, &"-o", &d.join("again.tic")]);
+    expect_code(&o, 2);
+    let want = format!("{} is already a tic artifact", art.display());
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    assert!(!d.join("again.tic").exists());
+    let o = tic(&[&"compile", &"--unsigned", &m, &"-o", &d.join("outer.tic")]);
+    expect_code(&o, 0);
+    let want = format!(
+        "tic: warning: {}: a tic artifact, packed into this one",
+        art.display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+
     // A directory without weights (the wrong one, say) is packed, with a
     // warning that it holds no tensors.
     let o = tic(&[
