@@ -8,6 +8,10 @@ use tic_format::safetensors::{self, StTensor};
 
 use crate::error::CompileError;
 
+/// Why a file whose name is not UTF-8 is refused.
+const NOT_UTF8: &str = "the file name is not valid UTF-8, and an artifact records paths as UTF-8; \
+                        rename the file (for example with `convmv`) and compile again";
+
 /// One input file, checked and ready to plan.
 pub struct InputFile {
     /// Where it is on disk.
@@ -108,7 +112,7 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
         let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             CompileError::Unsupported {
                 path: input.to_path_buf(),
-                what: "the file name is not valid UTF-8".into(),
+                what: NOT_UTF8.into(),
             }
         })?;
         found.push((input.to_path_buf(), name.to_string()));
@@ -216,7 +220,7 @@ fn walk(
             .into_string()
             .map_err(|_| CompileError::Unsupported {
                 path: path.clone(),
-                what: "the file name is not valid UTF-8".into(),
+                what: NOT_UTF8.into(),
             })?;
         if skip(&path, &name, &e.metadata().map_err(io(&path))?) {
             continue;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use support::*;
 use tic_compiler::{compile, CompileOptions};
 use tic_runtime::NoProgress;
-use tic_tests::{safetensors_bytes, write_files, Tensor};
+use tic_tests::{safetensors_bytes, small_model, write_files, Tensor};
 
 /// Compiles `input` expecting failure; checks that the message contains
 /// every `needle` and that the output directory holds nothing new.
@@ -176,6 +176,21 @@ fn sharded_checkpoint_missing_a_shard() {
             "the download is incomplete",
         ],
     );
+}
+
+/// A file whose name is not UTF-8 (an artifact records UTF-8 paths).
+#[test]
+fn file_name_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let m = small_model(&d.path().join("m"), 1);
+    let bad = m.join(std::ffi::OsStr::from_bytes(b"vocab-\xff.txt"));
+    std::fs::write(&bad, b"x").unwrap();
+    fails(
+        &m,
+        &["vocab-\u{fffd}.txt", "not valid UTF-8", "rename the file"],
+    );
+    fails(&bad, &["not valid UTF-8"]);
 }
 
 #[test]
