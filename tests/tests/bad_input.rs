@@ -357,3 +357,20 @@ fn special_files_are_refused() {
     }
     fails(&model, &["pipe", "not a regular file"]);
 }
+
+/// A link to a directory inside a model is not followed (it could loop, or
+/// pack a tree from elsewhere): refused, with what to do instead.
+#[test]
+fn symlinked_directory_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let m = small_model(&d.path().join("m"), 2);
+    std::os::unix::fs::symlink("..", m.join("loop")).unwrap();
+    fails(
+        &m,
+        &[
+            "loop",
+            "symbolic links to directories are not followed",
+            "copy",
+        ],
+    );
+}
