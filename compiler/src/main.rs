@@ -552,7 +552,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 outln!(
                     "note: the output is not byte-identical to the original: {} tensor(s) were lossy-coded: {}",
                     lossy.len(),
-                    lossy.join(", ")
+                    report::some_names(&lossy)
                 )?;
             }
             Ok(0)

@@ -43,6 +43,25 @@ pub(crate) fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The first few of `names`, joined, and how many more there are: a large
+/// model can have thousands of lossy tensors.
+pub(crate) fn some_names<S: AsRef<str>>(names: &[S]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| printable(n.as_ref()).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(
+            " and {} more (`tic inspect` lists them)",
+            names.len() - SHOWN
+        ));
+    }
+    s
+}
+
 /// A progress bar on stderr.
 pub struct Bar(indicatif::ProgressBar);
 
@@ -446,19 +465,10 @@ pub fn verify(
         let mut v = rep.summary_json();
         v["chunks_checked"] = json!(art.header().chunks.len());
         if require_lossless && !art.header().all_lossless() {
-            // A few names: a large model can have thousands of lossy tensors.
-            const SHOWN: usize = 5;
             let names = art.header().lossy_tensor_names();
-            let mut shown = names[..names.len().min(SHOWN)].join(", ");
-            if names.len() > SHOWN {
-                shown.push_str(&format!(
-                    " and {} more (`tic inspect` lists them)",
-                    names.len() - SHOWN
-                ));
-            }
             let failure = PolicyFailure {
                 count: names.len(),
-                names: shown,
+                names: some_names(&names),
             };
             return Ok((v, Some(failure)));
         }
