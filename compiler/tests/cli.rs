@@ -566,6 +566,23 @@ fn rewrap_adds_and_removes_recipients() {
     let bob = d.join("bob.key");
     std::fs::write(&bob, [7u8; 32]).unwrap();
 
+    // The same recipient twice at compile time.
+    let twice = d.join("twice.tic");
+    let o = tic(&[
+        &"compile",
+        &m,
+        &"-o",
+        &twice,
+        &"--unsigned",
+        &"--encrypt-key",
+        &bob,
+        &"--encrypt-key",
+        &bob,
+    ]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("is given twice"), "{}", stderr(&o));
+    assert!(!twice.exists());
+
     let o = tic(&[
         &"rewrap",
         &art,

@@ -178,8 +178,8 @@ pub enum CryptoError {
     )]
     NoRecipients,
 
-    /// A recipient is already in the section.
-    #[error("recipient {label} is already in the recipients section; nothing was added")]
+    /// A recipient is given twice, or is already in the section.
+    #[error("recipient {label} is given twice, or is already a recipient of the artifact; each may appear once (nothing was added)")]
     DuplicateRecipient {
         /// Its label.
         label: String,
