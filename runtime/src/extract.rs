@@ -291,8 +291,6 @@ impl Artifact {
     }
 }
 
-/// Checks that a stored safetensors header describes exactly the tensor
-/// entries that follow it (names, dtypes, shapes, offsets).
 /// Moves what `out_dir` holds (but `staging`, inside it) aside, then every
 /// entry of `staging` into `out_dir`; all renames within one file system.
 /// Should one fail, what was moved goes back where it was. The old entries
@@ -355,6 +353,8 @@ fn fill_in_place(out_dir: &Path, staging: &Path) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Checks that a stored safetensors header describes exactly the tensor
+/// entries that follow it (names, dtypes, shapes, offsets).
 fn check_st_header(
     artifact: &Path,
     f: &FileEntry,
