@@ -448,19 +448,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 Some(p) => Some(read_signing_key(p)?),
                 None => None,
             };
-            let mut recipients = Vec::new();
-            for r in &encrypt_to {
-                recipients.push(
-                    tic_format::crypto::parse_recipient(r)
-                        .with_context(|| format!("--encrypt-to {r}"))?,
-                );
-            }
-            for p in &encrypt_key {
-                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                let key = tic_format::crypto::read_symmetric_key_file(&bytes)
-                    .with_context(|| format!("{}", p.display()))?;
-                recipients.push(tic_format::crypto::Recipient::Symmetric(key));
-            }
+            let recipients = read_recipients(&encrypt_to, &encrypt_key)?;
             if signing_key.is_none() && !unsigned {
                 tracing::warn!("the artifact will be unsigned: pass --sign KEY to sign it, or --unsigned to say this is intended");
             }
@@ -686,20 +674,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// The recipients of `--encrypt-to`/`--add` (age) and `--encrypt-key`/
+/// `--add-key` (symmetric key files). A recipient's error quotes it itself,
+/// and never a secret key pasted in by mistake: it is not echoed here.
 fn read_recipients(
     age: &[String],
     key_files: &[PathBuf],
 ) -> anyhow::Result<Vec<tic_format::crypto::Recipient>> {
     let mut recipients = Vec::new();
     for r in age {
-        recipients.push(
-            tic_format::crypto::parse_recipient(r).with_context(|| format!("recipient {r}"))?,
-        );
+        recipients.push(tic_format::crypto::parse_recipient(r)?);
     }
     for p in key_files {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        let key = tic_format::crypto::read_symmetric_key_file(&bytes)
-            .with_context(|| p.display().to_string())?;
+        let key = tic_runtime::read_symmetric_key(p)?;
         recipients.push(tic_format::crypto::Recipient::Symmetric(key));
     }
     Ok(recipients)

@@ -851,6 +851,46 @@ fn key_file_errors_name_the_file_and_say_what_to_do() {
         "{}",
         stderr(&o)
     );
+    // A secret key pasted where a recipient goes is refused without being
+    // echoed (error output ends up in CI logs), whatever its case.
+    let secret = "AGE-SECRET-KEY-1QQPQXQ8Z3H4Q7W8ZJWGYJ0J3SX6XQ8N0RXYWXQ2Q3C5J5SQ0UGS8Q3GK7K";
+    let out = d.join("z.tic");
+    let sym = d.join("sym.key");
+    std::fs::write(&sym, [9u8; 32]).unwrap();
+    for s in [secret.to_string(), secret.to_lowercase()] {
+        for o in [
+            tic(&[
+                &"compile",
+                &m,
+                &"-o",
+                &out,
+                &"--unsigned",
+                &"--encrypt-to",
+                &s,
+            ]),
+            tic(&[
+                &"rewrap",
+                &signed,
+                &"--identity",
+                &sym,
+                &"--add",
+                &s,
+                &"-o",
+                &out,
+            ]),
+        ] {
+            expect_code(&o, 2);
+            let err = stderr(&o);
+            assert!(
+                err.contains("this is an age identity (secret key)"),
+                "{err}"
+            );
+            assert!(
+                !err.to_uppercase().contains(&secret[16..]),
+                "the secret is echoed: {err}"
+            );
+        }
+    }
 }
 
 /// A reader that stops early (`tic inspect m.tic | head`) gets no error

@@ -100,6 +100,16 @@ pub fn read_trusted_keys(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, KeyFile
     Ok(keys)
 }
 
+/// Reads a symmetric key file to encrypt to (32 raw bytes, 64 hex digits
+/// or base64), of at most 1 MiB.
+pub fn read_symmetric_key(path: &Path) -> Result<crypto::SymmetricKey, KeyFileError> {
+    let bytes = read_small(path)?;
+    crypto::read_symmetric_key_file(&bytes).map_err(|source| KeyFileError::Crypto {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Reads decryption identities: an age identity file (`age-keygen`
 /// output), or a symmetric key file (32 raw bytes, 64 hex digits or base64).
 pub fn read_identities(path: &Path) -> Result<Vec<Identity>, KeyFileError> {

@@ -29,7 +29,9 @@ pub use artifact::{Artifact, OpenOptions, SignatureStatus, Trust};
 pub use device::{probe_cuda, Device, DeviceTensor, LoadOptions, TensorBuffer};
 pub use error::{ErrorKind, RuntimeError};
 pub use extract::{is_tic_temporary, ExtractReport};
-pub use keys::{read_identities, read_public_key, read_trusted_keys, KeyFileError};
+pub use keys::{
+    read_identities, read_public_key, read_symmetric_key, read_trusted_keys, KeyFileError,
+};
 pub use tic_format;
 
 /// Reports progress of long operations (the CLI draws a bar with it), and
