@@ -414,10 +414,7 @@ pub(crate) fn open_with(
     identities: &[PathBuf],
 ) -> Result<Artifact, Failure> {
     let keys = tic_runtime::read_trusted_keys(&trust.trusted_keys)?;
-    let mut ids = Vec::new();
-    for p in identities {
-        ids.extend(tic_runtime::read_identities(p)?);
-    }
+    let ids = read_identities(identities)?;
     Ok(Artifact::open(
         path,
         &OpenOptions {
@@ -634,10 +631,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             output,
             force,
         } => {
-            let mut ids = Vec::new();
-            for p in &identity {
-                ids.extend(tic_runtime::read_identities(p)?);
-            }
+            let ids = read_identities(&identity)?;
             let add = read_recipients(&add, &add_key)?;
             let bar = stoppable_progress(quiet)?;
             let labels =
@@ -686,6 +680,7 @@ fn read_recipients(
         recipients.push(tic_format::crypto::parse_recipient(r)?);
     }
     for p in key_files {
+        warn_if_exposed(p, "symmetric key");
         let key = tic_runtime::read_symmetric_key(p)?;
         recipients.push(tic_format::crypto::Recipient::Symmetric(key));
     }
@@ -707,7 +702,35 @@ fn read_signature(path: &Path) -> anyhow::Result<[u8; 64]> {
     tic_format::sign::read_signature_file(&bytes).with_context(|| path.display().to_string())
 }
 
+/// The decryption identities in `paths` (age identity or symmetric key files).
+fn read_identities(paths: &[PathBuf]) -> Result<Vec<tic_format::crypto::Identity>, Failure> {
+    let mut ids = Vec::new();
+    for p in paths {
+        warn_if_exposed(p, "identity");
+        ids.extend(tic_runtime::read_identities(p)?);
+    }
+    Ok(ids)
+}
+
+/// Warns, as ssh does, when a secret key file can be read or written by
+/// others than its owner: whoever else can read it can sign or decrypt.
+fn warn_if_exposed(path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            tracing::warn!(
+                "{}: this {what} file is open to other users (mode {mode:03o}); \
+                 `chmod 600 {}` so that only its owner can read it",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+
 fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    warn_if_exposed(path, "signing key");
     let meta = std::fs::metadata(path)
         .with_context(|| format!("reading signing key {}", path.display()))?;
     anyhow::ensure!(

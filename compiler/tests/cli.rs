@@ -622,6 +622,63 @@ fn rewrap_adds_and_removes_recipients() {
     assert!(stderr(&o).contains("none matches"), "{}", stderr(&o));
 }
 
+/// A secret key file others can read gets a warning (as ssh gives), once
+/// per file; one only its owner can read gets none.
+#[test]
+fn secret_key_files_open_to_others_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 12);
+    let (key, _) = keygen(d, "k");
+    let sym = d.join("sym.key");
+    std::fs::write(&sym, [5u8; 32]).unwrap();
+    let art = d.join("a.tic");
+    let compile = |mode: u32| {
+        for p in [&key, &sym] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let o = tic(&[
+            &"compile",
+            &m,
+            &"-o",
+            &art,
+            &"--force",
+            &"--sign",
+            &key,
+            &"--encrypt-key",
+            &sym,
+        ]);
+        expect_code(&o, 0);
+        stderr(&o)
+    };
+    let err = compile(0o644);
+    for (p, what) in [(&key, "signing key"), (&sym, "symmetric key")] {
+        let want = format!(
+            "tic: warning: {}: this {what} file is open to other users (mode 644); `chmod 600 {}`",
+            p.display(),
+            p.display()
+        );
+        assert!(err.contains(&want), "{err}");
+    }
+    assert_eq!(compile(0o600), "");
+    std::fs::set_permissions(&sym, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = tic(&[
+        &"decompress",
+        &art,
+        &"-o",
+        &d.join("out"),
+        &"--allow-unsigned",
+        &"--identity",
+        &sym,
+    ]);
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o).contains("this identity file is open to other users (mode 640)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn keygen_writes_a_0600_pkcs8_key_and_its_public_key() {
     let dir = tempfile::tempdir().unwrap();
