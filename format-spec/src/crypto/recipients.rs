@@ -136,7 +136,10 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
         input: t.chars().take(120).collect(),
         reason: reason.to_owned(),
     };
-    if t.len() >= 15 && t[..15].eq_ignore_ascii_case("AGE-SECRET-KEY-") {
+    if t.as_bytes()
+        .get(..15)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"AGE-SECRET-KEY-"))
+    {
         // Never echo a secret key back.
         return Err(CryptoError::BadRecipient {
             input: "AGE-SECRET-KEY-1…".to_owned(),

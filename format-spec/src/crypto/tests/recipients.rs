@@ -477,3 +477,27 @@ fn symmetric_key_files() {
     assert_eq!(format!("{k:?}"), format!("SymmetricKey({l})"));
     assert!(SymmetricKey::from_bytes(&[0; 16]).is_err());
 }
+
+#[test]
+fn a_secret_key_given_as_recipient_is_never_quoted() {
+    let (Identity::Age(id), _) = age_pair() else {
+        unreachable!()
+    };
+    let secret = id.to_string().expose_secret().to_string();
+    for s in [
+        secret.clone(),
+        secret.to_lowercase(),
+        format!("  {secret}\n"),
+    ] {
+        let err = parse_recipient(&s).unwrap_err().to_string();
+        assert!(err.contains("secret key"), "{err}");
+        assert!(!err.to_uppercase().contains(&secret[16..]), "{err}");
+    }
+    // Multi-byte text around byte 15 is just not a recipient (no panic).
+    for s in ["AGE-SECRET-KEY\u{e9}1x", "age1é", "éééééééééé"] {
+        assert!(matches!(
+            parse_recipient(s),
+            Err(CryptoError::BadRecipient { .. })
+        ));
+    }
+}
