@@ -14,7 +14,7 @@ use tic_format::sign::{self, SignatureSection, SIGNED_MESSAGE_LEN};
 use tic_format::Encryption;
 use tic_runtime::{Artifact, OpenOptions, Progress, Trust};
 
-use crate::error::{AmendError, CompileError};
+use crate::error::{AmendError, OutputError};
 
 /// Bytes of the payload copied at a time.
 const COPY_BLOCK: u64 = 8 << 20;
@@ -81,7 +81,7 @@ pub fn signing_message(path: &Path) -> Result<[u8; SIGNED_MESSAGE_LEN], AmendErr
 
 /// Writes `output`: the artifact `input` with the given front sections and
 /// its payload copied unchanged. Temporary file, then rename; stops with
-/// [`AmendError::Interrupted`], nothing written, once `progress.cancelled()`
+/// [`OutputError::Interrupted`], nothing written, once `progress.cancelled()`
 /// says so.
 pub(crate) fn rewrite(
     input: &Path,
@@ -94,9 +94,10 @@ pub(crate) fn rewrite(
 ) -> Result<(), AmendError> {
     let same = output.canonicalize().ok() == input.canonicalize().ok();
     if output.symlink_metadata().is_ok() && !force && !same {
-        return Err(AmendError::OutputExists {
+        return Err(OutputError::Exists {
             path: output.to_path_buf(),
-        });
+        }
+        .into());
     }
     let ioe = |path: &Path| {
         let path = path.to_path_buf();
@@ -115,10 +116,7 @@ pub(crate) fn rewrite(
         .permissions(crate::compile::artifact_permissions())
         .tempfile_in(&dir)
         .map_err(ioe(&dir))?;
-    let write_err = |source| AmendError::WriteOutput {
-        path: output.to_path_buf(),
-        source,
-    };
+    let write_err = crate::compile::write_err(output);
     tmp.write_all(&preamble.to_bytes()).map_err(write_err)?;
     tmp.write_all(&raw.header).map_err(write_err)?;
     tmp.write_all(&sig).map_err(write_err)?;
@@ -127,7 +125,7 @@ pub(crate) fn rewrite(
     src.seek(SeekFrom::Start(raw.preamble.payload_offset()))
         .map_err(ioe(input))?;
     let mut src = src.take(raw.preamble.payload_len);
-    let interrupted = || AmendError::Interrupted {
+    let interrupted = || OutputError::Interrupted {
         path: output.to_path_buf(),
     };
     // The payload is copied in blocks, so that a long copy shows progress
@@ -137,7 +135,7 @@ pub(crate) fn rewrite(
     let mut copied = 0u64;
     loop {
         if progress.cancelled() {
-            return Err(interrupted());
+            return Err(interrupted().into());
         }
         let n = src.read(&mut buf).map_err(ioe(input))?;
         if n == 0 {
@@ -156,15 +154,9 @@ pub(crate) fn rewrite(
     }
     tmp.as_file().sync_all().map_err(write_err)?;
     if progress.cancelled() {
-        return Err(interrupted());
+        return Err(interrupted().into());
     }
-    crate::compile::persist(tmp, output, true).map_err(|e| match e {
-        CompileError::Io { path, source } => AmendError::Io { path, source },
-        other => AmendError::Usage {
-            path: output.to_path_buf(),
-            what: other.to_string(),
-        },
-    })
+    Ok(crate::compile::persist(tmp, output, true)?)
 }
 
 /// Attaches an Ed25519 signature made elsewhere by `key` (`signature`: a

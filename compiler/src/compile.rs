@@ -36,7 +36,7 @@ use tic_format::{
 use tic_runtime::buffers::BufferPool;
 use tic_runtime::Progress;
 
-use crate::error::{CompileError, MissingDir};
+use crate::error::{CompileError, OutputError};
 use crate::input::{check_shard_indexes, discover, InputFile, InputKind};
 use crate::lossy::LossyRules;
 
@@ -122,17 +122,18 @@ struct Stop<'a> {
 impl Stop<'_> {
     fn check(&self) -> Result<(), CompileError> {
         if self.progress.cancelled() {
-            return Err(CompileError::Interrupted {
+            return Err(OutputError::Interrupted {
                 path: self.output.to_path_buf(),
-            });
+            }
+            .into());
         }
         Ok(())
     }
 }
 
 /// A failed write of the artifact being made for `output`.
-fn write_err(output: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
-    move |source| CompileError::WriteOutput {
+pub(crate) fn write_err(output: &Path) -> impl Fn(std::io::Error) -> OutputError + Copy + '_ {
+    move |source| OutputError::Write {
         path: output.to_path_buf(),
         source,
     }
@@ -149,7 +150,7 @@ fn chunk_elems(elem: usize, chunk_bytes: u64) -> u64 {
 /// `.cache/huggingface`, `output` itself and tic's temporaries). It is
 /// written beside `output` and renamed into place when complete; once
 /// `progress.cancelled()` says so, the compile stops with
-/// [`CompileError::Interrupted`] and leaves nothing behind.
+/// [`OutputError::Interrupted`] and leaves nothing behind.
 pub fn compile(
     input: &Path,
     output: &Path,
@@ -165,9 +166,10 @@ pub fn compile(
         });
     }
     if output.symlink_metadata().is_ok() && !opts.force {
-        return Err(CompileError::OutputExists {
+        return Err(OutputError::Exists {
             path: output.to_path_buf(),
-        });
+        }
+        .into());
     }
     // Checked before the work, not found when the output is written.
     output_dir(output)?;
@@ -476,7 +478,7 @@ pub(crate) fn artifact_permissions() -> std::fs::Permissions {
 
 /// The directory `output` goes in (`.` for a bare file name), which must
 /// exist: its temporary is written there and renamed onto it.
-pub fn output_dir(output: &Path) -> Result<PathBuf, MissingDir> {
+pub fn output_dir(output: &Path) -> Result<PathBuf, OutputError> {
     let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -484,7 +486,7 @@ pub fn output_dir(output: &Path) -> Result<PathBuf, MissingDir> {
     if dir.is_dir() {
         Ok(dir)
     } else {
-        Err(MissingDir {
+        Err(OutputError::DirMissing {
             path: output.to_path_buf(),
             dir,
         })
@@ -496,7 +498,7 @@ pub(crate) fn persist(
     tmp: tempfile::NamedTempFile,
     output: &Path,
     force: bool,
-) -> Result<(), CompileError> {
+) -> Result<(), OutputError> {
     let r = if force {
         tmp.persist(output)
     } else {
@@ -504,14 +506,11 @@ pub(crate) fn persist(
     };
     r.map(|_| ()).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            CompileError::OutputExists {
+            OutputError::Exists {
                 path: output.to_path_buf(),
             }
         } else {
-            CompileError::Io {
-                path: output.to_path_buf(),
-                source: e.error,
-            }
+            write_err(output)(e.error)
         }
     })
 }

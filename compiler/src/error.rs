@@ -4,15 +4,26 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// The directory an output was to be written in does not exist (or is not a
-/// directory).
+/// What can go wrong writing an artifact, the same for every command that
+/// writes one (compile, rewrap, attach-signature); nothing is left at the
+/// output path or beside it.
 #[derive(Debug, Error)]
-#[error(
-    "cannot write {path}: {dir} is not an existing directory; create it first (`mkdir -p {dir}`)"
-)]
-pub struct MissingDir {
-    pub path: PathBuf,
-    pub dir: PathBuf,
+#[non_exhaustive]
+pub enum OutputError {
+    #[error("{path} already exists; pass --force to replace it")]
+    Exists { path: PathBuf },
+    #[error(
+        "cannot write {path}: {dir} is not an existing directory; create it first (`mkdir -p {dir}`)"
+    )]
+    DirMissing { path: PathBuf, dir: PathBuf },
+    #[error("{path}: cannot write the artifact: {source}; nothing was left at {path} (check the free space and permissions where it goes)")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: interrupted before the artifact was complete; the partial artifact was removed and {path} was not touched")]
+    Interrupted { path: PathBuf },
 }
 
 /// Why a compile failed. Input problems name the file (and the tensor where
@@ -59,10 +70,8 @@ pub enum CompileError {
     EmptyInput { path: PathBuf },
     #[error("{path}: {what}")]
     Unsupported { path: PathBuf, what: String },
-    #[error("{path} already exists; pass --force to replace it")]
-    OutputExists { path: PathBuf },
     #[error(transparent)]
-    OutputDirMissing(#[from] MissingDir),
+    Output(#[from] OutputError),
     #[error("{path}: cannot open it: too many files open at once (the model has {files} files and each stays open while it is compiled); raise the limit, e.g. `ulimit -n {}`, and compile again", files + 64)]
     TooManyOpenFiles { path: PathBuf, files: usize },
     #[error("{path} is one of the files being compiled, not an artifact: writing over it would destroy it, --force or not; choose another output, such as model.tic")]
@@ -80,14 +89,6 @@ pub enum CompileError {
     Crypto(#[from] tic_format::crypto::CryptoError),
     #[error("{path}: the file changed while it was being compiled (its length, modification time or identity moved); wait until whatever writes it is done, or compile again from a stable copy")]
     InputChanged { path: PathBuf },
-    #[error("{path}: cannot write the artifact: {source}; nothing was left at {path} (check the free space and permissions where it goes)")]
-    WriteOutput {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: interrupted before the artifact was complete; the partial artifact was removed and {path} was not touched")]
-    Interrupted { path: PathBuf },
     #[error("internal error: {0} (this is a bug in tic; please report it)")]
     Internal(String),
 }
@@ -111,16 +112,6 @@ pub enum AmendError {
     Crypto(#[from] tic_format::crypto::CryptoError),
     #[error("{path}: {what}")]
     Usage { path: PathBuf, what: String },
-    #[error("{path} already exists; pass --force to replace it")]
-    OutputExists { path: PathBuf },
     #[error(transparent)]
-    OutputDirMissing(#[from] MissingDir),
-    #[error("{path}: cannot write the artifact: {source}; nothing was left at {path} (check the free space and permissions where it goes)")]
-    WriteOutput {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: interrupted before the artifact was complete; the partial artifact was removed and {path} was not touched")]
-    Interrupted { path: PathBuf },
+    Output(#[from] OutputError),
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tic_compiler::{AmendError, CompileError, CompileOptions};
+use tic_compiler::{AmendError, CompileError, CompileOptions, OutputError};
 use tic_runtime::{Artifact, ErrorKind, Progress, RuntimeError};
 use tic_tests::*;
 
@@ -102,7 +102,7 @@ fn an_interrupted_compile_leaves_nothing_behind() {
         },
         |allowed, e| {
             match e {
-                CompileError::Interrupted { path } => assert_eq!(path, out),
+                CompileError::Output(OutputError::Interrupted { path }) => assert_eq!(path, out),
                 e => panic!("stop after {allowed} checks: {e}"),
             }
             assert!(!out.exists(), "stop after {allowed} checks left the output");
@@ -192,7 +192,7 @@ fn interrupted_rewrap_and_attach_signature_leave_the_artifact_as_it_was() {
         },
         |allowed, e| {
             assert!(
-                matches!(&e, AmendError::Interrupted { path } if *path == art_path),
+                matches!(&e, AmendError::Output(OutputError::Interrupted { path }) if *path == art_path),
                 "after {allowed}: {e}"
             );
             assert_eq!(std::fs::read(&art_path).unwrap(), before);
@@ -219,7 +219,7 @@ fn interrupted_rewrap_and_attach_signature_leave_the_artifact_as_it_was() {
         },
         |allowed, e| {
             assert!(
-                matches!(e, AmendError::Interrupted { .. }),
+                matches!(e, AmendError::Output(OutputError::Interrupted { .. })),
                 "after {allowed}: {e}"
             );
             assert!(!signed.exists());
