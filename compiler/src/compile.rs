@@ -37,7 +37,7 @@ use tic_runtime::buffers::BufferPool;
 use tic_runtime::Progress;
 
 use crate::error::{CompileError, OutputError};
-use crate::input::{check_shard_indexes, discover, InputFile, InputKind};
+use crate::input::{check_shard_indexes, discover, Exclude, Excluded, InputFile, InputKind};
 use crate::lossy::LossyRules;
 
 /// Original bytes per chunk unless told otherwise.
@@ -59,6 +59,8 @@ pub struct CompileOptions {
     pub force: bool,
     /// Lossy rules (`--lossy`); `None` keeps every tensor lossless.
     pub lossy: Option<LossyRules>,
+    /// Files and folders of a model directory to leave out (`--exclude`).
+    pub exclude: Vec<Exclude>,
 }
 
 impl Default for CompileOptions {
@@ -69,6 +71,7 @@ impl Default for CompileOptions {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             force: false,
             lossy: None,
+            exclude: Vec::new(),
         }
     }
 }
@@ -87,6 +90,8 @@ pub struct CompileReport {
     pub recipients: usize,
     /// Lossy-coded tensors: name, codec name and lossy record.
     pub lossy: Vec<(String, String, LossyRecord)>,
+    /// What `--exclude` left out of the model directory.
+    pub excluded: Vec<Excluded>,
 }
 
 struct PlannedTensor {
@@ -147,7 +152,8 @@ fn chunk_elems(elem: usize, chunk_bytes: u64) -> u64 {
 
 /// Compiles `input` (a file or a model directory) into the artifact `output`
 /// (a directory gives every file under it, less a `.git`, huggingface_hub's
-/// `.cache/huggingface`, `output` itself and tic's temporaries). It is
+/// `.cache/huggingface`, `output` itself, tic's temporaries and what
+/// `opts.exclude` matches). It is
 /// written beside `output` and renamed into place when complete; once
 /// `progress.cancelled()` says so, the compile stops with
 /// [`OutputError::Interrupted`] and leaves nothing behind.
@@ -174,8 +180,8 @@ pub fn compile(
     // Checked before the work, not found when the output is written.
     output_dir(output)?;
     let started = Instant::now();
-    let inputs = discover(input, output)?;
-    check_shard_indexes(&inputs)?;
+    let (inputs, excluded) = discover(input, output, &opts.exclude)?;
+    check_shard_indexes(&inputs, &excluded)?;
     if inputs.len() > tic_format::limits::MAX_FILES as usize {
         return Err(CompileError::Unsupported {
             path: input.to_path_buf(),
@@ -389,6 +395,7 @@ pub fn compile(
         signer: signature.map(|s| s.fingerprint()),
         recipients: opts.recipients.len(),
         lossy: lossy_report,
+        excluded,
     })
 }
 

@@ -66,8 +66,16 @@ pub enum CompileError {
     },
     #[error("{path} is already a tic artifact: `tic inspect` shows what it holds and `tic rewrap` changes its recipients; to compile it again, `tic decompress` it first")]
     InputIsArtifact { path: PathBuf },
-    #[error("{path}: contains no files to compile")]
-    EmptyInput { path: PathBuf },
+    #[error("{path}: contains no files to compile{}", if *excluded > 0 { format!(" ({excluded} left out by --exclude; narrow the patterns)") } else { String::new() })]
+    EmptyInput { path: PathBuf, excluded: usize },
+    #[error("--exclude {pattern:?}: {why}")]
+    BadExclude { pattern: String, why: String },
+    #[error("{index} places tensors in {shard}, which --exclude {pattern:?} leaves out: the restored model would not load; narrow the pattern so that it spares the shards")]
+    ShardExcluded {
+        index: PathBuf,
+        shard: String,
+        pattern: String,
+    },
     #[error("{path}: {what}")]
     Unsupported { path: PathBuf, what: String },
     #[error(transparent)]

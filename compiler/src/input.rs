@@ -88,8 +88,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
 /// (a cloned Hugging Face repository) and huggingface_hub's
 /// `.cache/huggingface` (a `--local-dir` download), each with a warning.
 /// An existing `output` that is one of the input files and not an artifact
-/// is refused ([`CompileError::OutputIsInput`]).
-pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileError> {
+/// is refused ([`CompileError::OutputIsInput`]). Files and folders that an
+/// `exclude` pattern matches (see [`Exclude`]) are left out too, and
+/// returned beside the files kept.
+pub fn discover(
+    input: &Path,
+    output: &Path,
+    exclude: &[Exclude],
+) -> Result<(Vec<InputFile>, Vec<Excluded>), CompileError> {
     let meta = std::fs::metadata(input).map_err(io(input))?;
     // The output, if it exists: (device, inode), and whether it is an
     // artifact (to be replaced) rather than a model file (never replaced).
@@ -100,7 +106,14 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
         path: output.to_path_buf(),
     };
     let mut found = Vec::new();
+    let mut excluded = Vec::new();
     if meta.is_file() {
+        if !exclude.is_empty() {
+            tracing::warn!(
+                "--exclude is for model directories; {} is a single file, compiled whole",
+                input.display()
+            );
+        }
         if out.is_some_and(|(id, _)| id == (meta.dev(), meta.ino())) {
             return Err(output_is_input());
         }
@@ -133,7 +146,8 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
             });
         }
         let clash = std::cell::Cell::new(false);
-        let skip = |path: &Path, name: &str, meta: &std::fs::Metadata| {
+        let dropped = std::cell::RefCell::new(Vec::new());
+        let skip = |path: &Path, name: &str, rel: &str, meta: &std::fs::Metadata| {
             if out.is_some_and(|(id, artifact)| id == (meta.dev(), meta.ino()) && !artifact) {
                 clash.set(true);
                 return true;
@@ -141,16 +155,40 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
             let why = left_out(path, name, meta, out.map(|(id, _)| id));
             if let Some(why) = why {
                 tracing::warn!("leaving out {}: {why}", path.display());
+                return true;
             }
-            why.is_some()
+            let dir = meta.is_dir();
+            if let Some(p) = exclude.iter().find(|p| p.matches(rel, dir)) {
+                tracing::info!("leaving out {} (--exclude {:?})", path.display(), p.given);
+                dropped.borrow_mut().push(Excluded {
+                    rel: rel.to_string(),
+                    dir,
+                    size: if dir { 0 } else { meta.len() },
+                    pattern: p.given.clone(),
+                });
+                return true;
+            }
+            false
         };
         walk(input, "", &mut found, &skip)?;
         if clash.get() {
             return Err(output_is_input());
         }
+        excluded = dropped.into_inner();
+        for p in exclude {
+            if !excluded.iter().any(|e| e.pattern == p.given) {
+                tracing::warn!(
+                    "--exclude {:?} matched nothing in {} (patterns match paths relative to it, \
+                     such as `*.bin` or `onnx/`)",
+                    p.given,
+                    input.display()
+                );
+            }
+        }
         if found.is_empty() {
             return Err(CompileError::EmptyInput {
                 path: input.to_path_buf(),
+                excluded: excluded.len(),
             });
         }
     } else {
@@ -158,10 +196,152 @@ pub fn discover(input: &Path, output: &Path) -> Result<Vec<InputFile>, CompileEr
             path: input.to_path_buf(),
         });
     }
-    found
+    let files = found
         .into_iter()
         .map(|(path, rel)| check_file(path, rel))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    warn_other_formats(input, &files);
+    Ok((files, excluded))
+}
+
+/// One `--exclude` pattern: a glob (`*` any characters, `/` included; `?`
+/// one) matched against the whole path of each file and folder relative to
+/// the model directory, `/`-separated, as `huggingface-cli download
+/// --exclude` matches them. A folder that matches is left out with
+/// everything in it; a pattern ending in `/` matches folders only.
+#[derive(Clone, Debug)]
+pub struct Exclude {
+    /// The pattern as given (for messages).
+    given: String,
+    glob: String,
+    dirs_only: bool,
+}
+
+impl Exclude {
+    /// Checks one pattern: it must be relative and not empty.
+    pub fn parse(given: &str) -> Result<Exclude, CompileError> {
+        let bad = |why: &str| CompileError::BadExclude {
+            pattern: given.to_string(),
+            why: why.to_string(),
+        };
+        let mut glob = given;
+        while let Some(rest) = glob.strip_prefix("./") {
+            glob = rest;
+        }
+        let dirs_only = glob.ends_with('/');
+        let glob = glob.trim_end_matches('/');
+        if given.starts_with('/') {
+            return Err(bad(
+                "patterns are relative to the model directory; drop the leading `/`",
+            ));
+        }
+        if glob.is_empty() {
+            return Err(bad(
+                "the pattern is empty; give a file or folder name or a glob such as `*.bin`",
+            ));
+        }
+        Ok(Exclude {
+            given: given.to_string(),
+            glob: glob.to_string(),
+            dirs_only,
+        })
+    }
+
+    fn matches(&self, rel: &str, is_dir: bool) -> bool {
+        (is_dir || !self.dirs_only) && crate::lossy::glob(&self.glob, rel)
+    }
+}
+
+/// A file or folder that an `--exclude` pattern left out.
+#[derive(Clone, Debug)]
+pub struct Excluded {
+    /// Its path relative to the model directory.
+    pub rel: String,
+    /// A folder, left out with everything in it.
+    pub dir: bool,
+    /// Its size in bytes (0 for a folder).
+    pub size: u64,
+    /// The pattern that matched, as given.
+    pub pattern: String,
+}
+
+/// Extensions of weights and checkpoints in formats other than safetensors
+/// (PyTorch pickles, TensorFlow, Flax, rust-bert, ONNX, GGUF, ...).
+const OTHER_FORMATS: &[&str] = &[
+    "bin",
+    "pt",
+    "pth",
+    "ckpt",
+    "h5",
+    "keras",
+    "msgpack",
+    "ot",
+    "onnx",
+    "onnx_data",
+    "gguf",
+    "ggml",
+    "tflite",
+    "npz",
+    "pkl",
+    "pickle",
+    "mlmodel",
+];
+
+/// Smallest file of [`OTHER_FORMATS`] the warning names: smaller ones are
+/// settings (`training_args.bin`), not weights.
+const OTHER_FORMAT_MIN: u64 = 1 << 20;
+
+/// Warns when a model that has safetensors weights also holds large files
+/// in other weight formats, as a full Hugging Face download does (the same
+/// weights as `pytorch_model.bin`, `tf_model.h5`, `onnx/model.onnx`, ...):
+/// they are packed as plain files and can make the artifact several times
+/// larger than the model the user means to ship.
+fn warn_other_formats(input: &Path, files: &[InputFile]) {
+    if !files
+        .iter()
+        .any(|f| matches!(f.kind, InputKind::Safetensors { .. }))
+    {
+        return;
+    }
+    let ext = |f: &InputFile| f.rel.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let others: Vec<&InputFile> = files
+        .iter()
+        .filter(|f| {
+            f.size >= OTHER_FORMAT_MIN
+                && ext(f).is_some_and(|e| OTHER_FORMATS.contains(&e.as_str()))
+        })
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    let total: u64 = others.iter().map(|f| f.size).sum();
+    let all: u64 = files.iter().map(|f| f.size).sum();
+    let mut exts: Vec<String> = others.iter().filter_map(|f| ext(f)).collect();
+    exts.sort();
+    exts.dedup();
+    let named = others
+        .iter()
+        .take(4)
+        .map(|f| format!("{} ({:.1} MB)", f.rel, f.size as f64 / 1e6))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = match others.len() {
+        n if n > 4 => format!(" and {} more", n - 4),
+        _ => String::new(),
+    };
+    let flags = exts
+        .iter()
+        .map(|e| format!("--exclude '*.{e}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    tracing::warn!(
+        "{} holds weights in formats other than safetensors: {named}{more}; {:.1} MB, {:.0}% of the input, \
+         packed as plain files beside the safetensors weights; if the safetensors files are what you ship, \
+         leave the others out: {flags}",
+        input.display(),
+        total as f64 / 1e6,
+        100.0 * total as f64 / all.max(1) as f64,
+    );
 }
 
 /// Whether the file at `path` begins with the tic magic (an artifact).
@@ -199,8 +379,9 @@ fn left_out(
     None
 }
 
-/// What [`walk`] leaves out: (path, file name, metadata) -> whether to.
-type Skip<'a> = dyn Fn(&Path, &str, &std::fs::Metadata) -> bool + 'a;
+/// What [`walk`] leaves out: (path, file name, path relative to the model
+/// directory, metadata) -> whether to.
+type Skip<'a> = dyn Fn(&Path, &str, &str, &std::fs::Metadata) -> bool + 'a;
 
 fn walk(
     dir: &Path,
@@ -222,14 +403,14 @@ fn walk(
                 path: path.clone(),
                 what: NOT_UTF8.into(),
             })?;
-        if skip(&path, &name, &e.metadata().map_err(io(&path))?) {
-            continue;
-        }
         let rel = if prefix.is_empty() {
-            name
+            name.clone()
         } else {
             format!("{prefix}/{name}")
         };
+        if skip(&path, &name, &rel, &e.metadata().map_err(io(&path))?) {
+            continue;
+        }
         let ft = e.file_type().map_err(io(&path))?;
         if ft.is_symlink() {
             let target = std::fs::metadata(&path).map_err(io(&path))?;
@@ -337,8 +518,12 @@ const MAX_INDEX_BYTES: u64 = 256 << 20;
 /// against the files found: a shard it names that is missing means the
 /// download is incomplete, and the artifact would restore a model that
 /// cannot load. A tensor the index places in a shard that does not hold it
-/// gets a warning; so does an index that cannot be read as one.
-pub fn check_shard_indexes(inputs: &[InputFile]) -> Result<(), CompileError> {
+/// gets a warning; so does an index that cannot be read as one. A shard
+/// that an `--exclude` pattern left out is named as such.
+pub fn check_shard_indexes(
+    inputs: &[InputFile],
+    excluded: &[Excluded],
+) -> Result<(), CompileError> {
     let by_rel: std::collections::HashMap<&str, &InputFile> =
         inputs.iter().map(|f| (f.rel.as_str(), f)).collect();
     for index in inputs
@@ -362,7 +547,19 @@ pub fn check_shard_indexes(inputs: &[InputFile]) -> Result<(), CompileError> {
             shards.entry(shard.as_str()).or_default().push(tensor);
         }
         for (shard, tensors) in shards {
-            let Some(f) = by_rel.get(format!("{dir}{shard}").as_str()) else {
+            let rel = format!("{dir}{shard}");
+            let Some(f) = by_rel.get(rel.as_str()) else {
+                let within = |e: &&Excluded| {
+                    e.rel == rel
+                        || (e.dir && rel.strip_prefix(&e.rel).is_some_and(|r| r.starts_with('/')))
+                };
+                if let Some(e) = excluded.iter().find(within) {
+                    return Err(CompileError::ShardExcluded {
+                        index: index.path.clone(),
+                        shard: shard.to_string(),
+                        pattern: e.pattern.clone(),
+                    });
+                }
                 return Err(CompileError::MissingShard {
                     index: index.path.clone(),
                     shard: shard.to_string(),
@@ -423,11 +620,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn exclude_patterns_match_paths_as_huggingface_cli_does() {
+        let p = |s: &str| Exclude::parse(s).unwrap();
+        // `*` crosses `/`, as in fnmatch.
+        assert!(p("*.bin").matches("pytorch_model.bin", false));
+        assert!(p("*.bin").matches("openvino/openvino_model.bin", false));
+        assert!(!p("*.bin").matches("model.safetensors", false));
+        // A name matches that path only, a file or a folder.
+        assert!(p("onnx").matches("onnx", true));
+        assert!(!p("onnx").matches("sub/onnx", true));
+        // A trailing `/` matches folders only; `./` in front is dropped.
+        assert!(p("onnx/").matches("onnx", true));
+        assert!(!p("onnx/").matches("onnx", false));
+        assert!(p("./1_Pooling/").matches("1_Pooling", true));
+        assert!(p("model-0000?-of-00002.safetensors")
+            .matches("model-00001-of-00002.safetensors", false));
+        for bad in ["", "/", "./", "/onnx"] {
+            assert!(
+                matches!(Exclude::parse(bad), Err(CompileError::BadExclude { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_file_rewritten_after_its_check_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, b"{\"a\": 1}").unwrap();
-        let checked = discover(&path, Path::new("out.tic")).unwrap().remove(0);
+        let checked = discover(&path, Path::new("out.tic"), &[])
+            .unwrap()
+            .0
+            .remove(0);
         let handle = File::open(&path).unwrap();
         checked.check_unchanged(&handle).unwrap();
 
@@ -451,7 +675,10 @@ mod tests {
 
         // Replaced by another file under the same name: the handle opened
         // after the check reads the new one.
-        let fresh = discover(&path, Path::new("out.tic")).unwrap().remove(0);
+        let fresh = discover(&path, Path::new("out.tic"), &[])
+            .unwrap()
+            .0
+            .remove(0);
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, b"{\"a\": 2}").unwrap();
         let reopened = File::open(&path).unwrap();

@@ -19,4 +19,5 @@ pub mod lossy;
 pub use amend::{attach_signature, rewrap, signing_message};
 pub use compile::{compile, output_dir, CompileOptions, CompileReport, DEFAULT_CHUNK_BYTES};
 pub use error::{AmendError, CompileError, OutputError};
+pub use input::{Exclude, Excluded};
 pub use lossy::{LossyRules, RuleError, PRESETS};

@@ -90,6 +90,19 @@ enum Cmd {
         /// mantissa:K, abs:EB, rel:EB. See --help.
         #[arg(long, value_name = "RULES", long_help = lossy_long_help())]
         lossy: Option<String>,
+        /// Leave out of a model directory the files and folders whose path
+        /// (relative to it, `/`-separated) matches this glob, as
+        /// `huggingface-cli download --exclude` does; repeatable.
+        #[arg(
+            long,
+            value_name = "PATTERN",
+            long_help = "Leave out of a model directory the files and folders whose path, relative to it and `/`-separated, \
+                         matches this glob (`*` any characters, `/` included; `?` one), as `huggingface-cli download --exclude` \
+                         matches them; repeatable. A matching folder is left out whole; a pattern ending in `/` matches folders only. \
+                         For example, to ship only the safetensors weights of a full Hugging Face download: \
+                         --exclude '*.bin' --exclude '*.h5' --exclude '*.ot' --exclude onnx/ --exclude openvino/"
+        )]
+        exclude: Vec<String>,
     },
     /// Restore the original files, byte for byte, after verifying.
     Decompress {
@@ -427,6 +440,38 @@ pub(crate) fn open_with(
     )?)
 }
 
+/// The line after a compile's summary that says what `--exclude` left out.
+fn excluded_line(excluded: &[tic_compiler::Excluded]) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<String> = excluded
+        .iter()
+        .take(SHOWN)
+        .map(|e| {
+            let rel = report::printable(&e.rel);
+            if e.dir {
+                format!("{rel}/")
+            } else {
+                rel.into_owned()
+            }
+        })
+        .collect();
+    if excluded.len() > SHOWN {
+        names.push(format!("{} more", excluded.len() - SHOWN));
+    }
+    let files = excluded.iter().filter(|e| !e.dir).count();
+    let bytes: u64 = excluded.iter().map(|e| e.size).sum();
+    let folders = excluded.len() - files;
+    format!(
+        "left out by --exclude: {} ({files} file(s) of {bytes} bytes{})",
+        names.join(", "),
+        if folders > 0 {
+            format!(", {folders} folder(s)")
+        } else {
+            String::new()
+        }
+    )
+}
+
 fn run(cli: Cli) -> Result<u8, Failure> {
     let quiet = cli.quiet;
     match cli.cmd {
@@ -440,6 +485,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             chunk_size,
             force,
             lossy,
+            exclude,
         } => {
             let signing_key = match &sign {
                 Some(p) => Some(read_signing_key(p)?),
@@ -462,6 +508,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 chunk_bytes: chunk_size,
                 force,
                 lossy,
+                exclude: exclude
+                    .iter()
+                    .map(|p| tic_compiler::Exclude::parse(p))
+                    .collect::<Result<_, _>>()?,
             };
             // Every input file stays open during a compile: take the open
             // files the system allows (the soft limit is often 1024, or 256
@@ -491,6 +541,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     String::new()
                 }
             )?;
+            if !r.excluded.is_empty() {
+                outln!("{}", excluded_line(&r.excluded))?;
+            }
             if !r.lossy.is_empty() {
                 let max_rel = r.lossy.iter().map(|l| l.2.max_rel).fold(0.0, f64::max);
                 let max_abs = r.lossy.iter().map(|l| l.2.max_abs).fold(0.0, f64::max);

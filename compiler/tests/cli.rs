@@ -1180,6 +1180,121 @@ fn a_model_directory_is_packed_without_what_is_not_the_model() {
     );
 }
 
+/// A full Hugging Face download holds the same weights in other formats
+/// (pytorch_model.bin, tf_model.h5, onnx/): compile names them in a warning
+/// with the `--exclude` flags that leave them out (a small settings file
+/// such as training_args.bin is no weight file). `--exclude` leaves out
+/// matching files and whole folders, says what it left out, warns about a
+/// pattern that matched nothing, and the rest restores byte for byte. A
+/// pattern that would leave out an indexed shard, leave nothing, or is
+/// absolute is refused, with nothing written.
+#[test]
+fn other_weight_formats_are_named_and_exclude_leaves_them_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 12);
+    let big = |n: usize, seed: u8| -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 9) as u8)
+            .collect()
+    };
+    std::fs::write(m.join("pytorch_model.bin"), big(3 << 20, 7)).unwrap();
+    std::fs::write(m.join("tf_model.h5"), big(2 << 20, 11)).unwrap();
+    std::fs::create_dir(m.join("onnx")).unwrap();
+    std::fs::write(m.join("onnx/model.onnx"), big(1 << 20, 13)).unwrap();
+    std::fs::write(m.join("training_args.bin"), b"small settings").unwrap();
+    let art = d.join("m.tic");
+
+    let o = tic(&[&"compile", &"--unsigned", &m, &"-o", &art]);
+    expect_code(&o, 0);
+    let err = stderr(&o);
+    let want = format!(
+        "tic: warning: {} holds weights in formats other than safetensors: onnx/model.onnx (1.0 MB), \
+         pytorch_model.bin (3.1 MB), tf_model.h5 (2.1 MB); 6.3 MB,",
+        m.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(
+        err.contains("leave the others out: --exclude '*.bin' --exclude '*.h5' --exclude '*.onnx'"),
+        "{err}"
+    );
+    assert!(!err.contains("training_args.bin"), "{err}");
+
+    // The suggested flags, with a folder pattern and one that matches nothing.
+    let o = tic(&[
+        &"compile",
+        &"--unsigned",
+        &"--force",
+        &m,
+        &"-o",
+        &art,
+        &"--exclude",
+        &"*.bin",
+        &"--exclude",
+        &"*.h5",
+        &"--exclude",
+        &"onnx/",
+        &"--exclude",
+        &"*.gguf",
+    ]);
+    expect_code(&o, 0);
+    let err = stderr(&o);
+    assert!(!err.contains("formats other than safetensors"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "tic: warning: --exclude \"*.gguf\" matched nothing in {}",
+            m.display()
+        )),
+        "{err}"
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "left out by --exclude: onnx/, pytorch_model.bin, tf_model.h5, training_args.bin \
+             (3 file(s) of {} bytes, 1 folder(s))",
+            (3 << 20) + (2 << 20) + 14
+        )),
+        "{out}"
+    );
+    let restored = d.join("restored");
+    let o = tic(&[&"decompress", &"--allow-unsigned", &art, &"-o", &restored]);
+    expect_code(&o, 0);
+    assert_eq!(names_in(&restored), ["config.json", "model.safetensors"]);
+    assert_restored(&restored, &m);
+
+    // Refused, with nothing written.
+    std::fs::write(
+        m.join("model.safetensors.index.json"),
+        r#"{"weight_map":{"a.weight":"model.safetensors","b.bias":"model.safetensors"}}"#,
+    )
+    .unwrap();
+    let fresh = d.join("fresh.tic");
+    for (pattern, want) in [
+        (
+            "*.safetensors",
+            format!(
+                "{} places tensors in model.safetensors, which --exclude \"*.safetensors\" leaves out",
+                m.join("model.safetensors.index.json").display()
+            ),
+        ),
+        (
+            "*",
+            format!("{}: contains no files to compile (", m.display()),
+        ),
+        (
+            "/onnx",
+            "--exclude \"/onnx\": patterns are relative to the model directory; drop the leading `/`"
+                .to_string(),
+        ),
+        ("./", "--exclude \"./\": the pattern is empty".to_string()),
+    ] {
+        let o = tic(&[&"compile", &"--unsigned", &m, &"-o", &fresh, &"--exclude", &pattern]);
+        expect_code(&o, 2);
+        assert!(stderr(&o).contains(&want), "{pattern}: {}", stderr(&o));
+        assert!(!fresh.exists(), "{pattern}");
+    }
+}
+
 /// A shard index that does not match its shards, or is no index, is named
 /// in a warning; the files are packed as they are.
 #[test]

@@ -195,7 +195,7 @@ fn regenerate() {
             recipients,
             chunk_bytes: 1,
             force: true,
-            lossy: None,
+            ..CompileOptions::default()
         };
         compile(&model, &v.join(name), &opts, &NoProgress).unwrap();
         let art = open(name, None);
