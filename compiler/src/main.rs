@@ -72,7 +72,8 @@ enum Cmd {
         /// Leave the artifact unsigned on purpose (to sign later with an HSM or KMS).
         #[arg(long)]
         unsigned: bool,
-        /// Encrypt to an age X25519 recipient (age1...); repeatable.
+        /// Encrypt to an age X25519 recipient (age1...), or to each in a
+        /// file of them (one per line, as `age -R` reads); repeatable.
         #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
         encrypt_to: Vec<String>,
         /// Encrypt to a raw 32-byte symmetric key file (raw, hex or base64); repeatable.
@@ -195,7 +196,8 @@ enum Cmd {
         /// An identity that can open the artifact now (age identity or key file).
         #[arg(long, value_name = "FILE", required = true)]
         identity: Vec<PathBuf>,
-        /// Add an age recipient (age1...); repeatable.
+        /// Add an age recipient (age1...), or each in a file of them (one per
+        /// line, as `age -R` reads); repeatable.
         #[arg(long = "add", value_name = "RECIPIENT")]
         add: Vec<String>,
         /// Add a symmetric key file; repeatable.
@@ -730,7 +732,14 @@ fn read_recipients(
 ) -> anyhow::Result<Vec<tic_format::crypto::Recipient>> {
     let mut recipients = Vec::new();
     for r in age {
-        recipients.push(tic_format::crypto::parse_recipient(r)?);
+        // A file of recipients, as `age -R` reads: a recipient itself
+        // (`age1…`) never names a file.
+        let path = Path::new(r);
+        if !r.trim_start().starts_with("age1") && path.is_file() {
+            recipients.extend(tic_runtime::read_recipients_file(path)?);
+        } else {
+            recipients.push(tic_format::crypto::parse_recipient(r)?);
+        }
     }
     for p in key_files {
         warn_if_exposed(p, "symmetric key");

@@ -549,6 +549,59 @@ fn encrypted_round_trip_and_identity_exit_codes() {
     assert!(!out2.exists());
 }
 
+/// `--encrypt-to` takes a file of recipients as `age -R` reads one (each
+/// can decrypt); an SSH public key, or an identity file given in its place,
+/// is refused with what to do, the secret key never echoed.
+#[test]
+fn encrypt_to_a_recipients_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 6);
+    let (key, pubk) = keygen(d, "k");
+    let (id_a, id_b) = (d.join("a.txt"), d.join("b.txt"));
+    let a = write_age_identity(&id_a, "").to_public();
+    let b = write_age_identity(&id_b, "").to_public();
+    let team = d.join("team.txt");
+    std::fs::write(&team, format!("# the customer's team\n{a}\n\n{b}\n")).unwrap();
+    let enc = d.join("enc.tic");
+    expect_code(
+        &compile_encrypted(&m, &enc, &key, team.to_str().unwrap(), &[]),
+        0,
+    );
+    for (i, id) in [&id_a, &id_b].into_iter().enumerate() {
+        let out = d.join(format!("out{i}"));
+        expect_code(&decompress(&enc, &out, &pubk, Some(id)), 0);
+        assert_restored(&out, &m);
+    }
+
+    let ssh = d.join("id_ed25519.pub");
+    std::fs::write(
+        &ssh,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPd3PfxiI user@host\n",
+    )
+    .unwrap();
+    let fresh = d.join("fresh.tic");
+    for (arg, want) in [
+        (
+            ssh.clone(),
+            format!("{}: cannot read recipients file (line 1)", ssh.display()),
+        ),
+        (ssh.clone(), "this is an SSH public key".to_string()),
+        (
+            id_a.clone(),
+            "this is an age identity (secret key)".to_string(),
+        ),
+    ] {
+        let o = compile_encrypted(&m, &fresh, &key, arg.to_str().unwrap(), &[]);
+        expect_code(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains(&want), "{err}");
+        let secret = std::fs::read_to_string(&id_a).unwrap();
+        assert!(!err.contains(&secret.trim()[16..]), "{err}");
+        assert!(!fresh.exists());
+    }
+}
+
 /// `tic rewrap` from the command line: a new recipient can decrypt, a
 /// removed one cannot, the signature still verifies; a rewrap that changes
 /// nothing is a usage error.

@@ -110,6 +110,23 @@ pub fn read_symmetric_key(path: &Path) -> Result<crypto::SymmetricKey, KeyFileEr
     })
 }
 
+/// Reads a recipients file to encrypt to, as `age -R` reads one: an
+/// `age1…` recipient per line, blank lines and `#` comments (at most 1 MiB).
+pub fn read_recipients_file(path: &Path) -> Result<Vec<crypto::Recipient>, KeyFileError> {
+    let bytes = read_small(path)?;
+    let crypto_err = |source| KeyFileError::Crypto {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        crypto_err(crypto::CryptoError::BadRecipientsFile {
+            line: 0,
+            reason: "it is not text (a symmetric key file goes to --encrypt-key)".to_owned(),
+        })
+    })?;
+    crypto::parse_recipients_file(text).map_err(crypto_err)
+}
+
 /// Reads decryption identities: an age identity file (`age-keygen`
 /// output), or a symmetric key file (32 raw bytes, 64 hex digits or base64).
 pub fn read_identities(path: &Path) -> Result<Vec<Identity>, KeyFileError> {

@@ -121,6 +121,18 @@ pub enum CryptoError {
         reason: String,
     },
 
+    /// A recipients file could not be parsed.
+    #[error(
+        "cannot read recipients file (line {line}): {reason}; expected one \"age1…\" \
+         recipient per line (blank lines and \"#\" comments allowed), as `age -R` reads"
+    )]
+    BadRecipientsFile {
+        /// 1-based line number (0 when the problem is the file as a whole).
+        line: usize,
+        /// Why it was rejected (never contains secret key text).
+        reason: String,
+    },
+
     /// An identity file could not be parsed.
     #[error(
         "cannot read identity file (line {line}): {reason}; expected age-keygen output: \

@@ -148,6 +148,19 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
                 .to_owned(),
         });
     }
+    const SSH: [&str; 4] = ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-", "sk-ssh-"];
+    if SSH.iter().any(|p| t.starts_with(p)) {
+        return Err(bad(
+            "this is an SSH public key, and tic encrypts to age X25519 recipients only; \
+             the recipient makes one with `age-keygen -o key.txt` and sends its \
+             `# public key:` line",
+        ));
+    }
+    if t.starts_with("-----BEGIN") {
+        return Err(bad(
+            "this is a PEM key (a signing key?), not an age recipient",
+        ));
+    }
     if !t.starts_with("age1") {
         return Err(bad("does not start with \"age1\""));
     }
@@ -161,6 +174,34 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
                 bad(e)
             }
         })
+}
+
+/// Parses a recipients file as `age -R` reads one: an `age1…` recipient
+/// per line; blank lines and lines starting with `#` are ignored. At least
+/// one recipient is required.
+pub fn parse_recipients_file(text: &str) -> Result<Vec<Recipient>, CryptoError> {
+    let mut recipients = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let r = parse_recipient(line).map_err(|e| CryptoError::BadRecipientsFile {
+            line: n + 1,
+            reason: match e {
+                CryptoError::BadRecipient { input, reason } => format!("{input:?}: {reason}"),
+                other => other.to_string(),
+            },
+        })?;
+        recipients.push(r);
+    }
+    if recipients.is_empty() {
+        return Err(CryptoError::BadRecipientsFile {
+            line: 0,
+            reason: "it holds no recipient".to_owned(),
+        });
+    }
+    Ok(recipients)
 }
 
 /// Parses age-keygen output: `AGE-SECRET-KEY-1…` lines; blank lines and

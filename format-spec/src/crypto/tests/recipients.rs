@@ -501,3 +501,40 @@ fn a_secret_key_given_as_recipient_is_never_quoted() {
         ));
     }
 }
+
+#[test]
+fn recipients_files_as_age_reads_them() {
+    let (_, a) = age_pair();
+    let (Identity::Age(id), b) = age_pair() else {
+        unreachable!()
+    };
+    let text = format!("# team A\n{}\n\n  {}  \r\n# end\n", a.label(), b.label());
+    let got: Vec<String> = parse_recipients_file(&text)
+        .unwrap()
+        .iter()
+        .map(|r| r.label())
+        .collect();
+    assert_eq!(got, [a.label(), b.label()]);
+
+    // The line at fault is named; a secret key on it is never quoted.
+    let secret = id.to_string().expose_secret().to_string();
+    let ssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPd3PfxiI user@host";
+    for (text, line, want) in [
+        (format!("{}\n{secret}\n", a.label()), 2, "secret key"),
+        (format!("# x\n{ssh}\n"), 2, "SSH public key"),
+        ("-----BEGIN PUBLIC KEY-----\n".to_string(), 1, "PEM key"),
+        ("# only a comment\n\n".to_string(), 0, "holds no recipient"),
+    ] {
+        match parse_recipients_file(&text) {
+            Err(e @ CryptoError::BadRecipientsFile { line: l, .. }) => {
+                let m = e.to_string();
+                assert_eq!(l, line, "{m}");
+                assert!(m.contains(want) && m.contains("age -R"), "{m}");
+                assert!(!m.to_uppercase().contains(&secret[16..]), "{m}");
+            }
+            r => panic!("{text:?}: {r:?}"),
+        }
+    }
+    let e = parse_recipient(ssh).unwrap_err().to_string();
+    assert!(e.contains("age-keygen -o key.txt"), "{e}");
+}
