@@ -134,7 +134,8 @@ enum Cmd {
     },
     /// Verify signature and every chunk's digest (no decryption key needed).
     Verify {
-        /// The artifact to verify.
+        /// The artifact to verify, or - to verify one as it streams in on
+        /// standard input (`curl -sS URL | tic verify - ...`).
         artifact: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
@@ -607,7 +608,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 trusted_keys,
             };
             let art = open_with(&artifact, &trust, &[])?;
-            let rep = report::Report::new(&art);
+            let rep = report::Report::new(art.head());
             if json {
                 outln!("{}", serde_json::to_string_pretty(&rep.inspect_json())?)?;
             } else {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use tic_format::{FileKind, Header, TensorEntry};
-use tic_runtime::{Artifact, OpenOptions, SignatureStatus, Trust};
+use tic_runtime::{Artifact, Head, OpenOptions, SignatureStatus, Trust};
 
 /// `--require-lossless` found lossy tensors.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ impl tic_runtime::Progress for Bar {
 }
 
 pub struct Report<'a> {
-    art: &'a Artifact,
+    art: &'a Head,
 }
 
 fn stored_len(h: &Header, t: &TensorEntry) -> u64 {
@@ -228,7 +228,7 @@ fn mb(b: u64) -> String {
 }
 
 impl<'a> Report<'a> {
-    pub fn new(art: &'a Artifact) -> Self {
+    pub fn new(art: &'a Head) -> Self {
         Report { art }
     }
 
@@ -287,7 +287,8 @@ impl<'a> Report<'a> {
             "tensors": h.tensors.iter().filter(|t| !t.name.is_empty()).count(),
             "chunks": h.chunks.len(),
             "original_bytes": original,
-            "artifact_bytes": std::fs::metadata(self.art.path()).map(|m| m.len()).unwrap_or(0),
+            // Opening checked it against the file's (or stream's) length.
+            "artifact_bytes": p.total_len().unwrap_or(0),
             "codecs": self.codecs(),
             "lossless": h.all_lossless(),
             "lossy_tensors": lossy,
@@ -438,6 +439,9 @@ fn pct(a: u64, b: u64) -> f64 {
 }
 
 /// `tic verify`: signature, every chunk digest, policies. Returns the exit code.
+/// How messages and reports name an artifact read from standard input.
+const STDIN_NAME: &str = "(standard input)";
+
 pub fn verify(
     path: &Path,
     trusted: &[PathBuf],
@@ -449,20 +453,45 @@ pub fn verify(
     // Ok: the artifact checked out (its summary), and a policy it broke.
     let result = (|| -> Result<(Value, Option<PolicyFailure>), crate::Failure> {
         let keys = tic_runtime::read_trusted_keys(trusted)?;
-        let art = Artifact::open(
-            path,
-            &OpenOptions {
-                trust: Trust {
-                    keys,
-                    allow_unsigned,
-                },
-                identities: Vec::new(),
-            },
-        )?;
+        let trust = Trust {
+            keys,
+            allow_unsigned,
+        };
         let bar = crate::progress(quiet || json_out);
-        art.verify_chunks(bar.as_ref())?;
-        let rep = Report::new(&art);
+        // `-`: verify the artifact as it streams in on standard input.
+        let (opened, streamed);
+        let art: &Head = if path == Path::new("-") {
+            let mut stdin = std::io::stdin().lock();
+            if std::io::IsTerminal::is_terminal(&stdin) {
+                return Err(anyhow::anyhow!(
+                    "`tic verify -` reads the artifact from standard input, which is a terminal; \
+                     pipe one in (`curl -sS URL | tic verify - ...`) or give its file name"
+                )
+                .into());
+            }
+            streamed = tic_runtime::verify_stream(
+                &mut stdin,
+                Path::new(STDIN_NAME),
+                &trust,
+                bar.as_ref(),
+            )?;
+            &streamed
+        } else {
+            opened = Artifact::open(
+                path,
+                &OpenOptions {
+                    trust,
+                    identities: Vec::new(),
+                },
+            )?;
+            opened.verify_chunks(bar.as_ref())?;
+            opened.head()
+        };
+        let rep = Report::new(art);
         let mut v = rep.summary_json();
+        // As given (`-` for standard input), as the failure report has it.
+        v["artifact"] = json!(path.display().to_string());
+        let path = art.path();
         v["chunks_checked"] = json!(art.header().chunks.len());
         if require_lossless && !art.header().all_lossless() {
             let names = art.header().lossy_tensor_names();

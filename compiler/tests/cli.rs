@@ -280,6 +280,77 @@ fn verify_exit_codes() {
     assert_restored(&out, &m);
 }
 
+/// `tic verify -` verifies an artifact as it streams in on standard input
+/// (`curl URL | tic verify -`): the same report and JSON as from a file,
+/// exit 1 for a tampered, truncated or extended stream.
+#[test]
+fn verify_reads_a_stream_on_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 2);
+    let (key, pubk) = keygen(d, "signer");
+    let signed = compile_signed(d, &m, &key, "signed.tic");
+    let bytes = std::fs::read(&signed).unwrap();
+    let piped = |input: Vec<u8>, extra: &[&dyn AsRef<std::ffi::OsStr>]| -> Output {
+        use std::io::Write;
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"verify", &"-", &"--trusted-key", &pubk];
+        args.extend_from_slice(extra);
+        let mut child = tic_command(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // A reader that stops early closes the pipe: not a test failure.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let o = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        o
+    };
+
+    let o = piped(bytes.clone(), &[]);
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o).starts_with("verified: (standard input)\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(&fingerprint(&pubk)), "{}", stdout(&o));
+    // The JSON report matches the one from the file but for its name.
+    let o = piped(bytes.clone(), &[&"--json"]);
+    expect_code(&o, 0);
+    let mut streamed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &pubk, &"--json"]);
+    let mut from_file: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(streamed["artifact"], "-");
+    streamed["artifact"] = Value::Null;
+    from_file["artifact"] = Value::Null;
+    assert_eq!(streamed, from_file);
+
+    let mut tampered = bytes.clone();
+    *tampered.last_mut().unwrap() ^= 0x20;
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(b"\n");
+    for (input, want) in [
+        (tampered, "does not match its SHA-256"),
+        (bytes[..bytes.len() - 1].to_vec(), "truncated"),
+        (longer, "has bytes appended"),
+        (b"not an artifact".to_vec(), "not a tic artifact"),
+    ] {
+        let o = piped(input, &[]);
+        expect_code(&o, 1);
+        assert!(
+            stderr(&o).starts_with("tic: error: (standard input): ") && stderr(&o).contains(want),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
 #[test]
 fn usage_and_io_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();

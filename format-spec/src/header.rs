@@ -48,6 +48,37 @@ impl Preamble {
 
     /// Parses and checks the preamble against the file's real length.
     pub fn parse(bytes: &[u8; PREAMBLE_LEN], file_len: u64) -> Result<Self, FormatError> {
+        let p = Preamble::parse_unsized(bytes)?;
+        match p.total_len() {
+            Some(e) if e == file_len => Ok(p),
+            Some(e) => Err(FormatError::LengthMismatch {
+                expected: e,
+                actual: file_len,
+            }),
+            None => Err(FormatError::LengthMismatch {
+                expected: u64::MAX,
+                actual: file_len,
+            }),
+        }
+    }
+
+    /// The artifact's whole length as the preamble gives it, if it fits in
+    /// a `u64`.
+    pub fn total_len(&self) -> Option<u64> {
+        [
+            self.header_len,
+            self.signature_len,
+            self.recipients_len,
+            self.payload_len,
+        ]
+        .iter()
+        .try_fold(PREAMBLE_LEN as u64, |a, &b| a.checked_add(b))
+    }
+
+    /// Parses the preamble and checks everything but the artifact's length,
+    /// for a reader of a stream, which checks that the stream ends at
+    /// [`Preamble::total_len`] itself.
+    pub fn parse_unsized(bytes: &[u8; PREAMBLE_LEN]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes, "preamble");
         if r.array::<8>("magic")? != MAGIC {
             return Err(FormatError::BadMagic);
@@ -84,25 +115,7 @@ impl Preamble {
                 "its length is neither 0 (unsigned) nor 98 bytes",
             ));
         }
-        let expected = [
-            p.header_len,
-            p.signature_len,
-            p.recipients_len,
-            p.payload_len,
-        ]
-        .iter()
-        .try_fold(PREAMBLE_LEN as u64, |a, &b| a.checked_add(b));
-        match expected {
-            Some(e) if e == file_len => Ok(p),
-            Some(e) => Err(FormatError::LengthMismatch {
-                expected: e,
-                actual: file_len,
-            }),
-            None => Err(FormatError::LengthMismatch {
-                expected: u64::MAX,
-                actual: file_len,
-            }),
-        }
+        Ok(p)
     }
 
     pub fn header_offset(&self) -> u64 {

@@ -47,15 +47,23 @@ pub enum SignatureStatus {
     Unsigned,
 }
 
-/// An open artifact. Reads go straight to the file with positioned reads,
-/// so it can be shared across threads; nothing is read until asked for.
-pub struct Artifact {
+/// The front of an artifact, checked: its preamble, the header (parsed
+/// only after its signature was checked against the trusted keys), what
+/// that check found, and the recipients section. This is all that `verify`
+/// and `inspect` need besides the payload.
+pub struct Head {
     path: PathBuf,
-    file: File,
     preamble: Preamble,
     header: Header,
     signature: SignatureStatus,
     recipients: Option<RecipientsSection>,
+}
+
+/// An open artifact. Reads go straight to the file with positioned reads,
+/// so it can be shared across threads; nothing is read until asked for.
+pub struct Artifact {
+    head: Head,
+    file: File,
     key: Option<PayloadKey>,
 }
 
@@ -67,6 +75,89 @@ fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, R
             source,
         })?;
     Ok(buf)
+}
+
+impl Head {
+    /// Reads and checks the sections after the `preamble` of the artifact
+    /// at `path`: the header's raw bytes, the signature over them (against
+    /// `trust`), then the parsed header and the recipients section.
+    /// `read(section, offset, len)` gives a section's bytes; sections are
+    /// asked for in file order, so a stream can serve them.
+    pub(crate) fn read(
+        path: PathBuf,
+        preamble: Preamble,
+        trust: &Trust,
+        mut read: impl FnMut(&'static str, u64, u64) -> Result<Vec<u8>, RuntimeError>,
+    ) -> Result<Head, RuntimeError> {
+        let fmt = |source| RuntimeError::Format {
+            path: path.clone(),
+            source,
+        };
+        let header_bytes = read("header", preamble.header_offset(), preamble.header_len)?;
+        let sig_bytes = read(
+            "signature section",
+            preamble.signature_offset(),
+            preamble.signature_len,
+        )?;
+        let signature = check_signature(&path, &preamble, &header_bytes, &sig_bytes, trust)?;
+
+        let header = Header::parse(&header_bytes).map_err(fmt)?;
+        if header.payload_len != preamble.payload_len {
+            return Err(fmt(FormatError::Inconsistent(format!(
+                "the preamble says the payload is {} bytes but the signed header says {}",
+                preamble.payload_len, header.payload_len
+            ))));
+        }
+        let recipients = match (&header.encryption, preamble.recipients_len) {
+            (Encryption::None, 0) => None,
+            (Encryption::None, _) => {
+                return Err(RuntimeError::RecipientsMismatch {
+                    path,
+                    what: "present although the header says the payload is not encrypted",
+                })
+            }
+            (Encryption::ChaCha20Poly1305 { .. }, 0) => {
+                return Err(RuntimeError::RecipientsMismatch {
+                    path,
+                    what: "missing",
+                })
+            }
+            (Encryption::ChaCha20Poly1305 { .. }, n) => {
+                let bytes = read("recipients section", preamble.recipients_offset(), n)?;
+                Some(
+                    RecipientsSection::parse(&bytes).map_err(|source| RuntimeError::Crypto {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+        };
+        Ok(Head {
+            path,
+            preamble,
+            header,
+            signature,
+            recipients,
+        })
+    }
+
+    /// Where the artifact was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+    pub fn preamble(&self) -> &Preamble {
+        &self.preamble
+    }
+    pub fn signature(&self) -> &SignatureStatus {
+        &self.signature
+    }
+    /// The recipients section of an encrypted artifact.
+    pub fn recipients(&self) -> Option<&RecipientsSection> {
+        self.recipients.as_ref()
+    }
 }
 
 impl Artifact {
@@ -110,47 +201,17 @@ impl Artifact {
         file.read_exact_at(&mut pre, 0).map_err(io)?;
         let preamble = Preamble::parse(&pre, file_len).map_err(fmt)?;
         // Lengths are now bounded by the limits and by the real file size.
-        let header_bytes = read_at(&file, &path, preamble.header_offset(), preamble.header_len)?;
-        let sig_bytes = read_at(
-            &file,
-            &path,
-            preamble.signature_offset(),
-            preamble.signature_len,
-        )?;
-        let signature = check_signature(&path, &preamble, &header_bytes, &sig_bytes, &opts.trust)?;
-
-        let header = Header::parse(&header_bytes).map_err(fmt)?;
-        if header.payload_len != preamble.payload_len {
-            return Err(fmt(FormatError::Inconsistent(format!(
-                "the preamble says the payload is {} bytes but the signed header says {}",
-                preamble.payload_len, header.payload_len
-            ))));
-        }
-        let recipients = match (&header.encryption, preamble.recipients_len) {
-            (Encryption::None, 0) => None,
-            (Encryption::None, _) => {
-                return Err(RuntimeError::RecipientsMismatch {
-                    path,
-                    what: "present although the header says the payload is not encrypted",
-                })
-            }
-            (Encryption::ChaCha20Poly1305 { .. }, 0) => {
-                return Err(RuntimeError::RecipientsMismatch {
-                    path,
-                    what: "missing",
-                })
-            }
-            (Encryption::ChaCha20Poly1305 { .. }, n) => {
-                let bytes = read_at(&file, &path, preamble.recipients_offset(), n)?;
-                Some(
-                    RecipientsSection::parse(&bytes).map_err(|source| RuntimeError::Crypto {
-                        path: path.clone(),
-                        source,
-                    })?,
-                )
-            }
-        };
-        let key = match (&header.encryption, &recipients) {
+        let head = Head::read(path.clone(), preamble, &opts.trust, |_, offset, len| {
+            read_at(&file, &path, offset, len)
+        })?;
+        let Head {
+            path,
+            preamble,
+            header,
+            signature,
+            recipients,
+        } = &head;
+        let key = match (&header.encryption, recipients) {
             (Encryption::ChaCha20Poly1305 { salt, commitment }, Some(r))
                 if !opts.identities.is_empty() =>
             {
@@ -174,14 +235,14 @@ impl Artifact {
             header.tensors.iter().filter(|t| !t.name.is_empty()).count(),
             header.chunks.len(),
             header.payload_len,
-            match &signature {
+            match signature {
                 SignatureStatus::Verified { fingerprint } =>
                     format!("signed by {fingerprint}, verified"),
                 SignatureStatus::NotChecked { fingerprint } =>
                     format!("signed by {fingerprint}, not checked"),
                 SignatureStatus::Unsigned => "unsigned".to_string(),
             },
-            match (&recipients, &key) {
+            match (recipients, &key) {
                 (None, _) => "not encrypted".to_string(),
                 (Some(r), Some(_)) => format!(
                     "encrypted to {} recipients, file key unwrapped",
@@ -193,32 +254,28 @@ impl Artifact {
                 ),
             }
         );
-        Ok(Artifact {
-            path,
-            file,
-            preamble,
-            header,
-            signature,
-            recipients,
-            key,
-        })
+        Ok(Artifact { head, file, key })
     }
 
+    /// The checked front of the artifact (what `verify` and `inspect` show).
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
     pub fn path(&self) -> &Path {
-        &self.path
+        self.head.path()
     }
     pub fn header(&self) -> &Header {
-        &self.header
+        self.head.header()
     }
     pub fn preamble(&self) -> &Preamble {
-        &self.preamble
+        self.head.preamble()
     }
     pub fn signature(&self) -> &SignatureStatus {
-        &self.signature
+        self.head.signature()
     }
     /// The recipients section of an encrypted artifact.
     pub fn recipients(&self) -> Option<&RecipientsSection> {
-        self.recipients.as_ref()
+        self.head.recipients()
     }
     /// The payload key, when the artifact is encrypted and was opened with a
     /// matching identity (the GPU path decrypts with it on the device).
@@ -228,17 +285,18 @@ impl Artifact {
 
     /// Whether tensors can be read: not encrypted, or a matching identity was given.
     pub fn can_decrypt(&self) -> bool {
-        !self.header.is_encrypted() || self.key.is_some()
+        !self.head.header.is_encrypted() || self.key.is_some()
     }
 
     /// The first tensor with this name (blobs have no name).
     pub fn tensor(&self, name: &str) -> Result<&TensorEntry, RuntimeError> {
-        self.header
+        self.head
+            .header
             .tensors
             .iter()
             .find(|t| !t.name.is_empty() && t.name == name)
             .ok_or_else(|| RuntimeError::TensorNotFound {
-                path: self.path.clone(),
+                path: self.head.path.clone(),
                 name: name.to_string(),
             })
     }
@@ -250,7 +308,7 @@ impl Artifact {
         index: u64,
         tensor: &TensorEntry,
     ) -> Result<Vec<u8>, RuntimeError> {
-        let c = &self.header.chunks[index as usize];
+        let c = &self.head.header.chunks[index as usize];
         let mut buf = Vec::new();
         self.read_stored_chunk_into(index, c, tensor, &mut buf)?;
         Ok(buf)
@@ -265,14 +323,14 @@ impl Artifact {
     ) -> Result<(), RuntimeError> {
         buf.resize(c.stored_len as usize, 0);
         self.file
-            .read_exact_at(buf, self.preamble.payload_offset() + c.offset)
+            .read_exact_at(buf, self.head.preamble.payload_offset() + c.offset)
             .map_err(|source| RuntimeError::Io {
-                path: self.path.clone(),
+                path: self.head.path.clone(),
                 source,
             })?;
         if tic_format::sha256(buf) != c.sha256 {
             return Err(RuntimeError::ChunkDigest {
-                path: self.path.clone(),
+                path: self.head.path.clone(),
                 tensor: display_name(tensor),
                 chunk: index,
             });
@@ -291,18 +349,18 @@ impl Artifact {
         out: &mut [u8],
     ) -> Result<(), RuntimeError> {
         match &self.key {
-            None if self.header.is_encrypted() => {
+            None if self.head.header.is_encrypted() => {
                 return Err(RuntimeError::NeedIdentity {
-                    path: self.path.clone(),
-                    recipients: self.recipients.as_ref().map_or(0, |r| r.entries.len()),
+                    path: self.head.path.clone(),
+                    recipients: self.head.recipients.as_ref().map_or(0, |r| r.entries.len()),
                 })
             }
             None => {}
             Some(key) => {
-                let last = index + 1 == self.header.chunks.len() as u64;
+                let last = index + 1 == self.head.header.chunks.len() as u64;
                 crypto::open_chunk_in_place(key, index, last, stored).map_err(|_| {
                     RuntimeError::Decrypt {
-                        path: self.path.clone(),
+                        path: self.head.path.clone(),
                         tensor: display_name(tensor),
                         chunk: index,
                     }
@@ -312,7 +370,7 @@ impl Artifact {
         let plain: &[u8] = stored;
         codec::decode_chunk(&tensor.codec, tensor.dtype.size(), plain, out).map_err(|source| {
             RuntimeError::Decode {
-                path: self.path.clone(),
+                path: self.head.path.clone(),
                 tensor: display_name(tensor),
                 source,
             }
@@ -368,14 +426,14 @@ impl Artifact {
                 want: tensor.orig_len,
             });
         }
-        let chunks: Vec<_> = self.header.tensor_chunks(tensor).collect();
+        let chunks: Vec<_> = self.head.header.tensor_chunks(tensor).collect();
         let stored = BufferPool::default();
         let r = self
             .decode_chunks_into(tensor, &chunks, out, &stored)
             .and_then(|_| {
                 if tic_format::sha256(out) != tensor.sha256 {
                     return Err(RuntimeError::TensorDigest {
-                        path: self.path.clone(),
+                        path: self.head.path.clone(),
                         tensor: display_name(tensor),
                     });
                 }
@@ -411,25 +469,26 @@ impl Artifact {
     /// byte of the artifact is what the signer made.
     pub fn verify_chunks(&self, progress: &dyn crate::Progress) -> Result<(), RuntimeError> {
         let started = std::time::Instant::now();
-        let owner = chunk_owners(&self.header);
-        progress.start("verifying", self.header.payload_len);
-        let r =
-            self.header
-                .chunks
-                .par_iter()
-                .enumerate()
-                .try_for_each_init(Vec::new, |buf, (i, c)| {
-                    let t = &self.header.tensors[owner[i]];
-                    self.read_stored_chunk_into(i as u64, c, t, buf)?;
-                    progress.advance(c.stored_len);
-                    Ok(())
-                });
+        let owner = chunk_owners(&self.head.header);
+        progress.start("verifying", self.head.header.payload_len);
+        let r = self
+            .head
+            .header
+            .chunks
+            .par_iter()
+            .enumerate()
+            .try_for_each_init(Vec::new, |buf, (i, c)| {
+                let t = &self.head.header.tensors[owner[i]];
+                self.read_stored_chunk_into(i as u64, c, t, buf)?;
+                progress.advance(c.stored_len);
+                Ok(())
+            });
         progress.finish();
         if r.is_ok() {
             tracing::info!(
                 "checked the digests of {} chunks ({} bytes) in {:.1?}",
-                self.header.chunks.len(),
-                self.header.payload_len,
+                self.head.header.chunks.len(),
+                self.head.header.payload_len,
                 started.elapsed()
             );
         }

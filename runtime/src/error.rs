@@ -77,7 +77,7 @@ pub enum RuntimeError {
     TensorNotFound { path: PathBuf, name: String },
     #[error("{path} is a directory, not an artifact; give the .tic file itself")]
     NotAFile { path: PathBuf },
-    #[error("{path} is a pipe, socket or device, not a file: tic reads an artifact at random offsets, so save it to a file first (for example `curl -o model.tic URL`)")]
+    #[error("{path} is a pipe, socket or device, not a file: tic reads an artifact at random offsets, so save it to a file first (for example `curl -o model.tic URL`); `tic verify -` alone checks an artifact as it streams in on standard input")]
     NotSeekable { path: PathBuf },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },

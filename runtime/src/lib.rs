@@ -23,9 +23,10 @@ mod error;
 mod extract;
 mod keys;
 pub mod ordered;
+mod stream;
 pub mod writeback;
 
-pub use artifact::{Artifact, OpenOptions, SignatureStatus, Trust};
+pub use artifact::{Artifact, Head, OpenOptions, SignatureStatus, Trust};
 pub use device::{probe_cuda, Device, DeviceTensor, LoadOptions, TensorBuffer};
 pub use error::{ErrorKind, RuntimeError};
 pub use extract::{is_tic_temporary, ExtractReport};
@@ -33,6 +34,7 @@ pub use keys::{
     read_identities, read_public_key, read_recipients_file, read_symmetric_key, read_trusted_keys,
     KeyFileError,
 };
+pub use stream::verify_stream;
 pub use tic_format;
 
 /// Reports progress of long operations (the CLI draws a bar with it), and

@@ -242,6 +242,31 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<Artifact, RuntimeError>
     Ok(art)
 }
 
+/// What `tic verify -` does: verify the artifact at `path` as a stream,
+/// trusting only `key`, read `step` bytes at a time at most (to try every
+/// way a pipe may split it), and named by `path` so that its errors read as
+/// [`verify`]'s do.
+pub fn verify_streamed(
+    path: &Path,
+    key: &VerifyingKey,
+    step: usize,
+) -> Result<tic_runtime::Head, RuntimeError> {
+    struct Trickle(std::fs::File, usize);
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    let mut reader = Trickle(std::fs::File::open(path).expect("open"), step);
+    tic_runtime::verify_stream(
+        &mut reader,
+        path,
+        &options(&[*key], false, Vec::new()).trust,
+        &tic_runtime::NoProgress,
+    )
+}
+
 /// SHA-256 of every file under `dir`, by `/`-separated relative path.
 pub fn sha256_tree(dir: &Path) -> BTreeMap<String, [u8; 32]> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, [u8; 32]>) {

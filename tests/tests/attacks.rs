@@ -173,6 +173,9 @@ fn every_single_byte_change_is_rejected() {
         original.len()
     );
     verify(&path, &vk).expect("the untouched artifact verifies");
+    for step in [1, 7, 4096] {
+        verify_streamed(&path, &vk, step).expect("the untouched artifact verifies as a stream");
+    }
     println!(
         "artifact: {} bytes, {} chunks, header {} bytes",
         original.len(),
@@ -196,6 +199,22 @@ fn every_single_byte_change_is_rejected() {
                         failures.push(format!("{m} (mask {mask:#04x})"));
                     }
                     assert_eq!(e.kind(), ErrorKind::Verification, "byte {off}: {e}");
+                    // Streamed, the same error; only a changed section
+                    // length can fail differently (a stream is not
+                    // measured first).
+                    match verify_streamed(&path, &vk, 1 << 16) {
+                        Ok(_) => failures.push(format!(
+                            "byte {off} ^ {mask:#04x}: still verifies as a stream"
+                        )),
+                        Err(s)
+                            if !(16..48).contains(&off) && format!("{s:?}") != format!("{e:?}") =>
+                        {
+                            failures.push(format!(
+                                "byte {off} ^ {mask:#04x}: streamed {s:?}, not {e:?}"
+                            ))
+                        }
+                        Err(s) => assert_eq!(s.kind(), ErrorKind::Verification, "byte {off}: {s}"),
+                    }
                 }
             }
             xor_byte(&path, off as u64, mask);
@@ -257,6 +276,12 @@ fn truncation_and_appended_bytes_are_rejected() {
         let err = verify(&cut_path, &vk)
             .err()
             .expect("a truncated artifact must not verify");
+        let streamed = verify_streamed(&cut_path, &vk, 1000).err();
+        assert_eq!(
+            streamed.map(|e| format!("{e:?}")),
+            Some(format!("{err:?}")),
+            "cut at {cut}, streamed"
+        );
         assert!(
             matches!(
                 &err,
@@ -277,6 +302,13 @@ fn truncation_and_appended_bytes_are_rejected() {
         let err = verify(&cut_path, &vk)
             .err()
             .expect("appended bytes must not verify");
+        let streamed = verify_streamed(&cut_path, &vk, 1000).err();
+        assert_eq!(
+            streamed.map(|e| format!("{e:?}")),
+            Some(format!("{err:?}")),
+            "{} bytes appended, streamed",
+            extra.len()
+        );
         assert_err!(
             err,
             RuntimeError::Format {
@@ -299,6 +331,8 @@ fn truncation_and_appended_bytes_are_rejected() {
             let err = verify(&cut_path, &vk)
                 .err()
                 .expect("a consistent-looking truncation must fail");
+            let streamed = verify_streamed(&cut_path, &vk, 1000).err();
+            assert_eq!(streamed.map(|e| format!("{e:?}")), Some(format!("{err:?}")));
             assert_err!(err, RuntimeError::Format { source: FormatError::Inconsistent(m), .. } if m.contains("payload"), "chunk {i}, kept {keep}");
         }
     }

@@ -1,5 +1,5 @@
-//! Memory stays bounded whatever the model size: compile, verify and
-//! decompress hold windows of chunks, never a whole tensor or file, so a
+//! Memory stays bounded whatever the model size: compile, verify (of a file
+//! or a stream) and decompress hold windows of chunks, never a whole tensor or file, so a
 //! model larger than RAM goes through. Shown by measuring the peak resident
 //! memory of this process (a test binary of its own, with this one test)
 //! on a model and on one eight times larger: the peak must not follow the
@@ -65,9 +65,9 @@ fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Compiles, verifies and restores `model`; returns the peak resident
-/// memory during each step.
-fn peaks(model: &Path, dir: &Path) -> [u64; 3] {
+/// Compiles, verifies, restores and verifies again as a stream `model`;
+/// returns the peak resident memory during each step.
+fn peaks(model: &Path, dir: &Path) -> [u64; 4] {
     let art_path = dir.join("m.tic");
     let out = dir.join("out");
     assert!(reset_peak());
@@ -87,6 +87,16 @@ fn peaks(model: &Path, dir: &Path) -> [u64; 3] {
     assert!(reset_peak());
     art.extract(&out, false, &NoProgress).unwrap();
     let restored = peak_rss().unwrap();
+    assert!(reset_peak());
+    let streamed = tic_runtime::verify_stream(
+        &mut std::fs::File::open(&art_path).unwrap(),
+        &art_path,
+        &opts.trust,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(streamed.header().chunks.len(), art.header().chunks.len());
+    let verified_stream = peak_rss().unwrap();
     let restored_file = out.join(model.file_name().unwrap());
     assert_eq!(
         std::fs::metadata(&restored_file).unwrap().len(),
@@ -101,7 +111,7 @@ fn peaks(model: &Path, dir: &Path) -> [u64; 3] {
     );
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::remove_file(&art_path).unwrap();
-    [compiled, verified, restored]
+    [compiled, verified, restored, verified_stream]
 }
 
 #[test]
@@ -124,7 +134,7 @@ fn peak_memory_does_not_grow_with_the_model() {
     write_model(&large, 4, 64 * MIB);
     let large_peaks = peaks(&large, dir.path());
 
-    for (step, (s, l)) in ["compile", "verify", "decompress"]
+    for (step, (s, l)) in ["compile", "verify", "decompress", "verify a stream"]
         .iter()
         .zip(small_peaks.iter().zip(&large_peaks))
     {
