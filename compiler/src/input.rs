@@ -344,6 +344,40 @@ fn warn_other_formats(input: &Path, files: &[InputFile]) {
     );
 }
 
+/// The files of the model at `input` as a compile would take them (the
+/// same walk and leave-outs, `exclude` applied), without reading them:
+/// (path on disk, path recorded in an artifact). For `tic verify --against`.
+pub fn model_files(
+    input: &Path,
+    exclude: &[Exclude],
+) -> Result<Vec<(PathBuf, String)>, CompileError> {
+    let meta = std::fs::metadata(input).map_err(io(input))?;
+    if meta.is_file() {
+        let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            CompileError::Unsupported {
+                path: input.to_path_buf(),
+                what: NOT_UTF8.into(),
+            }
+        })?;
+        return Ok(vec![(input.to_path_buf(), name.to_string())]);
+    }
+    if !meta.is_dir() {
+        return Err(CompileError::InputNotAFile {
+            path: input.to_path_buf(),
+        });
+    }
+    let skip = |path: &Path, name: &str, rel: &str, meta: &std::fs::Metadata| {
+        if let Some(why) = left_out(path, name, meta, None) {
+            tracing::info!("leaving out {}: {why}", path.display());
+            return true;
+        }
+        exclude.iter().any(|p| p.matches(rel, meta.is_dir()))
+    };
+    let mut found = Vec::new();
+    walk(input, "", &mut found, &skip)?;
+    Ok(found)
+}
+
 /// Whether the file at `path` begins with the tic magic (an artifact).
 fn starts_with_magic(path: &Path) -> bool {
     let mut first = [0u8; 8];

@@ -10,12 +10,14 @@
 //! package is the thin command line over this crate and `tic-runtime`.
 #![forbid(unsafe_code)]
 
+mod against;
 mod amend;
 mod compile;
 mod error;
 mod input;
 pub mod lossy;
 
+pub use against::{compare_with_model, Comparison, Difference};
 pub use amend::{attach_signature, rewrap, signing_message};
 pub use compile::{compile, output_dir, CompileOptions, CompileReport, DEFAULT_CHUNK_BYTES};
 pub use error::{AmendError, CompileError, OutputError};

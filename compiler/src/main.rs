@@ -142,6 +142,15 @@ enum Cmd {
         /// Fail if any tensor is lossy.
         #[arg(long)]
         require_lossless: bool,
+        /// Fail unless the artifact restores exactly the files of this model
+        /// (a directory or a .safetensors file): compared by size and SHA-256
+        /// with the signed header, nothing decrypted.
+        #[arg(long, value_name = "MODEL")]
+        against: Option<PathBuf>,
+        /// With --against: leave out of the model what compile's --exclude
+        /// left out; repeatable.
+        #[arg(long, value_name = "PATTERN", requires = "against")]
+        exclude: Vec<String>,
         /// Print the report as JSON (also when verification fails).
         #[arg(long)]
         json: bool,
@@ -620,15 +629,25 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             artifact,
             trust,
             require_lossless,
+            against,
+            exclude,
             json,
-        } => report::verify(
-            &artifact,
-            &trust.trusted_keys,
-            trust.allow_unsigned,
-            require_lossless,
-            json,
-            quiet,
-        ),
+        } => {
+            let exclude = exclude
+                .iter()
+                .map(|p| tic_compiler::Exclude::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            report::verify(
+                &artifact,
+                &trust.trusted_keys,
+                trust.allow_unsigned,
+                require_lossless,
+                against.as_deref(),
+                &exclude,
+                json,
+                quiet,
+            )
+        }
         Cmd::Load {
             artifact,
             trust,

@@ -10,12 +10,71 @@ use serde_json::{json, Value};
 use tic_format::{FileKind, Header, TensorEntry};
 use tic_runtime::{Artifact, Head, OpenOptions, SignatureStatus, Trust};
 
-/// `--require-lossless` found lossy tensors.
+/// A policy of `tic verify` that an artifact whose signature and chunks
+/// checked out does not meet (exit 1).
 #[derive(Debug, thiserror::Error)]
-#[error("{count} tensor(s) are lossy but --require-lossless was given: {names}")]
-pub struct PolicyFailure {
-    count: usize,
-    names: String,
+pub enum PolicyFailure {
+    /// `--require-lossless` found lossy tensors.
+    #[error("{count} tensor(s) are lossy but --require-lossless was given: {names}")]
+    Lossy { count: usize, names: String },
+    /// `--against` found the artifact's files and the model's differ.
+    #[error("the artifact does not hold the model at {}: {what}", model.display())]
+    NotTheModel { model: PathBuf, what: String },
+}
+
+/// What `--against` found different, for the error message.
+fn differences(c: &tic_compiler::Comparison) -> String {
+    let mut parts = Vec::new();
+    if !c.different.is_empty() {
+        let names: Vec<String> = c
+            .different
+            .iter()
+            .map(|d| {
+                let mut s = printable(&d.path).into_owned();
+                if d.artifact_size != d.model_size {
+                    s.push_str(&format!(
+                        " ({} bytes in the artifact, {} in the model)",
+                        d.artifact_size, d.model_size
+                    ));
+                }
+                if d.lossy {
+                    s.push_str(
+                        " (holds lossy tensors, so the artifact restores it changed, by design)",
+                    );
+                }
+                s
+            })
+            .collect();
+        parts.push(format!("{} file(s) differ: {}", names.len(), list(&names)));
+    }
+    if !c.missing.is_empty() {
+        parts.push(format!(
+            "{} file(s) are not in the model: {}",
+            c.missing.len(),
+            list(&c.missing)
+        ));
+    }
+    if !c.extra.is_empty() {
+        parts.push(format!(
+            "{} file(s) of the model are not in the artifact: {} (compiled with --exclude? give the same patterns)",
+            c.extra.len(),
+            list(&c.extra)
+        ));
+    }
+    parts.join("; ")
+}
+
+/// Up to five names, then how many more.
+fn list<S: AsRef<str>>(names: &[S]) -> String {
+    let mut s: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|n| printable(n.as_ref()).into_owned())
+        .collect();
+    if names.len() > 5 {
+        s.push(format!("and {} more", names.len() - 5));
+    }
+    s.join(", ")
 }
 
 /// `s` made safe to print on a terminal: control characters (ESC, newline,
@@ -442,11 +501,14 @@ fn pct(a: u64, b: u64) -> f64 {
 /// How messages and reports name an artifact read from standard input.
 const STDIN_NAME: &str = "(standard input)";
 
+#[allow(clippy::too_many_arguments)]
 pub fn verify(
     path: &Path,
     trusted: &[PathBuf],
     allow_unsigned: bool,
     require_lossless: bool,
+    against: Option<&Path>,
+    exclude: &[tic_compiler::Exclude],
     json_out: bool,
     quiet: bool,
 ) -> Result<u8, crate::Failure> {
@@ -495,11 +557,40 @@ pub fn verify(
         v["chunks_checked"] = json!(art.header().chunks.len());
         if require_lossless && !art.header().all_lossless() {
             let names = art.header().lossy_tensor_names();
-            let failure = PolicyFailure {
+            let failure = PolicyFailure::Lossy {
                 count: names.len(),
                 names: some_names(&names),
             };
             return Ok((v, Some(failure)));
+        }
+        let mut model_line = None;
+        if let Some(model) = against {
+            let c = tic_compiler::compare_with_model(art.header(), model, exclude)?;
+            v["against"] = json!({
+                "model": model.display().to_string(),
+                "match": c.is_match(),
+                "matched": c.matched,
+                "different": c.different.iter().map(|d| json!({
+                    "path": d.path,
+                    "artifact_size": d.artifact_size,
+                    "model_size": d.model_size,
+                    "lossy": d.lossy,
+                })).collect::<Vec<_>>(),
+                "missing": c.missing,
+                "extra": c.extra,
+            });
+            if !c.is_match() {
+                let failure = PolicyFailure::NotTheModel {
+                    model: model.to_path_buf(),
+                    what: differences(&c),
+                };
+                return Ok((v, Some(failure)));
+            }
+            model_line = Some(format!(
+                "all {} files match {}, byte for byte",
+                c.matched.len(),
+                model.display()
+            ));
         }
         // Only a signature by a trusted key makes an artifact verified;
         // --allow-unsigned accepts it (exit 0) without calling it verified.
@@ -553,6 +644,9 @@ pub fn verify(
                 "  integrity:  all {} chunk digests match the signed header",
                 h.chunks.len()
             )?;
+            if let Some(line) = model_line {
+                outln!("  model:      {line}")?;
+            }
         }
         Ok((v, None))
     })();

@@ -351,6 +351,111 @@ fn verify_reads_a_stream_on_standard_input() {
     }
 }
 
+/// `tic verify --against MODEL` proves an artifact holds exactly a model on
+/// disk (sizes and SHA-256 against the signed header, nothing decrypted):
+/// exit 0 when every file matches, 1 naming each file that differs, is
+/// missing or is extra; compile's `--exclude` patterns given again leave the
+/// same files out. (A lossy artifact: `lossy_cli.rs`.)
+#[test]
+fn verify_against_a_model_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 4);
+    std::fs::create_dir(m.join("sub")).unwrap();
+    std::fs::write(m.join("sub/tokenizer.json"), b"{\"v\":1}").unwrap();
+    let (key, pubk) = keygen(d, "signer");
+    let id = d.join("id.txt");
+    let recipient = write_age_identity(&id, "").to_public().to_string();
+    let art = d.join("enc.tic");
+    expect_code(&compile_encrypted(&m, &art, &key, &recipient, &[&"-q"]), 0);
+    let against = |model: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]| -> Output {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"verify",
+            &art,
+            &"--trusted-key",
+            &pubk,
+            &"--against",
+            &model,
+        ];
+        args.extend_from_slice(extra);
+        tic(&args)
+    };
+    let o = against(&m, &[]);
+    expect_code(&o, 0);
+    let want = format!(
+        "  model:      all 3 files match {}, byte for byte",
+        m.display()
+    );
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+
+    // A changed, a removed and an added file.
+    let other = d.join("other");
+    std::fs::create_dir_all(other.join("sub")).unwrap();
+    std::fs::copy(m.join("model.safetensors"), other.join("model.safetensors")).unwrap();
+    std::fs::write(other.join("sub/tokenizer.json"), b"{\"v\":2}").unwrap();
+    std::fs::write(other.join("notes.txt"), b"new").unwrap();
+    let o = against(&other, &[]);
+    expect_code(&o, 1);
+    let want = format!(
+        "tic: error: the artifact does not hold the model at {}: 1 file(s) differ: sub/tokenizer.json; \
+         1 file(s) are not in the model: config.json; 1 file(s) of the model are not in the artifact: notes.txt",
+        other.display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    let o = against(&other, &[&"--json"]);
+    expect_code(&o, 1);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["accepted"], false, "{v}");
+    assert_eq!(v["against"]["match"], false, "{v}");
+    assert_eq!(
+        v["against"]["matched"],
+        serde_json::json!(["model.safetensors"]),
+        "{v}"
+    );
+    assert_eq!(
+        v["against"]["different"][0]["path"], "sub/tokenizer.json",
+        "{v}"
+    );
+    assert_eq!(
+        v["against"]["missing"],
+        serde_json::json!(["config.json"]),
+        "{v}"
+    );
+    assert_eq!(
+        v["against"]["extra"],
+        serde_json::json!(["notes.txt"]),
+        "{v}"
+    );
+
+    // Files left out at compile time are left out here with the same patterns.
+    std::fs::write(m.join("pytorch_model.bin"), b"pickled").unwrap();
+    let art2 = d.join("excluded.tic");
+    let o = tic(&[
+        &"compile",
+        &"--unsigned",
+        &m,
+        &"-o",
+        &art2,
+        &"--exclude",
+        &"*.bin",
+    ]);
+    expect_code(&o, 0);
+    let v2 = |extra: &[&dyn AsRef<std::ffi::OsStr>]| -> Output {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"verify", &art2, &"--allow-unsigned", &"--against", &m];
+        args.extend_from_slice(extra);
+        tic(&args)
+    };
+    let o = v2(&[]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("not in the artifact: pytorch_model.bin (compiled with --exclude?"),
+        "{}",
+        stderr(&o)
+    );
+    expect_code(&v2(&[&"--exclude", &"*.bin"]), 0);
+}
+
 #[test]
 fn usage_and_io_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();

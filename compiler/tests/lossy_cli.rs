@@ -236,6 +236,22 @@ fn lossy_compile_inspect_verify_decompress() {
         "{err}"
     );
 
+    // verify --against the original model: the weights file differs, as
+    // lossy coding means to, and the error says so; config.json matches.
+    let o = tic(&[
+        "verify",
+        p(&art),
+        "--allow-unsigned",
+        "--against",
+        p(&model),
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("1 file(s) differ: model.safetensors (holds lossy tensors"),
+        "{err}"
+    );
+
     // decompress: valid safetensors, same names/dtypes/header, lossless
     // parts exact, lossy parts within their bounds, and it says so.
     let restored = d.path().join("restored");
@@ -282,6 +298,15 @@ fn lossy_compile_inspect_verify_decompress() {
     for (name, _, b) in &dec {
         assert!(&a.read_tensor(name).unwrap() == b, "{name}");
     }
+    // What it restores is what its header records.
+    let o = tic(&[
+        "verify",
+        p(&art),
+        "--allow-unsigned",
+        "--against",
+        p(&restored),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 }
 
 #[test]
