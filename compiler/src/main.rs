@@ -771,16 +771,16 @@ fn read_recipients(
 
 /// Reads an externally made signature file (raw, hex or base64).
 fn read_signature(path: &Path) -> anyhow::Result<[u8; 64]> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("reading signature {}", path.display()))?;
+    // At most one byte past the cap, from a file or a pipe alike.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4097), &mut bytes))
+        .with_context(|| format!("reading signature {}", path.display()))?;
     anyhow::ensure!(
-        meta.len() <= 4096,
-        "{}: {} bytes, too large to be a signature file (64 raw bytes, hex or base64)",
-        path.display(),
-        meta.len()
+        bytes.len() <= 4096,
+        "{}: over 4096 bytes, too large to be a signature file (64 raw bytes, hex or base64)",
+        path.display()
     );
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading signature {}", path.display()))?;
     tic_format::sign::read_signature_file(&bytes).with_context(|| path.display().to_string())
 }
 
@@ -813,15 +813,14 @@ fn warn_if_exposed(path: &Path, what: &str) {
 
 fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
     warn_if_exposed(path, "signing key");
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("reading signing key {}", path.display()))?;
-    anyhow::ensure!(
-        meta.len() < 1 << 20,
-        "{}: too large to be a key file",
-        path.display()
-    );
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading signing key {}", path.display()))?;
+    let bytes = tic_runtime::read_key_file(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: not text, so not a PEM signing key; make one with `tic keygen` or \
+             `openssl genpkey -algorithm ed25519`",
+            path.display()
+        )
+    })?;
     tic_format::sign::parse_private_key_pem(&text).with_context(|| path.display().to_string())
 }
 

@@ -456,6 +456,73 @@ fn verify_against_a_model_on_disk() {
     expect_code(&v2(&[&"--exclude", &"*.bin"]), 0);
 }
 
+/// CI keeps keys in secrets, not files: a signing key read from a pipe
+/// (`--sign /dev/stdin`, `--sign <(vault read ...)`) works, and a pipe
+/// that never ends is cut off at the key-file cap.
+#[test]
+fn a_signing_key_can_come_from_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 9);
+    let (key, pubk) = keygen(d, "ci");
+    let art = d.join("ci.tic");
+    let with_stdin = |input: Vec<u8>| -> Output {
+        use std::io::Write;
+        let mut child = tic_command(&[
+            &"compile",
+            &m,
+            &"-o",
+            &art,
+            &"--force",
+            &"-q",
+            &"--sign",
+            &"/dev/stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let o = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        o
+    };
+    let o = with_stdin(std::fs::read(&key).unwrap());
+    expect_code(&o, 0);
+    expect_code(&tic(&[&"verify", &art, &"--trusted-key", &pubk]), 0);
+
+    std::fs::remove_file(&art).unwrap();
+    let o = with_stdin(vec![b'A'; 3 << 20]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("/dev/stdin: the file is 1048577 bytes, too large to be a key file"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!art.exists());
+
+    // So is an external signature file, at its own cap.
+    let unsigned = d.join("unsigned.tic");
+    expect_code(
+        &tic(&[&"compile", &"--unsigned", &"-q", &m, &"-o", &unsigned]),
+        0,
+    );
+    let sig = d.join("sig.bin");
+    std::fs::write(&sig, vec![b'0'; 5000]).unwrap();
+    let o = attach_signature(&unsigned, &sig, &pubk, &art);
+    expect_code(&o, 2);
+    let want = format!(
+        "{}: over 4096 bytes, too large to be a signature file",
+        sig.display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    assert!(!art.exists());
+}
+
 #[test]
 fn usage_and_io_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -48,19 +48,37 @@ pub enum KeyFileError {
     EmptyKeyDir { path: PathBuf },
 }
 
+/// Reads a key file of at most 1 MiB (a regular file or a pipe such as
+/// `<(vault read ...)`), never more than one byte past that.
+pub fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyFileError> {
+    read_small(path)
+}
+
 fn read_small(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let too_large = |size| KeyFileError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+    };
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > MAX_KEY_FILE {
-        return Err(KeyFileError::TooLarge {
-            path: path.to_path_buf(),
-            size,
-        });
+        return Err(too_large(size));
     }
-    std::fs::read(path).map_err(io)
+    // A pipe (`--sign <(vault read ...)`, /dev/stdin) has no length: read
+    // at most one byte past the cap.
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_KEY_FILE + 1),
+        &mut bytes,
+    )
+    .map_err(io)?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Reads an Ed25519 public key (SubjectPublicKeyInfo PEM).

@@ -31,8 +31,8 @@ pub use device::{probe_cuda, Device, DeviceTensor, LoadOptions, TensorBuffer};
 pub use error::{ErrorKind, RuntimeError};
 pub use extract::{is_tic_temporary, ExtractReport};
 pub use keys::{
-    read_identities, read_public_key, read_recipients_file, read_symmetric_key, read_trusted_keys,
-    KeyFileError,
+    read_identities, read_key_file, read_public_key, read_recipients_file, read_symmetric_key,
+    read_trusted_keys, KeyFileError,
 };
 pub use stream::verify_stream;
 pub use tic_format;
