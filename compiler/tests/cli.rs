@@ -21,6 +21,27 @@ fn tic(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     tic_command(args).output().expect("run tic")
 }
 
+/// `tic ARGS` with `input` written to its standard input (from a thread, so
+/// a large input cannot deadlock; a tic that stops reading early closes the
+/// pipe, which is not a failure).
+fn tic_with_stdin(args: &[&dyn AsRef<std::ffi::OsStr>], input: Vec<u8>) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = tic_command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tic");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let o = child.wait_with_output().expect("wait for tic");
+    writer.join().expect("writer");
+    o
+}
+
 fn code(o: &Output) -> i32 {
     o.status.code().expect("exited, not killed")
 }
@@ -292,24 +313,10 @@ fn verify_reads_a_stream_on_standard_input() {
     let signed = compile_signed(d, &m, &key, "signed.tic");
     let bytes = std::fs::read(&signed).unwrap();
     let piped = |input: Vec<u8>, extra: &[&dyn AsRef<std::ffi::OsStr>]| -> Output {
-        use std::io::Write;
         let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
             vec![&"verify", &"-", &"--trusted-key", &pubk];
         args.extend_from_slice(extra);
-        let mut child = tic_command(&args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        // A reader that stops early closes the pipe: not a test failure.
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let o = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        o
+        tic_with_stdin(&args, input)
     };
 
     let o = piped(bytes.clone(), &[]);
@@ -467,8 +474,7 @@ fn a_signing_key_can_come_from_a_pipe() {
     let (key, pubk) = keygen(d, "ci");
     let art = d.join("ci.tic");
     let with_stdin = |input: Vec<u8>| -> Output {
-        use std::io::Write;
-        let mut child = tic_command(&[
+        let args: [&dyn AsRef<std::ffi::OsStr>; 8] = [
             &"compile",
             &m,
             &"-o",
@@ -477,19 +483,8 @@ fn a_signing_key_can_come_from_a_pipe() {
             &"-q",
             &"--sign",
             &"/dev/stdin",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let o = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        o
+        ];
+        tic_with_stdin(&args, input)
     };
     let o = with_stdin(std::fs::read(&key).unwrap());
     expect_code(&o, 0);
