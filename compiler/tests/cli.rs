@@ -356,6 +356,15 @@ fn verify_reads_a_stream_on_standard_input() {
             stderr(&o)
         );
     }
+    // The commands that seek say that only verify reads a stream.
+    let o = tic_with_stdin(&[&"inspect", &"-"], bytes);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("standard input (-) is a pipe, socket or device, not a file")
+            && stderr(&o).contains("`tic verify -` alone"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `tic verify --against MODEL` proves an artifact holds exactly a model on

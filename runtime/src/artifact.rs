@@ -175,6 +175,12 @@ impl Artifact {
             path: path.clone(),
             source,
         };
+        if path == Path::new("-") && !path.exists() {
+            // `-` names standard input only for `tic verify -`.
+            return Err(RuntimeError::NotSeekable {
+                path: PathBuf::from("standard input (-)"),
+            });
+        }
         let file = File::open(&path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
