@@ -47,14 +47,16 @@ impl Comparison {
 
 /// Compares the files `header` describes with those of the model at
 /// `model` (a directory, walked as a compile walks it, less what `exclude`
-/// matches, or one file). Local files are hashed in parallel; one whose
-/// size already differs is not read.
+/// matches and the `artifact` file itself if it is inside, or one file).
+/// Local files are hashed in parallel; one whose size already differs is
+/// not read.
 pub fn compare_with_model(
     header: &Header,
     model: &Path,
     exclude: &[Exclude],
+    artifact: Option<&Path>,
 ) -> Result<Comparison, CompileError> {
-    let local = model_files(model, exclude)?;
+    let local = model_files(model, exclude, artifact)?;
     let by_rel: std::collections::HashMap<&str, &PathBuf> =
         local.iter().map(|(p, r)| (r.as_str(), p)).collect();
     let in_artifact: std::collections::HashSet<&str> =

@@ -51,8 +51,8 @@ pub enum CompileError {
     NotARegularFile { path: PathBuf },
     #[error("{path}: not a file or directory but a pipe, socket or device; tic reads its input at random offsets, so save the model to a file first")]
     InputNotAFile { path: PathBuf },
-    #[error("{path}: symbolic links to directories are not followed; copy the directory's contents in instead")]
-    SymlinkedDirectory { path: PathBuf },
+    #[error("{}: symbolic links to directories are not followed; copy the directory's contents in instead, or leave it out with --exclude {rel}/", path.display())]
+    SymlinkedDirectory { path: PathBuf, rel: String },
     #[error("{path} is a Hugging Face cache folder (blobs/, snapshots/), which keeps every downloaded revision and each weight file twice; compile one revision's snapshot instead: {}", snapshots.iter().map(|s| path.join("snapshots").join(s).display().to_string()).collect::<Vec<_>>().join(" or "))]
     HfCacheFolder {
         path: PathBuf,

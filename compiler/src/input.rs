@@ -130,23 +130,10 @@ pub fn discover(
         })?;
         found.push((input.to_path_buf(), name.to_string()));
     } else if meta.is_dir() {
-        // huggingface_hub's cache: blobs/ holds the files, snapshots/REV/
-        // links to them by name.
-        if input.join("blobs").is_dir() && input.join("snapshots").is_dir() {
-            let snaps = input.join("snapshots");
-            let mut snapshots = Vec::new();
-            for e in std::fs::read_dir(&snaps).map_err(io(&snaps))? {
-                let e = e.map_err(io(&snaps))?;
-                snapshots.push(e.file_name().to_string_lossy().into_owned());
-            }
-            snapshots.sort();
-            return Err(CompileError::HfCacheFolder {
-                path: input.to_path_buf(),
-                snapshots,
-            });
-        }
+        refuse_hf_cache_folder(input)?;
         let clash = std::cell::Cell::new(false);
         let dropped = std::cell::RefCell::new(Vec::new());
+        let used = std::cell::RefCell::new(vec![false; exclude.len()]);
         let skip = |path: &Path, name: &str, rel: &str, meta: &std::fs::Metadata| {
             if out.is_some_and(|(id, artifact)| id == (meta.dev(), meta.ino()) && !artifact) {
                 clash.set(true);
@@ -158,25 +145,35 @@ pub fn discover(
                 return true;
             }
             let dir = meta.is_dir();
-            if let Some(p) = exclude.iter().find(|p| p.matches(rel, dir)) {
-                tracing::info!("leaving out {} (--exclude {:?})", path.display(), p.given);
-                dropped.borrow_mut().push(Excluded {
-                    rel: rel.to_string(),
-                    dir,
-                    size: if dir { 0 } else { meta.len() },
-                    pattern: p.given.clone(),
-                });
-                return true;
-            }
-            false
+            let Some(first) = mark_matches(exclude, rel, dir, &mut used.borrow_mut()) else {
+                return false;
+            };
+            tracing::info!(
+                "leaving out {} (--exclude {:?})",
+                path.display(),
+                exclude[first].given
+            );
+            let (files, size) = if dir {
+                tally(path, rel, exclude, &mut used.borrow_mut())
+            } else {
+                (1, meta.len())
+            };
+            dropped.borrow_mut().push(Excluded {
+                rel: rel.to_string(),
+                dir,
+                files,
+                size,
+                pattern: exclude[first].given.clone(),
+            });
+            true
         };
         walk(input, "", &mut found, &skip)?;
         if clash.get() {
             return Err(output_is_input());
         }
         excluded = dropped.into_inner();
-        for p in exclude {
-            if !excluded.iter().any(|e| e.pattern == p.given) {
+        for (p, used) in exclude.iter().zip(used.into_inner()) {
+            if !used {
                 tracing::warn!(
                     "--exclude {:?} matched nothing in {} (patterns match paths relative to it, \
                      such as `*.bin` or `onnx/`)",
@@ -230,7 +227,7 @@ impl Exclude {
         }
         let dirs_only = glob.ends_with('/');
         let glob = glob.trim_end_matches('/');
-        if given.starts_with('/') {
+        if given.starts_with('/') || glob.starts_with('/') {
             return Err(bad(
                 "patterns are relative to the model directory; drop the leading `/`",
             ));
@@ -259,7 +256,8 @@ pub struct Excluded {
     pub rel: String,
     /// A folder, left out with everything in it.
     pub dir: bool,
-    /// Its size in bytes (0 for a folder).
+    /// The files it holds (1 for a file) and their bytes.
+    pub files: u64,
     pub size: u64,
     /// The pattern that matched, as given.
     pub pattern: String,
@@ -303,12 +301,13 @@ fn warn_other_formats(input: &Path, files: &[InputFile]) {
     {
         return;
     }
-    let ext = |f: &InputFile| f.rel.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    // As written (patterns are case-sensitive); compared in lower case.
+    let ext = |f: &InputFile| f.rel.rsplit_once('.').map(|(_, e)| e.to_string());
     let others: Vec<&InputFile> = files
         .iter()
         .filter(|f| {
             f.size >= OTHER_FORMAT_MIN
-                && ext(f).is_some_and(|e| OTHER_FORMATS.contains(&e.as_str()))
+                && ext(f).is_some_and(|e| OTHER_FORMATS.contains(&e.to_ascii_lowercase().as_str()))
         })
         .collect();
     if others.is_empty() {
@@ -350,9 +349,16 @@ fn warn_other_formats(input: &Path, files: &[InputFile]) {
 pub fn model_files(
     input: &Path,
     exclude: &[Exclude],
+    artifact: Option<&Path>,
 ) -> Result<Vec<(PathBuf, String)>, CompileError> {
     let meta = std::fs::metadata(input).map_err(io(input))?;
     if meta.is_file() {
+        if !exclude.is_empty() {
+            tracing::warn!(
+                "--exclude is for model directories; {} is a single file, compared whole",
+                input.display()
+            );
+        }
         let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             CompileError::Unsupported {
                 path: input.to_path_buf(),
@@ -362,11 +368,20 @@ pub fn model_files(
         return Ok(vec![(input.to_path_buf(), name.to_string())]);
     }
     if !meta.is_dir() {
-        return Err(CompileError::InputNotAFile {
+        return Err(CompileError::Unsupported {
             path: input.to_path_buf(),
+            what: "not a model directory or file".into(),
         });
     }
+    refuse_hf_cache_folder(input)?;
+    // The artifact being checked, when it sits inside the model.
+    let own = artifact
+        .and_then(|a| std::fs::metadata(a).ok())
+        .map(|m| (m.dev(), m.ino()));
     let skip = |path: &Path, name: &str, rel: &str, meta: &std::fs::Metadata| {
+        if own == Some((meta.dev(), meta.ino())) {
+            return true;
+        }
         if let Some(why) = left_out(path, name, meta, None) {
             tracing::info!("leaving out {}: {why}", path.display());
             return true;
@@ -376,6 +391,69 @@ pub fn model_files(
     let mut found = Vec::new();
     walk(input, "", &mut found, &skip)?;
     Ok(found)
+}
+
+/// Refuses huggingface_hub's cache folder (`models--org--name`: blobs/
+/// holds the files, snapshots/REV/ links to them by name), naming its
+/// snapshots.
+fn refuse_hf_cache_folder(input: &Path) -> Result<(), CompileError> {
+    if !(input.join("blobs").is_dir() && input.join("snapshots").is_dir()) {
+        return Ok(());
+    }
+    let snaps = input.join("snapshots");
+    let mut snapshots = Vec::new();
+    for e in std::fs::read_dir(&snaps).map_err(io(&snaps))? {
+        let e = e.map_err(io(&snaps))?;
+        snapshots.push(e.file_name().to_string_lossy().into_owned());
+    }
+    snapshots.sort();
+    Err(CompileError::HfCacheFolder {
+        path: input.to_path_buf(),
+        snapshots,
+    })
+}
+
+/// The first of `exclude` that matches `rel`, marking in `used` every one
+/// that does.
+fn mark_matches(exclude: &[Exclude], rel: &str, dir: bool, used: &mut [bool]) -> Option<usize> {
+    let mut first = None;
+    for (i, p) in exclude.iter().enumerate() {
+        if p.matches(rel, dir) {
+            used[i] = true;
+            first.get_or_insert(i);
+        }
+    }
+    first
+}
+
+/// The files under a folder that `--exclude` leaves out, and their bytes,
+/// for the report; marks in `used` the patterns that match anything in it.
+/// Best effort: what cannot be read is not counted, and nothing fails.
+fn tally(dir: &Path, rel: &str, exclude: &[Exclude], used: &mut [bool]) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        let inner = format!("{rel}/{name}");
+        // Symbolic links are followed to files, not to folders.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let is_link = e.file_type().is_ok_and(|t| t.is_symlink());
+        mark_matches(exclude, &inner, meta.is_dir(), used);
+        if meta.is_dir() && !is_link {
+            let (f, b) = tally(&path, &inner, exclude, used);
+            files += f;
+            bytes += b;
+        } else if meta.is_file() {
+            files += 1;
+            bytes += meta.len();
+        }
+    }
+    (files, bytes)
 }
 
 /// Whether the file at `path` begins with the tic magic (an artifact).
@@ -442,14 +520,21 @@ fn walk(
         } else {
             format!("{prefix}/{name}")
         };
-        if skip(&path, &name, &rel, &e.metadata().map_err(io(&path))?) {
+        // A symbolic link is judged by what it points to (a snapshot's
+        // links to blobs, a linked folder that a pattern leaves out).
+        let ft = e.file_type().map_err(io(&path))?;
+        let meta = if ft.is_symlink() {
+            std::fs::metadata(&path)
+        } else {
+            e.metadata()
+        };
+        if skip(&path, &name, &rel, &meta.map_err(io(&path))?) {
             continue;
         }
-        let ft = e.file_type().map_err(io(&path))?;
         if ft.is_symlink() {
             let target = std::fs::metadata(&path).map_err(io(&path))?;
             if target.is_dir() {
-                return Err(CompileError::SymlinkedDirectory { path });
+                return Err(CompileError::SymlinkedDirectory { path, rel });
             } else if !target.is_file() {
                 return Err(CompileError::NotARegularFile { path });
             }

@@ -98,8 +98,8 @@ enum Cmd {
             long,
             value_name = "PATTERN",
             long_help = "Leave out of a model directory the files and folders whose path, relative to it and `/`-separated, \
-                         matches this glob (`*` any characters, `/` included; `?` one), as `huggingface-cli download --exclude` \
-                         matches them; repeatable. A matching folder is left out whole; a pattern ending in `/` matches folders only. \
+                         matches this glob (`*` any characters, `/` included; `?` one; no `[...]` classes), as \
+                         `huggingface-cli download --exclude` matches such patterns; repeatable. A matching folder is left out whole; a pattern ending in `/` matches folders only. \
                          For example, to ship only the safetensors weights of a full Hugging Face download: \
                          --exclude '*.bin' --exclude '*.h5' --exclude '*.ot' --exclude onnx/ --exclude openvino/"
         )]
@@ -470,17 +470,11 @@ fn excluded_line(excluded: &[tic_compiler::Excluded]) -> String {
     if excluded.len() > SHOWN {
         names.push(format!("{} more", excluded.len() - SHOWN));
     }
-    let files = excluded.iter().filter(|e| !e.dir).count();
+    let files: u64 = excluded.iter().map(|e| e.files).sum();
     let bytes: u64 = excluded.iter().map(|e| e.size).sum();
-    let folders = excluded.len() - files;
     format!(
-        "left out by --exclude: {} ({files} file(s) of {bytes} bytes{})",
-        names.join(", "),
-        if folders > 0 {
-            format!(", {folders} folder(s)")
-        } else {
-            String::new()
-        }
+        "left out by --exclude: {} ({files} file(s), {bytes} bytes)",
+        names.join(", ")
     )
 }
 
@@ -752,10 +746,11 @@ fn read_recipients(
 ) -> anyhow::Result<Vec<tic_format::crypto::Recipient>> {
     let mut recipients = Vec::new();
     for r in age {
-        // A file of recipients, as `age -R` reads: a recipient itself
-        // (`age1…`) never names a file.
+        // A file of recipients, as `age -R` reads (a pipe such as
+        // /dev/stdin or <(...) too): a recipient itself (`age1…`) never
+        // names a file.
         let path = Path::new(r);
-        if !r.trim_start().starts_with("age1") && path.is_file() {
+        if !r.trim_start().starts_with("age1") && path.exists() && !path.is_dir() {
             recipients.extend(tic_runtime::read_recipients_file(path)?);
         } else {
             recipients.push(tic_format::crypto::parse_recipient(r)?);

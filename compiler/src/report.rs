@@ -514,6 +514,25 @@ pub fn verify(
 ) -> Result<u8, crate::Failure> {
     // Ok: the artifact checked out (its summary), and a policy it broke.
     let result = (|| -> Result<(Value, Option<PolicyFailure>), crate::Failure> {
+        // Standard input is the artifact's: a key cannot come from it too.
+        let stream = path == Path::new("-");
+        if let Some(k) = trusted
+            .iter()
+            .find(|k| stream && (*k == Path::new("/dev/stdin") || *k == Path::new("-")))
+        {
+            return Err(anyhow::anyhow!(
+                "--trusted-key {}: standard input carries the artifact (`tic verify -`); \
+                 give the trusted key as a file",
+                k.display()
+            )
+            .into());
+        }
+        // A model that is not there is found before the artifact is read.
+        if let Some(model) = against {
+            anyhow::Context::with_context(std::fs::metadata(model), || {
+                format!("--against {}", model.display())
+            })?;
+        }
         let keys = tic_runtime::read_trusted_keys(trusted)?;
         let trust = Trust {
             keys,
@@ -565,7 +584,8 @@ pub fn verify(
         }
         let mut model_line = None;
         if let Some(model) = against {
-            let c = tic_compiler::compare_with_model(art.header(), model, exclude)?;
+            let artifact = (path != Path::new(STDIN_NAME)).then_some(path);
+            let c = tic_compiler::compare_with_model(art.header(), model, exclude, artifact)?;
             v["against"] = json!({
                 "model": model.display().to_string(),
                 "match": c.is_match(),

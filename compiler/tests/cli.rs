@@ -347,6 +347,10 @@ fn verify_reads_a_stream_on_standard_input() {
         (bytes[..bytes.len() - 1].to_vec(), "truncated"),
         (longer, "has bytes appended"),
         (b"not an artifact".to_vec(), "not a tic artifact"),
+        (
+            [bytes.clone(), vec![0; 3 << 20]].concat(),
+            "goes on for more than 1 MiB past",
+        ),
     ] {
         let o = piped(input, &[]);
         expect_code(&o, 1);
@@ -403,6 +407,38 @@ fn verify_against_a_model_on_disk() {
         m.display()
     );
     assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+    // The artifact kept inside the model it was made from is not a model file.
+    let inside = m.join("model.tic");
+    std::fs::copy(&art, &inside).unwrap();
+    let o = tic(&[
+        &"verify",
+        &inside,
+        &"--trusted-key",
+        &pubk,
+        &"--against",
+        &m,
+    ]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("all 3 files match"), "{}", stdout(&o));
+    std::fs::remove_file(&inside).unwrap();
+    // A model that is not there, or is a Hugging Face cache folder.
+    let o = against(&d.join("nowhere"), &[]);
+    expect_code(&o, 2);
+    let want = format!(
+        "tic: error: --against {}: No such file",
+        d.join("nowhere").display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    let cache = d.join("models--org--name");
+    std::fs::create_dir_all(cache.join("blobs")).unwrap();
+    std::fs::create_dir_all(cache.join("snapshots/abc123")).unwrap();
+    let o = against(&cache, &[]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is a Hugging Face cache folder"),
+        "{}",
+        stderr(&o)
+    );
 
     // A changed, a removed and an added file.
     let other = d.join("other");
@@ -503,7 +539,7 @@ fn a_signing_key_can_come_from_a_pipe() {
     let o = with_stdin(vec![b'A'; 3 << 20]);
     expect_code(&o, 2);
     assert!(
-        stderr(&o).contains("/dev/stdin: the file is 1048577 bytes, too large to be a key file"),
+        stderr(&o).contains("/dev/stdin: over 1 MiB, too large to be a key file"),
         "{}",
         stderr(&o)
     );
@@ -820,6 +856,28 @@ fn encrypt_to_a_recipients_file() {
         expect_code(&decompress(&enc, &out, &pubk, Some(id)), 0);
         assert_restored(&out, &m);
     }
+
+    // From a pipe too (`--encrypt-to <(vault read ...)`), with a byte order
+    // mark in front as some editors write.
+    let piped_enc = d.join("piped.tic");
+    let o = tic_with_stdin(
+        &[
+            &"compile",
+            &m,
+            &"-o",
+            &piped_enc,
+            &"--sign",
+            &key,
+            &"--encrypt-to",
+            &"/dev/stdin",
+        ],
+        format!("\u{feff}{a}\n").into_bytes(),
+    );
+    expect_code(&o, 0);
+    expect_code(
+        &decompress(&piped_enc, &d.join("out-piped"), &pubk, Some(&id_a)),
+        0,
+    );
 
     let ssh = d.join("id_ed25519.pub");
     std::fs::write(
@@ -1499,25 +1557,34 @@ fn other_weight_formats_are_named_and_exclude_leaves_them_out() {
             .collect()
     };
     std::fs::write(m.join("pytorch_model.bin"), big(3 << 20, 7)).unwrap();
-    std::fs::write(m.join("tf_model.h5"), big(2 << 20, 11)).unwrap();
-    std::fs::create_dir(m.join("onnx")).unwrap();
-    std::fs::write(m.join("onnx/model.onnx"), big(1 << 20, 13)).unwrap();
+    // As written: the suggested pattern keeps the case.
+    std::fs::write(m.join("tf_model.H5"), big(2 << 20, 11)).unwrap();
+    // A folder linked in (as a snapshot links files): judged by its target.
+    let onnx = d.join("onnx-export");
+    std::fs::create_dir(&onnx).unwrap();
+    std::fs::write(onnx.join("model.onnx"), big(1 << 20, 13)).unwrap();
+    std::os::unix::fs::symlink(&onnx, m.join("onnx")).unwrap();
     std::fs::write(m.join("training_args.bin"), b"small settings").unwrap();
     let art = d.join("m.tic");
 
+    std::fs::remove_file(m.join("onnx")).unwrap();
+    std::fs::create_dir(m.join("onnx")).unwrap();
+    std::fs::copy(onnx.join("model.onnx"), m.join("onnx/model.onnx")).unwrap();
     let o = tic(&[&"compile", &"--unsigned", &m, &"-o", &art]);
     expect_code(&o, 0);
     let err = stderr(&o);
     let want = format!(
         "tic: warning: {} holds weights in formats other than safetensors: onnx/model.onnx (1.0 MB), \
-         pytorch_model.bin (3.1 MB), tf_model.h5 (2.1 MB); 6.3 MB,",
+         pytorch_model.bin (3.1 MB), tf_model.H5 (2.1 MB); 6.3 MB,",
         m.display()
     );
     assert!(err.contains(&want), "{err}");
     assert!(
-        err.contains("leave the others out: --exclude '*.bin' --exclude '*.h5' --exclude '*.onnx'"),
+        err.contains("leave the others out: --exclude '*.H5' --exclude '*.bin' --exclude '*.onnx'"),
         "{err}"
     );
+    std::fs::remove_dir_all(m.join("onnx")).unwrap();
+    std::os::unix::fs::symlink(&onnx, m.join("onnx")).unwrap();
     assert!(!err.contains("training_args.bin"), "{err}");
 
     // The suggested flags, with a folder pattern and one that matches nothing.
@@ -1531,11 +1598,16 @@ fn other_weight_formats_are_named_and_exclude_leaves_them_out() {
         &"--exclude",
         &"*.bin",
         &"--exclude",
-        &"*.h5",
+        &"*.H5",
         &"--exclude",
         &"onnx/",
         &"--exclude",
         &"*.gguf",
+        // Also matching: no "matched nothing" for these.
+        &"--exclude",
+        &"pytorch_model.bin",
+        &"--exclude",
+        &"onnx/*.onnx",
     ]);
     expect_code(&o, 0);
     let err = stderr(&o);
@@ -1547,12 +1619,13 @@ fn other_weight_formats_are_named_and_exclude_leaves_them_out() {
         )),
         "{err}"
     );
+    assert_eq!(err.matches("matched nothing").count(), 1, "{err}");
     let out = stdout(&o);
     assert!(
         out.contains(&format!(
-            "left out by --exclude: onnx/, pytorch_model.bin, tf_model.h5, training_args.bin \
-             (3 file(s) of {} bytes, 1 folder(s))",
-            (3 << 20) + (2 << 20) + 14
+            "left out by --exclude: onnx/, pytorch_model.bin, tf_model.H5, training_args.bin \
+             (4 file(s), {} bytes)",
+            (3 << 20) + (2 << 20) + (1 << 20) + 14
         )),
         "{out}"
     );
@@ -1563,6 +1636,23 @@ fn other_weight_formats_are_named_and_exclude_leaves_them_out() {
     assert_restored(&restored, &m);
 
     // Refused, with nothing written.
+    let o = tic(&[
+        &"compile",
+        &"--unsigned",
+        &m,
+        &"-o",
+        &d.join("linked.tic"),
+        &"--exclude",
+        &"*.bin",
+    ]);
+    expect_code(&o, 2);
+    let want = format!(
+        "{}: symbolic links to directories are not followed; copy the directory's contents in \
+         instead, or leave it out with --exclude onnx/",
+        m.join("onnx").display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    std::fs::remove_file(m.join("onnx")).unwrap();
     std::fs::write(
         m.join("model.safetensors.index.json"),
         r#"{"weight_map":{"a.weight":"model.safetensors","b.bias":"model.safetensors"}}"#,

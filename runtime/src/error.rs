@@ -79,6 +79,8 @@ pub enum RuntimeError {
     NotAFile { path: PathBuf },
     #[error("{path} is a pipe, socket or device, not a file: tic reads an artifact at random offsets, so save it to a file first (for example `curl -o model.tic URL`); `tic verify -` alone checks an artifact as it streams in on standard input")]
     NotSeekable { path: PathBuf },
+    #[error("{path}: the stream goes on for more than 1 MiB past the {expected} bytes that the artifact's preamble gives: it is not one artifact, or has data appended; fetch it again")]
+    StreamTooLong { path: PathBuf, expected: u64 },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
     #[error(

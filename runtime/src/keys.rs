@@ -20,7 +20,7 @@ pub enum KeyFileError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: the file is {size} bytes, too large to be a key file")]
+    #[error("{path}: over 1 MiB, too large to be a key file")]
     TooLarge { path: PathBuf, size: u64 },
     #[error("{path}: {source}")]
     Sign {

@@ -19,6 +19,10 @@ use crate::Progress;
 /// default chunks, hashed at over 1 GB/s each: more than a network gives.
 const BATCH_BYTES: u64 = 16 << 20;
 
+/// Bytes after the artifact's end that a streamed verify counts, to report
+/// the stream's length; past them it stops reading.
+const TRAILING_COUNTED: u64 = 1 << 20;
+
 /// Verifies the artifact that `reader` yields, named `name` in messages:
 /// the same checks as [`crate::Artifact::open`] followed by
 /// [`crate::Artifact::verify_chunks`], and that the stream ends where the
@@ -90,9 +94,10 @@ pub fn verify_stream(
             bytes += c.stored_len;
             end += 1;
         }
-        // At most BATCH_BYTES, or one chunk, which the header's limits cap.
+        // At most BATCH_BYTES up front; a larger chunk grows the buffer as
+        // its bytes arrive.
         buf.clear();
-        buf.reserve_exact(bytes as usize);
+        buf.reserve_exact(bytes.min(BATCH_BYTES) as usize);
         if read.up_to(bytes, &mut buf, &path)? < bytes {
             progress.finish();
             return Err(short(read.pos));
@@ -115,13 +120,23 @@ pub fn verify_stream(
         first = end;
     }
     progress.finish();
-    // Nothing may follow the payload.
-    let extra = std::io::copy(&mut read.reader, &mut std::io::sink()).map_err(|source| {
-        RuntimeError::Io {
-            path: path.clone(),
-            source,
-        }
+    // Nothing may follow the payload. A few appended bytes are counted, as
+    // a file's length would show them; a stream that goes on and on (a
+    // wrong input, `/dev/zero`) is not read to its end.
+    let extra = std::io::copy(
+        &mut (&mut read.reader).take(TRAILING_COUNTED + 1),
+        &mut std::io::sink(),
+    )
+    .map_err(|source| RuntimeError::Io {
+        path: path.clone(),
+        source,
     })?;
+    if extra > TRAILING_COUNTED {
+        return Err(RuntimeError::StreamTooLong {
+            path,
+            expected: total,
+        });
+    }
     if extra > 0 {
         return Err(short(total + extra));
     }

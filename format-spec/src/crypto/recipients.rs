@@ -129,17 +129,38 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// Parses an `age1…` X25519 recipient (surrounding whitespace ignored).
+/// What an error about a would-be recipient may quote of it: the value
+/// itself only when it looks public (an `age1…` or SSH key) or like a file
+/// name (a `.` in it, which no secret key format has); otherwise nothing,
+/// since a symmetric key (hex, base64) or a secret pasted in the wrong place
+/// must not end up in a terminal or a CI log.
+fn quotable(t: &str) -> String {
+    let public = t.starts_with("age1") || SSH_PREFIXES.iter().any(|p| t.starts_with(p));
+    let file_name = t.contains('.')
+        && !t.contains(char::is_whitespace)
+        && !t.to_ascii_uppercase().contains("SECRET")
+        && !t.starts_with("-----");
+    if public || file_name {
+        t.chars().take(120).collect()
+    } else {
+        "(the value, not shown in case it is secret)".to_owned()
+    }
+}
+
+/// How SSH public keys begin.
+const SSH_PREFIXES: [&str; 4] = ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-", "sk-ssh-"];
+
+/// Parses an `age1…` X25519 recipient (surrounding whitespace and a byte
+/// order mark ignored). A rejected value is quoted in the error only when
+/// it looks public (see [`quotable`]); an age secret key anywhere in it is
+/// named as such and never quoted.
 pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
-    let t = s.trim();
+    let t = s.trim_start_matches('\u{feff}').trim();
     let bad = |reason: &str| CryptoError::BadRecipient {
-        input: t.chars().take(120).collect(),
+        input: quotable(t),
         reason: reason.to_owned(),
     };
-    if t.as_bytes()
-        .get(..15)
-        .is_some_and(|p| p.eq_ignore_ascii_case(b"AGE-SECRET-KEY-"))
-    {
+    if t.to_ascii_uppercase().contains("AGE-SECRET-KEY-") {
         // Never echo a secret key back.
         return Err(CryptoError::BadRecipient {
             input: "AGE-SECRET-KEY-1…".to_owned(),
@@ -148,8 +169,7 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
                 .to_owned(),
         });
     }
-    const SSH: [&str; 4] = ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-", "sk-ssh-"];
-    if SSH.iter().any(|p| t.starts_with(p)) {
+    if SSH_PREFIXES.iter().any(|p| t.starts_with(p)) {
         return Err(bad(
             "this is an SSH public key, and tic encrypts to age X25519 recipients only; \
              the recipient makes one with `age-keygen -o key.txt` and sends its \
@@ -162,6 +182,12 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
         ));
     }
     if !t.starts_with("age1") {
+        if read_symmetric_key_file(t.as_bytes()).is_ok() {
+            return Err(bad(
+                "this looks like a 32-byte symmetric key, which is given as a file \
+                 (--encrypt-key FILE), never on the command line",
+            ));
+        }
         return Err(bad("does not start with \"age1\""));
     }
     age::x25519::Recipient::from_str(t)
@@ -181,7 +207,12 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
 /// one recipient is required.
 pub fn parse_recipients_file(text: &str) -> Result<Vec<Recipient>, CryptoError> {
     let mut recipients = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in text
+        .strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
+        .enumerate()
+    {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;

@@ -488,11 +488,48 @@ fn a_secret_key_given_as_recipient_is_never_quoted() {
         secret.clone(),
         secret.to_lowercase(),
         format!("  {secret}\n"),
+        format!("\u{feff}{secret}"),
+        format!("\"{secret}\""),
+        format!("export KEY={secret}"),
     ] {
         let err = parse_recipient(&s).unwrap_err().to_string();
         assert!(err.contains("secret key"), "{err}");
         assert!(!err.to_uppercase().contains(&secret[16..]), "{err}");
     }
+    // Other secrets are not quoted either: a symmetric key (hex, base64),
+    // the start of a key cut short, a PEM private key.
+    let hex = super::hex(&[0xa5; 32]);
+    let b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    for (s, why) in [
+        (hex.as_str(), "symmetric key"),
+        (b64, "symmetric key"),
+        (
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA",
+            "PEM key",
+        ),
+        ("a3925b010e82a3925b010e82", "does not start with"),
+    ] {
+        let err = parse_recipient(s).unwrap_err().to_string();
+        assert!(err.contains(why), "{err}");
+        assert!(err.contains("not shown"), "{err}");
+        assert!(!err.contains(&s[..12]), "{err}");
+    }
+    let err = parse_recipient(&secret[..28]).unwrap_err().to_string();
+    assert!(
+        err.contains("secret key") && !err.contains(&secret[16..28]),
+        "{err}"
+    );
+    // What looks public or like a file name is quoted, to say what was wrong.
+    let err = parse_recipient("recipients.txt").unwrap_err().to_string();
+    assert!(err.contains("\"recipients.txt\""), "{err}");
+    // A byte order mark in front of a recipient is ignored.
+    let (_, r) = age_pair();
+    assert_eq!(
+        parse_recipient(&format!("\u{feff}{}", r.label()))
+            .unwrap()
+            .label(),
+        r.label()
+    );
     // Multi-byte text around byte 15 is just not a recipient (no panic).
     for s in ["AGE-SECRET-KEY\u{e9}1x", "age1é", "éééééééééé"] {
         assert!(matches!(
