@@ -709,14 +709,24 @@ impl Header {
     }
 
     /// The tensors of one file.
+    /// (Empty for an entry that is not this header's and points past its
+    /// tables.)
     pub fn file_tensors(&self, file: &FileEntry) -> &[TensorEntry] {
-        &self.tensors[file.first_tensor as usize..(file.first_tensor + file.tensor_count) as usize]
+        let first = file.first_tensor as usize;
+        first
+            .checked_add(file.tensor_count as usize)
+            .and_then(|end| self.tensors.get(first..end))
+            .unwrap_or(&[])
     }
 
-    /// The chunks of one tensor, with their global indices.
+    /// The chunks of one tensor, with their global indices (none for an
+    /// entry that is not this header's and points past its chunk table).
     pub fn tensor_chunks(&self, t: &TensorEntry) -> impl Iterator<Item = (u64, &ChunkEntry)> {
         let first = t.first_chunk as usize;
-        self.chunks[first..first + t.chunk_count as usize]
+        first
+            .checked_add(t.chunk_count as usize)
+            .and_then(|end| self.chunks.get(first..end))
+            .unwrap_or(&[])
             .iter()
             .enumerate()
             .map(move |(i, c)| ((first + i) as u64, c))

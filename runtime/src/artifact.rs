@@ -27,7 +27,7 @@ pub struct Trust {
 }
 
 /// How to open an artifact.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct OpenOptions {
     pub trust: Trust,
     /// Identities to decrypt with (age identities or symmetric keys). Not
@@ -75,6 +75,29 @@ fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, R
             source,
         })?;
     Ok(buf)
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("path", &self.path)
+            .field("version", &(self.preamble.major, self.preamble.minor))
+            .field("files", &self.header.files.len())
+            .field("tensors", &self.header.tensors.len())
+            .field("chunks", &self.header.chunks.len())
+            .field("signature", &self.signature)
+            .field("encrypted", &self.recipients.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Artifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifact")
+            .field("head", &self.head)
+            .field("can_decrypt", &self.can_decrypt())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Head {
@@ -314,7 +337,16 @@ impl Artifact {
         index: u64,
         tensor: &TensorEntry,
     ) -> Result<Vec<u8>, RuntimeError> {
-        let c = &self.head.header.chunks[index as usize];
+        self.own_entry(tensor)?;
+        let chunks = &self.head.header.chunks;
+        let c = usize::try_from(index)
+            .ok()
+            .and_then(|i| chunks.get(i))
+            .ok_or_else(|| RuntimeError::ChunkNotFound {
+                path: self.head.path.clone(),
+                index,
+                chunks: chunks.len(),
+            })?;
         let mut buf = Vec::new();
         self.read_stored_chunk_into(index, c, tensor, &mut buf)?;
         Ok(buf)
@@ -425,6 +457,7 @@ impl Artifact {
         tensor: &TensorEntry,
         out: &mut [u8],
     ) -> Result<(), RuntimeError> {
+        self.own_entry(tensor)?;
         if out.len() as u64 != tensor.orig_len {
             return Err(RuntimeError::BufferSize {
                 tensor: display_name(tensor),
@@ -449,6 +482,54 @@ impl Artifact {
             out.fill(0);
         }
         r
+    }
+
+    /// Checks that `t` is one of this artifact's tensor entries (or an
+    /// unchanged copy of one), so that an entry kept from another artifact
+    /// is refused instead of read with this one's chunks.
+    fn own_entry(&self, t: &TensorEntry) -> Result<(), RuntimeError> {
+        let tensors = &self.head.header.tensors;
+        let inside = tensors.as_ptr_range().contains(&(t as *const TensorEntry));
+        if inside || tensors.iter().any(|x| x == t) {
+            Ok(())
+        } else {
+            Err(RuntimeError::ForeignEntry {
+                path: self.head.path.clone(),
+                tensor: display_name(t),
+            })
+        }
+    }
+
+    /// The tensors, in table order, without the entries that hold the
+    /// contents of plain files (which have no name; see
+    /// [`Artifact::read_file`]).
+    pub fn tensors(&self) -> impl Iterator<Item = &TensorEntry> {
+        self.head
+            .header
+            .tensors
+            .iter()
+            .filter(|t| !t.name.is_empty())
+    }
+
+    /// Reads the original bytes of a file that is not safetensors
+    /// (`config.json`, a tokenizer), by its path in the artifact.
+    /// Safetensors files are restored whole by [`Artifact::extract`].
+    pub fn read_file(&self, name: &str) -> Result<Vec<u8>, RuntimeError> {
+        let h = &self.head.header;
+        let file = h
+            .files
+            .iter()
+            .find(|f| f.path == name && f.kind == tic_format::FileKind::Blob)
+            .ok_or_else(|| RuntimeError::FileNotFound {
+                path: self.head.path.clone(),
+                name: name.to_string(),
+            })?;
+        match h.file_tensors(file) {
+            [entry] => self.read_entry(entry),
+            _ => Err(RuntimeError::Internal(format!(
+                "file {name:?} has no single entry in a header that parsed"
+            ))),
+        }
     }
 
     /// Reads one tensor by name into a new buffer.

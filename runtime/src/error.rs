@@ -22,11 +22,11 @@ pub enum RuntimeError {
         #[source]
         source: tic_format::FormatError,
     },
-    #[error("{path}: the artifact is not signed; pass --allow-unsigned to accept unsigned artifacts, or sign it with `tic compile --sign`")]
+    #[error("{path}: the artifact is not signed; pass --allow-unsigned (`Trust::allow_unsigned`) to accept unsigned artifacts, or sign it with `tic compile --sign`")]
     Unsigned { path: PathBuf },
-    #[error("{path}: signed by {fingerprint}, which is not among the trusted keys; pass its public key with --trusted-key if you trust it")]
+    #[error("{path}: signed by {fingerprint}, which is not among the trusted keys; pass its public key with --trusted-key (`Trust::keys`) if you trust it")]
     UntrustedSigner { path: PathBuf, fingerprint: String },
-    #[error("{path}: signed by {fingerprint}, but no trusted key was given; pass --trusted-key KEY.pub (or --allow-unsigned to skip the signature check)")]
+    #[error("{path}: signed by {fingerprint}, but no trusted key was given; pass --trusted-key KEY.pub (`Trust::keys`), or --allow-unsigned (`Trust::allow_unsigned`) to skip the signature check")]
     NoTrustedKeys { path: PathBuf, fingerprint: String },
     #[error("{path}: {source}")]
     Signature {
@@ -63,7 +63,7 @@ pub enum RuntimeError {
         #[source]
         source: tic_format::crypto::CryptoError,
     },
-    #[error("{path}: the artifact is encrypted to {recipients} recipient(s); pass --identity FILE (an age identity or a 32-byte key file) to decrypt it")]
+    #[error("{path}: the artifact is encrypted to {recipients} recipient(s); pass --identity FILE (`OpenOptions::identities`: an age identity or a 32-byte key file) to decrypt it")]
     NeedIdentity { path: PathBuf, recipients: usize },
     #[error("{path}: the signed header says the payload is encrypted but the recipients section is {what}")]
     RecipientsMismatch { path: PathBuf, what: &'static str },
@@ -75,6 +75,16 @@ pub enum RuntimeError {
     },
     #[error("no tensor named {name:?} in {path}")]
     TensorNotFound { path: PathBuf, name: String },
+    #[error("{path}: tensor entry {tensor} is not one of this artifact's (taken from another artifact, or changed); look it up with `Artifact::tensor(name)`")]
+    ForeignEntry { path: PathBuf, tensor: String },
+    #[error("{path}: no chunk {index}; the artifact has {chunks}")]
+    ChunkNotFound {
+        path: PathBuf,
+        index: u64,
+        chunks: usize,
+    },
+    #[error("no file {name:?} in {path}")]
+    FileNotFound { path: PathBuf, name: String },
     #[error("{path} is a directory, not an artifact; give the .tic file itself")]
     NotAFile { path: PathBuf },
     #[error("{path} is a pipe, socket or device, not a file: tic reads an artifact at random offsets, so save it to a file first (for example `curl -o model.tic URL`); `tic verify -` alone checks an artifact as it streams in on standard input")]
@@ -131,6 +141,9 @@ impl RuntimeError {
             NeedIdentity { .. }
             | NoTrustedKeys { .. }
             | TensorNotFound { .. }
+            | ForeignEntry { .. }
+            | ChunkNotFound { .. }
+            | FileNotFound { .. }
             | NotAFile { .. }
             | NotSeekable { .. }
             | OutputExists { .. }

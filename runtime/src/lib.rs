@@ -17,13 +17,18 @@
 #![forbid(unsafe_code)]
 
 mod artifact;
+// `buffers`, `ordered` and `writeback` are shared with tic-compiler, not
+// part of the API: hidden from the docs, and they may change.
+#[doc(hidden)]
 pub mod buffers;
 pub mod device;
 mod error;
 mod extract;
 mod keys;
+#[doc(hidden)]
 pub mod ordered;
 mod stream;
+#[doc(hidden)]
 pub mod writeback;
 
 pub use artifact::{Artifact, Head, OpenOptions, SignatureStatus, Trust};

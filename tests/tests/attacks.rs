@@ -273,9 +273,7 @@ fn truncation_and_appended_bytes_are_rejected() {
     let cut_path = dir.path().join("cut.tic");
     for &cut in &cuts {
         std::fs::write(&cut_path, &original[..cut]).unwrap();
-        let err = verify(&cut_path, &vk)
-            .err()
-            .expect("a truncated artifact must not verify");
+        let err = verify(&cut_path, &vk).expect_err("a truncated artifact must not verify");
         let streamed = verify_streamed(&cut_path, &vk, 1000).err();
         assert_eq!(
             streamed.map(|e| format!("{e:?}")),
@@ -299,9 +297,7 @@ fn truncation_and_appended_bytes_are_rejected() {
         let mut b = original.clone();
         b.extend_from_slice(extra);
         std::fs::write(&cut_path, &b).unwrap();
-        let err = verify(&cut_path, &vk)
-            .err()
-            .expect("appended bytes must not verify");
+        let err = verify(&cut_path, &vk).expect_err("appended bytes must not verify");
         let streamed = verify_streamed(&cut_path, &vk, 1000).err();
         assert_eq!(
             streamed.map(|e| format!("{e:?}")),
@@ -328,9 +324,8 @@ fn truncation_and_appended_bytes_are_rejected() {
             let mut p = parts.clone();
             p.payload.truncate(keep - parts.payload_range().start);
             p.write(&cut_path);
-            let err = verify(&cut_path, &vk)
-                .err()
-                .expect("a consistent-looking truncation must fail");
+            let err =
+                verify(&cut_path, &vk).expect_err("a consistent-looking truncation must fail");
             let streamed = verify_streamed(&cut_path, &vk, 1000).err();
             assert_eq!(streamed.map(|e| format!("{e:?}")), Some(format!("{err:?}")));
             assert_err!(err, RuntimeError::Format { source: FormatError::Inconsistent(m), .. } if m.contains("payload"), "chunk {i}, kept {keep}");

@@ -1,0 +1,82 @@
+//! The runtime API misused the way an embedding service can: an entry kept
+//! from another artifact (or changed), a chunk index out of range, a plain
+//! file asked for by name. Each gets a usage error that says what to do;
+//! nothing panics.
+
+use tic_runtime::{ErrorKind, RuntimeError};
+use tic_tests::*;
+
+#[test]
+fn entries_from_another_artifact_are_refused_not_read() {
+    let dir = tempdir().unwrap();
+    let key = signing_key();
+    let vk = key.verifying_key();
+    // A small model and a larger one with more chunks and tensors.
+    let small = small_model(&dir.path().join("small"), 1);
+    let mut tensors = small_tensors(2);
+    tensors.push(Tensor::random("big.weight", "BF16", &[64, 1024], 3));
+    let large = model_with(&dir.path().join("large"), &tensors);
+    let (a, b) = (dir.path().join("a.tic"), dir.path().join("b.tic"));
+    compile(&small, &a, Some(&key), Vec::new());
+    compile(&large, &b, Some(&key), Vec::new());
+    let a = open_trusting(&a, &vk).unwrap();
+    let b = open_trusting(&b, &vk).unwrap();
+
+    // Past the end of a's chunk table, and within it but not a's.
+    let past = b.tensor("big.weight").unwrap();
+    let within = b.tensor("embed.weight").unwrap();
+    assert!(past.first_chunk as usize >= a.header().chunks.len());
+    for t in [past, within] {
+        let e = a.read_entry(t).unwrap_err();
+        assert!(matches!(e, RuntimeError::ForeignEntry { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        assert!(e.to_string().contains("Artifact::tensor(name)"), "{e}");
+        let e = a.read_stored_chunk(0, t).unwrap_err();
+        assert!(matches!(e, RuntimeError::ForeignEntry { .. }), "{e:?}");
+    }
+    // A changed copy of an entry of its own.
+    let mut changed = a.tensor("embed.weight").unwrap().clone();
+    changed.orig_len -= 4;
+    let e = a.read_tensor_into(&changed, &mut vec![0; changed.orig_len as usize]);
+    assert!(matches!(e, Err(RuntimeError::ForeignEntry { .. })), "{e:?}");
+    // An unchanged copy is its own entry.
+    let copy = a.tensor("embed.weight").unwrap().clone();
+    assert_eq!(
+        a.read_entry(&copy).unwrap(),
+        a.read_tensor("embed.weight").unwrap()
+    );
+
+    let e = a.read_stored_chunk(999, &copy).unwrap_err();
+    assert!(
+        matches!(e, RuntimeError::ChunkNotFound { index: 999, .. }),
+        "{e:?}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Usage);
+    assert!(a.read_stored_chunk(copy.first_chunk.into(), &copy).is_ok());
+}
+
+#[test]
+fn plain_files_are_read_by_name_and_kept_apart_from_tensors() {
+    let dir = tempdir().unwrap();
+    let model = small_model(&dir.path().join("m"), 4);
+    let path = dir.path().join("m.tic");
+    compile(&model, &path, None, Vec::new());
+    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    assert_eq!(
+        art.read_file("config.json").unwrap(),
+        std::fs::read(model.join("config.json")).unwrap()
+    );
+    let names: Vec<&str> = art.tensors().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, SMALL_TENSORS);
+    for missing in ["model.safetensors", "nope.json"] {
+        let e = art.read_file(missing).unwrap_err();
+        assert!(matches!(e, RuntimeError::FileNotFound { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Usage);
+    }
+    // Debug output names the artifact and its shape, no key material.
+    let shown = format!("{art:?}");
+    assert!(
+        shown.contains("m.tic") && shown.contains("chunks"),
+        "{shown}"
+    );
+}
