@@ -77,6 +77,11 @@ pub struct LoadOptions {
     /// much device memory); `None` for the default (128 MiB). Raised as
     /// needed to fit the artifact's largest chunk.
     pub staging_bytes: Option<u64>,
+    /// When the GPU asked for cannot be used, decode on the CPU (the
+    /// default; one warning is logged through `tracing`), or, when false,
+    /// fail with [`RuntimeError::DeviceUnavailable`]: for a service that
+    /// must not silently run on host memory.
+    pub fallback_to_cpu: bool,
 }
 
 impl LoadOptions {
@@ -87,6 +92,7 @@ impl LoadOptions {
             stream: None,
             verify: true,
             staging_bytes: None,
+            fallback_to_cpu: true,
         }
     }
 }
@@ -146,6 +152,16 @@ impl DeviceTensor {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The bytes in host memory: moved out without a copy when they are
+    /// there already, copied back from a GPU otherwise.
+    pub fn into_host(self) -> Result<Vec<u8>, RuntimeError> {
+        match self.buffer {
+            TensorBuffer::Host(v) => Ok(v),
+            #[cfg(feature = "cuda")]
+            TensorBuffer::Cuda(s) => cuda::copy_back(&s, &self.name),
+        }
     }
 
     /// The bytes, copied to the host if they are on a GPU.
@@ -232,6 +248,12 @@ impl Artifact {
                 };
                 #[cfg(not(feature = "cuda"))]
                 let why = "tic-runtime was built without its `cuda` feature".to_string();
+                if !opts.fallback_to_cpu {
+                    return Err(RuntimeError::DeviceUnavailable {
+                        device: opts.device.to_string(),
+                        why,
+                    });
+                }
                 tracing::warn!(
                     "cannot decode on cuda:{ordinal}: {why}; decoding on the CPU instead (same bytes, in host memory)"
                 );

@@ -85,6 +85,8 @@ pub enum RuntimeError {
     },
     #[error("no file {name:?} in {path}")]
     FileNotFound { path: PathBuf, name: String },
+    #[error("cannot decode on {device}: {why}; set `LoadOptions::fallback_to_cpu` to decode on the CPU instead")]
+    DeviceUnavailable { device: String, why: String },
     #[error("{path} is a directory, not an artifact; give the .tic file itself")]
     NotAFile { path: PathBuf },
     #[error("{path} is a pipe, socket or device, not a file: tic reads an artifact at random offsets, so save it to a file first (for example `curl -o model.tic URL`); `tic verify -` alone checks an artifact as it streams in on standard input")]
@@ -144,6 +146,7 @@ impl RuntimeError {
             | ForeignEntry { .. }
             | ChunkNotFound { .. }
             | FileNotFound { .. }
+            | DeviceUnavailable { .. }
             | NotAFile { .. }
             | NotSeekable { .. }
             | OutputExists { .. }

@@ -80,3 +80,30 @@ fn plain_files_are_read_by_name_and_kept_apart_from_tensors() {
         "{shown}"
     );
 }
+
+/// A service that must not run on host memory can refuse the CPU fallback;
+/// by default a GPU load without a GPU decodes on the CPU, same bytes.
+#[test]
+fn a_gpu_load_can_refuse_to_fall_back_to_the_cpu() {
+    use tic_runtime::{Device, LoadOptions};
+    if let Ok(gpu) = tic_runtime::probe_cuda(0) {
+        eprintln!("SKIPPED: a usable GPU is here ({gpu}), so there is no fallback to refuse");
+        return;
+    }
+    let dir = tempdir().unwrap();
+    let model = small_model(&dir.path().join("m"), 5);
+    let path = dir.path().join("m.tic");
+    compile(&model, &path, None, Vec::new());
+    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    let mut opts = LoadOptions::new(Device::Cuda(0));
+    opts.fallback_to_cpu = false;
+    let e = art.load_with(None, &opts).unwrap_err();
+    assert!(matches!(e, RuntimeError::DeviceUnavailable { .. }), "{e:?}");
+    assert!(e.to_string().contains("cannot decode on cuda:0"), "{e}");
+    opts.fallback_to_cpu = true;
+    for t in art.load_with(None, &opts).unwrap() {
+        assert_eq!(t.device(), Device::Cpu);
+        let want = art.read_tensor(&t.name).unwrap();
+        assert_eq!(t.into_host().unwrap(), want);
+    }
+}
