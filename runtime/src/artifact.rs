@@ -308,6 +308,7 @@ impl Artifact {
     }
     /// The payload key, when the artifact is encrypted and was opened with a
     /// matching identity (the GPU path decrypts with it on the device).
+    #[cfg(feature = "cuda")]
     pub(crate) fn payload_key(&self) -> Option<&PayloadKey> {
         self.key.as_ref()
     }
