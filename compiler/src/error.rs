@@ -53,6 +53,8 @@ pub enum CompileError {
     InputNotAFile { path: PathBuf },
     #[error("{}: symbolic links to directories are not followed; copy the directory's contents in instead, or leave it out with --exclude {rel}/", path.display())]
     SymlinkedDirectory { path: PathBuf, rel: String },
+    #[error("{}: a symbolic link to a file that is not there (a download that did not finish?); fetch the file again, or leave the link out with --exclude {rel}", path.display())]
+    DanglingLink { path: PathBuf, rel: String },
     #[error("{path} is a Hugging Face cache folder (blobs/, snapshots/), which keeps every downloaded revision and each weight file twice; compile one revision's snapshot instead: {}", snapshots.iter().map(|s| path.join("snapshots").join(s).display().to_string()).collect::<Vec<_>>().join(" or "))]
     HfCacheFolder {
         path: PathBuf,

@@ -155,6 +155,8 @@ pub fn discover(
             );
             let (files, size) = if dir {
                 tally(path, rel, exclude, &mut used.borrow_mut())
+            } else if meta.file_type().is_symlink() {
+                (1, 0) // a link to nothing
             } else {
                 (1, meta.len())
             };
@@ -523,16 +525,24 @@ fn walk(
         // A symbolic link is judged by what it points to (a snapshot's
         // links to blobs, a linked folder that a pattern leaves out).
         let ft = e.file_type().map_err(io(&path))?;
-        let meta = if ft.is_symlink() {
-            std::fs::metadata(&path)
-        } else {
-            e.metadata()
+        // A link to nothing is judged by itself, so that --exclude can
+        // leave it out.
+        let target = ft.is_symlink().then(|| std::fs::metadata(&path));
+        let meta = match &target {
+            Some(Ok(m)) => m.clone(),
+            _ => e.metadata().map_err(io(&path))?,
         };
-        if skip(&path, &name, &rel, &meta.map_err(io(&path))?) {
+        if skip(&path, &name, &rel, &meta) {
             continue;
         }
-        if ft.is_symlink() {
-            let target = std::fs::metadata(&path).map_err(io(&path))?;
+        if let Some(target) = target {
+            let target = target.map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => CompileError::DanglingLink {
+                    path: path.clone(),
+                    rel: rel.clone(),
+                },
+                _ => io(&path)(source),
+            })?;
             if target.is_dir() {
                 return Err(CompileError::SymlinkedDirectory { path, rel });
             } else if !target.is_file() {

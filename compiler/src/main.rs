@@ -105,7 +105,8 @@ enum Cmd {
         )]
         exclude: Vec<String>,
     },
-    /// Restore the original files, byte for byte, after verifying.
+    /// Restore the original files after verifying: byte for byte, or for
+    /// lossy tensors within their recorded bounds.
     Decompress {
         /// The artifact to restore.
         artifact: PathBuf,
@@ -223,11 +224,11 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Attach an externally made Ed25519 signature (64 raw bytes).
+    /// Attach an externally made Ed25519 signature (64 bytes: raw, hex or base64).
     AttachSignature {
         /// The artifact the signature was made for (see signing-message).
         artifact: PathBuf,
-        /// The 64-byte raw Ed25519 signature over the signing message.
+        /// The Ed25519 signature over the signing message: 64 raw bytes, or their hex or base64.
         #[arg(long, value_name = "FILE")]
         signature: PathBuf,
         /// The signer's public key (PEM); the signature must verify with it.
@@ -757,8 +758,8 @@ fn read_recipients(
         }
     }
     for p in key_files {
-        warn_if_exposed(p, "symmetric key");
         let key = tic_runtime::read_symmetric_key(p)?;
+        warn_if_exposed(p, "symmetric key");
         recipients.push(tic_format::crypto::Recipient::Symmetric(key));
     }
     Ok(recipients)
@@ -783,8 +784,8 @@ fn read_signature(path: &Path) -> anyhow::Result<[u8; 64]> {
 fn read_identities(paths: &[PathBuf]) -> Result<Vec<tic_format::crypto::Identity>, Failure> {
     let mut ids = Vec::new();
     for p in paths {
-        warn_if_exposed(p, "identity");
         ids.extend(tic_runtime::read_identities(p)?);
+        warn_if_exposed(p, "identity");
     }
     Ok(ids)
 }
@@ -807,7 +808,6 @@ fn warn_if_exposed(path: &Path, what: &str) {
 }
 
 fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
-    warn_if_exposed(path, "signing key");
     let bytes = tic_runtime::read_key_file(path)?;
     let text = String::from_utf8(bytes).map_err(|_| {
         anyhow::anyhow!(
@@ -816,7 +816,11 @@ fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
             path.display()
         )
     })?;
-    tic_format::sign::parse_private_key_pem(&text).with_context(|| path.display().to_string())
+    let key = tic_format::sign::parse_private_key_pem(&text)
+        .with_context(|| path.display().to_string())?;
+    // Only a file that is a private key is worth the warning.
+    warn_if_exposed(path, "signing key");
+    Ok(key)
 }
 
 /// `keygen -o PREFIX`'s files: PREFIX.key and PREFIX.pub (a PREFIX that

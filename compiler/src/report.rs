@@ -458,10 +458,37 @@ impl<'a> Report<'a> {
                 if t.lossy.is_some() { "  lossy" } else { "" }
             )?;
         }
+        let lossy: Vec<&TensorEntry> = h.tensors.iter().filter(|t| t.lossy.is_some()).collect();
+        if !lossy.is_empty() {
+            // The bound each lossy tensor was coded to, and the errors
+            // measured when the artifact was made.
+            writeln!(w)?;
+            writeln!(
+                w,
+                "{:<52} {:<20} {:>11} {:>11} {:>11}",
+                "lossy tensor", "bound", "max rel", "mean rel", "max abs"
+            )?;
+            for t in lossy {
+                let Some(l) = &t.lossy else { continue };
+                let bound = match l.bound_kind {
+                    1 => format!("relative <= {:.3e}", l.bound),
+                    2 => format!("absolute <= {:.3e}", l.bound),
+                    k => format!("kind {k} <= {:.3e}", l.bound),
+                };
+                writeln!(
+                    w,
+                    "{:<52} {:<20} {:>10.4}% {:>10.4}% {:>11.3e}",
+                    printable(&t.name),
+                    bound,
+                    100.0 * l.max_rel,
+                    100.0 * l.mean_rel,
+                    l.max_abs
+                )?;
+            }
+        }
         let total_orig: u64 = h.files.iter().map(|f| f.size).sum();
-        let art_len = std::fs::metadata(self.art.path())
-            .map(|m| m.len())
-            .unwrap_or(0);
+        // Opening checked it against the file's length.
+        let art_len = p.total_len().unwrap_or(0);
         writeln!(w)?;
         writeln!(
             w,
@@ -654,8 +681,9 @@ pub fn verify(
                     "yes, every tensor decodes bit for bit".to_string()
                 } else {
                     format!(
-                        "NO: {} lossy tensor(s)",
-                        h.tensors.iter().filter(|t| t.lossy.is_some()).count()
+                        "NO: {} lossy tensor(s): {}",
+                        h.tensors.iter().filter(|t| t.lossy.is_some()).count(),
+                        some_names(&h.lossy_tensor_names())
                     )
                 }
             )?;

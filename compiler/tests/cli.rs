@@ -257,6 +257,21 @@ fn verify_exit_codes() {
     std::fs::copy(&other_pub, keys.join("other.pub")).unwrap();
     std::fs::copy(&pubk, keys.join("signer.pub")).unwrap();
     expect_code(&tic(&[&"verify", &signed, &"--trusted-key", &keys]), 0);
+    // An SSH key named *.pub there (a ~/.ssh-like directory) is passed over
+    // with a warning, not an error.
+    std::fs::write(
+        keys.join("id_ed25519.pub"),
+        "ssh-ed25519 AAAAC3NzaC1 user@host\n",
+    )
+    .unwrap();
+    let o = tic(&[&"verify", &signed, &"--trusted-key", &keys]);
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o)
+            .contains("id_ed25519.pub: an SSH public key, not an Ed25519 PEM key; not trusted"),
+        "{}",
+        stderr(&o)
+    );
 
     // Untrusted signer.
     let o = tic(&[&"verify", &signed, &"--trusted-key", &other_pub]);
@@ -1187,6 +1202,12 @@ fn key_file_errors_name_the_file_and_say_what_to_do() {
     // A public key where the signing key goes.
     let o = tic(&[&"compile", &m, &"-o", &d.join("x.tic"), &"--sign", &pubk]);
     check(&o, 2, &pubk, &["private key", "tic keygen"]);
+    // (A public key may be readable by all: no warning about that.)
+    assert!(
+        !stderr(&o).contains("open to other users"),
+        "{}",
+        stderr(&o)
+    );
     // A missing signing key.
     let nokey = d.join("nokey.key");
     let o = tic(&[&"compile", &m, &"-o", &d.join("x.tic"), &"--sign", &nokey]);
@@ -1635,16 +1656,31 @@ fn other_weight_formats_are_named_and_exclude_leaves_them_out() {
     assert_eq!(names_in(&restored), ["config.json", "model.safetensors"]);
     assert_restored(&restored, &m);
 
+    // A link to a file that is not there: named, and --exclude leaves it out.
+    let compile_excluding = |out: &Path, patterns: &[&str]| -> Output {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"compile", &"--unsigned", &m, &"-o", &out];
+        for p in patterns {
+            args.push(&"--exclude");
+            args.push(p);
+        }
+        tic(&args)
+    };
+    std::os::unix::fs::symlink(d.join("gone.bin"), m.join("unfinished.bin")).unwrap();
+    let o = compile_excluding(&d.join("dangling.tic"), &["onnx"]);
+    expect_code(&o, 2);
+    let want = format!(
+        "{}: a symbolic link to a file that is not there (a download that did not finish?); \
+         fetch the file again, or leave the link out with --exclude unfinished.bin",
+        m.join("unfinished.bin").display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    let o = compile_excluding(&d.join("dangling.tic"), &["onnx", "unfinished.bin"]);
+    expect_code(&o, 0);
+    std::fs::remove_file(m.join("unfinished.bin")).unwrap();
+
     // Refused, with nothing written.
-    let o = tic(&[
-        &"compile",
-        &"--unsigned",
-        &m,
-        &"-o",
-        &d.join("linked.tic"),
-        &"--exclude",
-        &"*.bin",
-    ]);
+    let o = compile_excluding(&d.join("linked.tic"), &["*.bin"]);
     expect_code(&o, 2);
     let want = format!(
         "{}: symbolic links to directories are not followed; copy the directory's contents in \

@@ -228,6 +228,17 @@ fn lossy_compile_inspect_verify_decompress() {
     // verify: fine by default, exit 1 with --require-lossless.
     let o = tic(&["verify", p(&art), "--allow-unsigned"]);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    assert!(out.contains("lossless:   NO: 2 lossy tensor(s): "), "{out}");
+    assert!(out.contains("proj.weight"), "{out}");
+    // The text view of inspect shows each lossy tensor's bound and errors.
+    let o = tic(&["inspect", p(&art)]);
+    let (out, _) = text(&o);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("proj.weight") && l.contains("absolute <= 1.000e-3"))
+        .unwrap_or_else(|| panic!("no lossy row for proj.weight:\n{out}"));
+    assert!(row.contains('%'), "{row}");
     let o = tic(&["verify", p(&art), "--allow-unsigned", "--require-lossless"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");

@@ -27,12 +27,14 @@ type Window<'a> = Vec<(&'a TensorEntry, Vec<(u64, &'a tic_format::ChunkEntry)>)>
 
 /// Whether `name` is one of the temporaries tic writes beside or inside
 /// an output (`.tic-*.partial` artifacts, `.tic-extract-*` and `.tic-old-*`
-/// directories): one found later was left by an interrupted tic.
+/// directories, `.tic-key-*` files of `keygen`): one found later was left
+/// by an interrupted tic.
 pub fn is_tic_temporary(name: &str) -> bool {
     name.starts_with(".tic-")
         && (name.ends_with(".partial")
             || name.starts_with(".tic-extract-")
-            || name.starts_with(".tic-old-"))
+            || name.starts_with(".tic-old-")
+            || name.starts_with(".tic-key-"))
 }
 
 /// What `extract` wrote.

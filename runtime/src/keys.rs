@@ -108,8 +108,24 @@ pub fn read_trusted_keys(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, KeyFile
             if files.is_empty() {
                 return Err(KeyFileError::EmptyKeyDir { path: p.clone() });
             }
+            let before = keys.len();
             for f in files {
+                // ~/.ssh-style directories hold SSH keys named *.pub too.
+                let head = read_small(&f)?;
+                if [&b"ssh-"[..], b"ecdsa-", b"sk-"]
+                    .iter()
+                    .any(|p| head.starts_with(p))
+                {
+                    tracing::warn!(
+                        "{}: an SSH public key, not an Ed25519 PEM key; not trusted",
+                        f.display()
+                    );
+                    continue;
+                }
                 keys.push(read_public_key(&f)?);
+            }
+            if keys.len() == before {
+                return Err(KeyFileError::EmptyKeyDir { path: p.clone() });
             }
         } else {
             keys.push(read_public_key(p)?);
