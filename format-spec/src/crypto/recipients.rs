@@ -152,8 +152,8 @@ const SSH_PREFIXES: [&str; 4] = ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-", "sk-
 
 /// Parses an `age1…` X25519 recipient (surrounding whitespace and a byte
 /// order mark ignored). A rejected value is quoted in the error only when
-/// it looks public (an age or SSH key) or like a file name; an age secret key anywhere in it is
-/// named as such and never quoted.
+/// it looks public (an age or SSH key) or like a file name; an age secret
+/// key anywhere in it is named as such and never quoted.
 pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
     let t = s.trim_start_matches('\u{feff}').trim();
     let bad = |reason: &str| CryptoError::BadRecipient {
