@@ -219,7 +219,16 @@ pub fn rewrap(
         .recipients()
         .expect("encrypted artifacts have recipients")
         .clone();
-    let (file_key, _) = section.unwrap_checked(identities, salt, commitment)?;
+    // A wrong identity fails as it does when reading: a verification
+    // failure (exit 1) that names the artifact.
+    let (file_key, _) = section
+        .unwrap_checked(identities, salt, commitment)
+        .map_err(|source| {
+            AmendError::Runtime(tic_runtime::RuntimeError::Crypto {
+                path: input.to_path_buf(),
+                source,
+            })
+        })?;
     if !add.is_empty() {
         section.add(&file_key, add)?;
     }

@@ -192,6 +192,9 @@ enum Cmd {
         /// Write the raw bytes here instead of printing hex.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Replace the output file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Add or remove recipients of an encrypted artifact; the payload and the
     /// signature stay as they are.
@@ -341,7 +344,8 @@ fn init_logging(verbose: u8) {
     };
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(report::LogWriter)
-        .with_ansi(std::io::stderr().is_terminal())
+        // No colour codes: every line is escaped whole (see `LogLine`).
+        .with_ansi(false)
         .with_target(false);
     // Warnings alone read like tic's error lines; asked-for logs get times.
     let layer = if verbose == 0 && std::env::var_os("TIC_LOG").is_none() {
@@ -374,12 +378,11 @@ fn main() -> ExitCode {
         }
     }
     let result = run(cli);
-    // A stop signal arrived while a command was writing: it stopped and
-    // cleaned up (or had just finished). End as the signal would have.
-    if let Some(sig) = signals::received() {
-        if let Err(f) = &result {
-            eprintln!("tic: {}", message(&f.err));
-        }
+    // A stop signal arrived while a command was writing and it stopped and
+    // cleaned up: end as the signal would have. One that arrived after the
+    // work was done and in place changes nothing: the command succeeded.
+    if let (Some(sig), Err(f)) = (signals::received(), &result) {
+        eprintln!("tic: {}", message(&f.err));
         signals::die_by(sig);
     }
     match result {
@@ -652,27 +655,30 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             json,
         } => report::load(&artifact, &trust, &identity, &device, &tensors, json),
         Cmd::Keygen { output, force } => {
+            let named_dir = output.as_os_str().as_encoded_bytes().ends_with(b"/")
+                || output.file_name().is_none()
+                || output.is_dir();
+            if named_dir {
+                return Err(anyhow::anyhow!(
+                    "{} names a directory; give the keys' name, such as {}",
+                    output.display(),
+                    output.join("signing").display()
+                )
+                .into());
+            }
             let (priv_path, pub_path) = key_paths(&output);
             tic_compiler::output_dir(&priv_path)?;
+            // Both checked before either is written: never half a pair.
+            check_new(&priv_path, force)?;
+            check_new(&pub_path, force)?;
             let key = tic_format::sign::generate_key()?;
-            for p in [&priv_path, &pub_path] {
-                if p.exists() && !force {
-                    return Err(anyhow::anyhow!(
-                        "{} already exists; pass --force to replace it",
-                        p.display()
-                    )
-                    .into());
-                }
-            }
-            write_private(
+            let public = tic_format::sign::public_key_pem(&key.verifying_key())?;
+            write_file(
                 &priv_path,
                 tic_format::sign::private_key_pem(&key)?.as_bytes(),
+                0o600,
             )?;
-            std::fs::write(
-                &pub_path,
-                tic_format::sign::public_key_pem(&key.verifying_key())?,
-            )
-            .with_context(|| format!("writing {}", pub_path.display()))?;
+            write_file(&pub_path, public.as_bytes(), 0o644)?;
             outln!(
                 "wrote {} and {} (key {})",
                 priv_path.display(),
@@ -681,12 +687,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             )?;
             Ok(0)
         }
-        Cmd::SigningMessage { artifact, output } => {
+        Cmd::SigningMessage {
+            artifact,
+            output,
+            force,
+        } => {
             let m = tic_compiler::signing_message(&artifact)?;
             match output {
                 Some(p) => {
-                    tic_compiler::output_dir(&p)?;
-                    std::fs::write(&p, m).with_context(|| format!("writing {}", p.display()))?
+                    check_new(&p, force)?;
+                    write_file(&p, &m, 0o644)?
                 }
                 None => outln!("{}", tic_format::hex(&m))?,
             }
@@ -840,12 +850,32 @@ fn key_paths(prefix: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Writes a private key readable by its owner only, atomically.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Refuses to write `path` when something is there, unless `force` (and
+/// never over a directory). A symbolic link counts as there: it is
+/// replaced, never written through.
+fn check_new(path: &Path, force: bool) -> anyhow::Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => Err(anyhow::anyhow!(
+            "{} is a directory; give a file name",
+            path.display()
+        )),
+        Ok(_) if !force => Err(anyhow::anyhow!(
+            "{} already exists; pass --force to replace it",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` to `path` with permissions `mode`: into a temporary file
+/// beside it (`.tic-key-*`), then renamed into place, so that a crash
+/// leaves the old file or the new one, never half of one.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = tic_compiler::output_dir(path)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tic-key-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(&dir)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
     tmp.write_all(bytes)?;

@@ -183,8 +183,14 @@ impl Write for LogLine {
 
 impl Drop for LogLine {
     fn drop(&mut self) {
+        // A log line can quote names from an artifact or a model directory
+        // (a file called "x\n tic: verified", a bidi override): escaped as
+        // everything tic prints is, so one event is one honest line.
+        let text = String::from_utf8_lossy(&self.0);
+        let body = text.strip_suffix('\n').unwrap_or(&text);
+        let line = format!("{}\n", printable(body));
         // Nowhere to report a failed log write: it is dropped like eprintln's.
-        let write = || drop(std::io::stderr().write_all(&self.0));
+        let write = || drop(std::io::stderr().write_all(line.as_bytes()));
         let bar = DRAWN.lock().ok().and_then(|b| b.clone());
         match bar {
             Some(bar) => bar.suspend(write),

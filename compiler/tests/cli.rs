@@ -993,6 +993,132 @@ fn rewrap_adds_and_removes_recipients() {
     let o = decompress(&art, &d.join("alice-out"), &pubk, Some(&alice));
     expect_code(&o, 1);
     assert!(stderr(&o).contains("none matches"), "{}", stderr(&o));
+    // Rewrapping with an identity that cannot open it fails as reading
+    // does: exit 1, naming the artifact.
+    let o = tic(&[
+        &"rewrap",
+        &art,
+        &"--identity",
+        &alice,
+        &"--add-key",
+        &bob,
+        &"-o",
+        &d.join("x.tic"),
+    ]);
+    expect_code(&o, 1);
+    let want = format!("tic: error: {}: ", art.display());
+    assert!(
+        stderr(&o).contains(&want) && stderr(&o).contains("none matches"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// What writes a small file (keygen, signing-message) or restores into a
+/// directory never destroys what is in the way: an existing file needs
+/// --force, a symbolic link is replaced and never written through, a file
+/// is never replaced by a directory, and keygen checks both of a pair
+/// before writing either.
+#[test]
+fn outputs_in_the_way_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 13);
+    let (key, pubk) = keygen(d, "k");
+    let art = compile_signed(d, &m, &key, "a.tic");
+    let art_bytes = std::fs::read(&art).unwrap();
+
+    // signing-message -o onto the artifact itself, or a key.
+    for target in [&art, &key] {
+        let before = std::fs::read(target).unwrap();
+        let o = tic(&[&"signing-message", &art, &"-o", target]);
+        expect_code(&o, 2);
+        assert!(
+            stderr(&o).contains("already exists; pass --force"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(std::fs::read(target).unwrap(), before);
+    }
+    let msg = d.join("m.bin");
+    expect_code(&tic(&[&"signing-message", &art, &"-o", &msg]), 0);
+    assert_eq!(std::fs::read(&msg).unwrap().len(), 62);
+    expect_code(
+        &tic(&[&"signing-message", &art, &"-o", &msg, &"--force"]),
+        0,
+    );
+
+    // keygen through a link: the link is replaced, its target kept.
+    let victim = d.join("victim.txt");
+    std::fs::write(&victim, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, d.join("p.pub")).unwrap();
+    let o = tic(&[&"keygen", &"-o", &d.join("p")]);
+    expect_code(&o, 2);
+    assert!(!d.join("p.key").exists(), "no half pair");
+    expect_code(&tic(&[&"keygen", &"-o", &d.join("p"), &"--force"]), 0);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(d.join("p.pub"))
+        .unwrap()
+        .is_file());
+    // A directory in the way, or a prefix that names one.
+    std::fs::create_dir(d.join("e.pub")).unwrap();
+    let o = tic(&[&"keygen", &"-o", &d.join("e"), &"--force"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
+    assert!(!d.join("e.key").exists(), "no half pair");
+    let o = tic(&[&"keygen", &"-o", &format!("{}/", d.display())]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("names a directory; give the keys' name"),
+        "{}",
+        stderr(&o)
+    );
+
+    // decompress --force onto a file, or into a path through one.
+    for out in [pubk.clone(), pubk.join("x")] {
+        let o = tic(&[
+            &"decompress",
+            &art,
+            &"-o",
+            &out,
+            &"--trusted-key",
+            &pubk,
+            &"--force",
+        ]);
+        expect_code(&o, 2);
+        let want = format!("{} exists and is not a directory", pubk.display());
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+        assert!(pubk.is_file());
+    }
+    assert_eq!(std::fs::read(&art).unwrap(), art_bytes);
+}
+
+/// Log lines quote names from the model or the artifact: escaped like
+/// everything else tic prints, so a file name cannot fake a line.
+#[test]
+fn log_lines_cannot_be_forged_by_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 14);
+    std::fs::write(m.join("x\nverified by the release key.json"), b"{}").unwrap();
+    let art = d.join("a.tic");
+    expect_code(&tic(&[&"compile", &"--unsigned", &m, &"-o", &art]), 0);
+    // decompress -v logs every file it restores.
+    let o = tic(&[
+        &"-v",
+        &"decompress",
+        &"--allow-unsigned",
+        &art,
+        &"-o",
+        &d.join("out"),
+    ]);
+    expect_code(&o, 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("x\\nverified by the release key.json"),
+        "{err}"
+    );
+    assert!(!err.lines().any(|l| l.starts_with("verified by")), "{err}");
 }
 
 /// A secret key file others can read gets a warning (as ssh gives), once

@@ -91,17 +91,19 @@ pub fn parse_public_key_pem(pem: &str) -> Result<VerifyingKey, SignError> {
 }
 
 /// Reads an externally made signature as a KMS or HSM tool writes it: 64
-/// raw bytes, or 128 hex digits, or the base64 (standard alphabet, padding
-/// optional) of 64 bytes; text may end with a newline.
+/// raw bytes, or 128 hex digits, or the base64 of 64 bytes (standard or
+/// URL-safe alphabet, padding optional). In text, whitespace and line
+/// breaks are ignored (`base64` wraps at 76 characters, `xxd -p` at 60).
 pub fn read_signature_file(bytes: &[u8]) -> Result<[u8; 64], SignError> {
     let bad = || SignError::BadSignatureLength(bytes.len());
     if let Ok(raw) = <[u8; 64]>::try_from(bytes) {
         return Ok(raw);
     }
-    let text = bytes
-        .strip_suffix(b"\r\n")
-        .or_else(|| bytes.strip_suffix(b"\n"))
-        .unwrap_or(bytes);
+    let text: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     let mut sig = [0u8; 64];
     if text.len() == 128 && text.iter().all(u8::is_ascii_hexdigit) {
         for (b, pair) in sig.iter_mut().zip(text.chunks_exact(2)) {
@@ -112,16 +114,18 @@ pub fn read_signature_file(bytes: &[u8]) -> Result<[u8; 64], SignError> {
     }
     if text.len() == 86 || text.len() == 88 {
         use base64::Engine;
-        let engine = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new()
-                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-        );
-        // Room for what 88 characters could hold; exactly 64 must come out.
-        let mut buf = [0u8; 66];
-        if let Ok(64) = engine.decode_slice(text, &mut buf) {
-            sig.copy_from_slice(&buf[..64]);
-            return Ok(sig);
+        for alphabet in [&base64::alphabet::STANDARD, &base64::alphabet::URL_SAFE] {
+            let engine = base64::engine::GeneralPurpose::new(
+                alphabet,
+                base64::engine::GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+            );
+            // Room for what 88 characters could hold; exactly 64 must come out.
+            let mut buf = [0u8; 66];
+            if let Ok(64) = engine.decode_slice(&text, &mut buf) {
+                sig.copy_from_slice(&buf[..64]);
+                return Ok(sig);
+            }
         }
     }
     Err(bad())
@@ -320,6 +324,21 @@ mod tests {
             (
                 "base64 unpadded",
                 b64.trim_end_matches('=').as_bytes().to_vec(),
+            ),
+            // As `base64` (76 a line) and `xxd -p` (60 a line) wrap them.
+            (
+                "base64 wrapped",
+                format!("{}\n{}\n", &b64[..76], &b64[76..]).into_bytes(),
+            ),
+            (
+                "hex wrapped",
+                format!("{}\n{}\n{}\n", &hex[..60], &hex[60..120], &hex[120..]).into_bytes(),
+            ),
+            (
+                "base64url",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(sig)
+                    .into_bytes(),
             ),
         ] {
             assert_eq!(read_signature_file(&bytes).unwrap(), sig, "{form}");

@@ -95,6 +95,8 @@ pub enum RuntimeError {
     StreamTooLong { path: PathBuf, expected: u64 },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
+    #[error("{path} exists and is not a directory; the restored files go into a directory: give a new or existing directory's name (--force replaces a directory's contents, never a file)")]
+    OutputNotADirectory { path: PathBuf },
     #[error(
         "{path} holds {what}, which replacing it would delete; restore into another directory"
     )]
@@ -150,6 +152,7 @@ impl RuntimeError {
             | NotAFile { .. }
             | NotSeekable { .. }
             | OutputExists { .. }
+            | OutputNotADirectory { .. }
             | OutputInUse { .. }
             | BufferSize { .. } => ErrorKind::Usage,
             Interrupted { .. } => ErrorKind::Interrupted,

@@ -72,6 +72,13 @@ impl Artifact {
             }
         }
         let replacing = out_dir.symlink_metadata().is_ok() && !empty;
+        // --force replaces a directory's contents, never a file (a key, an
+        // artifact given as -o by mistake).
+        if replacing && !in_place {
+            return Err(RuntimeError::OutputNotADirectory {
+                path: out_dir.to_path_buf(),
+            });
+        }
         if replacing && !force {
             return Err(RuntimeError::OutputExists {
                 path: out_dir.to_path_buf(),
@@ -103,6 +110,16 @@ impl Artifact {
         let staging_in = if in_place {
             out_dir.to_path_buf()
         } else {
+            // A file where a directory of the path should be (`-o key.pub/x`).
+            if let Some(file) = parent
+                .ancestors()
+                .find(|a| a.symlink_metadata().is_ok())
+                .filter(|a| !a.is_dir())
+            {
+                return Err(RuntimeError::OutputNotADirectory {
+                    path: file.to_path_buf(),
+                });
+            }
             fs::create_dir_all(&parent).map_err(io(&parent))?;
             parent.clone()
         };
