@@ -716,6 +716,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let bar = stoppable_progress(quiet)?;
             let labels =
                 tic_compiler::rewrap(&artifact, &ids, &add, &remove, &output, force, bar.as_ref())?;
+            if !remove.is_empty() {
+                tracing::warn!(
+                    "removing a recipient does not take back what it already had: a copy of the \
+                     old artifact still opens with its identity; to cut it off, compile the model \
+                     again (a new file key) and ship only the new artifact"
+                );
+            }
             outln!(
                 "{}: encrypted to {} recipient(s): {}",
                 output.display(),

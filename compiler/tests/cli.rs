@@ -272,6 +272,19 @@ fn verify_exit_codes() {
         "{}",
         stderr(&o)
     );
+    // Given as the trusted key itself: told what tic's keys are.
+    let o = tic(&[
+        &"verify",
+        &signed,
+        &"--trusted-key",
+        &keys.join("id_ed25519.pub"),
+    ]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("an OpenSSH public key; tic's signing keys are Ed25519 keys in PEM"),
+        "{}",
+        stderr(&o)
+    );
 
     // Untrusted signer.
     let o = tic(&[&"verify", &signed, &"--trusted-key", &other_pub]);
@@ -986,6 +999,11 @@ fn rewrap_adds_and_removes_recipients() {
         stdout(&o).contains("encrypted to 1 recipient(s): sym:"),
         "{}",
         stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("removing a recipient does not take back what it already had"),
+        "{}",
+        stderr(&o)
     );
     let out = d.join("bob-out");
     expect_code(&decompress(&art, &out, &pubk, Some(&bob)), 0);

@@ -97,6 +97,8 @@ pub enum RuntimeError {
     OutputExists { path: PathBuf },
     #[error("{path} exists and is not a directory; the restored files go into a directory: give a new or existing directory's name (--force replaces a directory's contents, never a file)")]
     OutputNotADirectory { path: PathBuf },
+    #[error("{path} was empty or absent when the restore began, but {} appeared meanwhile (another tic restoring there?); nothing was replaced: check what is there, then restore again (--force replaces it)", entry.display())]
+    OutputChanged { path: PathBuf, entry: PathBuf },
     #[error(
         "{path} holds {what}, which replacing it would delete; restore into another directory"
     )]
@@ -153,6 +155,7 @@ impl RuntimeError {
             | NotSeekable { .. }
             | OutputExists { .. }
             | OutputNotADirectory { .. }
+            | OutputChanged { .. }
             | OutputInUse { .. }
             | BufferSize { .. } => ErrorKind::Usage,
             Interrupted { .. } => ErrorKind::Interrupted,

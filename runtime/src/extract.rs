@@ -164,7 +164,7 @@ impl Artifact {
         }
 
         if in_place {
-            fill_in_place(out_dir, staging.path())?;
+            fill_in_place(out_dir, staging.path(), replacing)?;
             return Ok(report);
         }
         // A temporary directory is private (0700); the restored model is not.
@@ -176,6 +176,14 @@ impl Artifact {
         // Swap into place: move any old output aside, rename, then delete
         // it. Should a rename fail, the old output is put back and the
         // temporary directories go (dropped).
+        // Something there now that was not there at the start (another tic
+        // restoring to the same place) is kept, unless --force.
+        if out_dir.symlink_metadata().is_ok() && !replacing {
+            return Err(RuntimeError::OutputChanged {
+                path: out_dir.to_path_buf(),
+                entry: out_dir.to_path_buf(),
+            });
+        }
         if out_dir.symlink_metadata().is_ok() {
             let old = tempfile::Builder::new()
                 .prefix(".tic-old-")
@@ -314,7 +322,11 @@ impl Artifact {
 /// entry of `staging` into `out_dir`; all renames within one file system.
 /// Should one fail, what was moved goes back where it was. The old entries
 /// are deleted at the end; `staging`, empty by then, goes with its guard.
-fn fill_in_place(out_dir: &Path, staging: &Path) -> Result<(), RuntimeError> {
+/// Unless `replacing` (--force on a directory that had contents), only
+/// the leftovers of interrupted runs may be there to move aside: anything
+/// else appeared during the restore (another tic restoring there, a user)
+/// and is kept, the restore refused.
+fn fill_in_place(out_dir: &Path, staging: &Path, replacing: bool) -> Result<(), RuntimeError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| RuntimeError::Io { path, source }
@@ -348,7 +360,21 @@ fn fill_in_place(out_dir: &Path, staging: &Path) -> Result<(), RuntimeError> {
         .prefix(".tic-old-")
         .tempdir_in(out_dir)
         .map_err(io(out_dir))?;
-    let aside: Vec<(PathBuf, PathBuf)> = entries(out_dir, &[staging, old.path()])?
+    let found = entries(out_dir, &[staging, old.path()])?;
+    if !replacing {
+        let temporary = |p: &PathBuf| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_tic_temporary)
+        };
+        if let Some(p) = found.iter().find(|p| !temporary(p)) {
+            return Err(RuntimeError::OutputChanged {
+                path: out_dir.to_path_buf(),
+                entry: p.clone(),
+            });
+        }
+    }
+    let aside: Vec<(PathBuf, PathBuf)> = found
         .into_iter()
         .map(|p| {
             let to = old.path().join(p.file_name().unwrap_or_default());

@@ -46,6 +46,8 @@ pub enum KeyFileError {
         "{path}: the directory holds no *.pub files; put trusted Ed25519 public keys (PEM) there"
     )]
     EmptyKeyDir { path: PathBuf },
+    #[error("{path}: an OpenSSH public key; tic's signing keys are Ed25519 keys in PEM (`tic keygen` makes a pair; the signer's .pub file is the one to trust)")]
+    SshPublicKey { path: PathBuf },
 }
 
 /// Reads a key file of at most 1 MiB (a regular file or a pipe such as
@@ -84,11 +86,23 @@ fn read_small(path: &Path) -> Result<Vec<u8>, KeyFileError> {
 /// Reads an Ed25519 public key (SubjectPublicKeyInfo PEM).
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyFileError> {
     let bytes = read_small(path)?;
+    if is_ssh_public_key(&bytes) {
+        return Err(KeyFileError::SshPublicKey {
+            path: path.to_path_buf(),
+        });
+    }
     let text = String::from_utf8_lossy(&bytes);
     sign::parse_public_key_pem(&text).map_err(|source| KeyFileError::Sign {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Whether a key file holds an OpenSSH public key (`ssh-ed25519 AAAA...`).
+fn is_ssh_public_key(bytes: &[u8]) -> bool {
+    [&b"ssh-"[..], b"ecdsa-", b"sk-"]
+        .iter()
+        .any(|p| bytes.starts_with(p))
 }
 
 /// Reads trusted keys from files, or from every `*.pub` file of a directory.
@@ -111,11 +125,7 @@ pub fn read_trusted_keys(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, KeyFile
             let before = keys.len();
             for f in files {
                 // ~/.ssh-style directories hold SSH keys named *.pub too.
-                let head = read_small(&f)?;
-                if [&b"ssh-"[..], b"ecdsa-", b"sk-"]
-                    .iter()
-                    .any(|p| head.starts_with(p))
-                {
+                if is_ssh_public_key(&read_small(&f)?) {
                     tracing::warn!(
                         "{}: an SSH public key, not an Ed25519 PEM key; not trusted",
                         f.display()

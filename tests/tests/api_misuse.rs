@@ -107,3 +107,48 @@ fn a_gpu_load_can_refuse_to_fall_back_to_the_cpu() {
         assert_eq!(t.into_host().unwrap(), want);
     }
 }
+
+/// A file that appears in the output directory while a restore runs (a
+/// user, another tic restoring there) is kept and the restore refused,
+/// unless it was asked to replace the contents; a new output directory
+/// that appears meanwhile likewise.
+#[test]
+fn what_appears_in_the_output_during_a_restore_is_kept() {
+    struct WritesInto(std::path::PathBuf);
+    impl tic_runtime::Progress for WritesInto {
+        fn advance(&self, _n: u64) {
+            if !self.0.exists() {
+                std::fs::create_dir_all(self.0.parent().unwrap()).unwrap();
+                std::fs::write(&self.0, b"mine").unwrap();
+            }
+        }
+    }
+    let dir = tempdir().unwrap();
+    let model = small_model(&dir.path().join("m"), 6);
+    let path = dir.path().join("m.tic");
+    compile(&model, &path, None, Vec::new());
+    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    for existing in [true, false] {
+        let out = dir.path().join(format!("out-{existing}"));
+        if existing {
+            std::fs::create_dir(&out).unwrap();
+        }
+        let notes = out.join("notes.txt");
+        let e = art
+            .extract(&out, false, &WritesInto(notes.clone()))
+            .unwrap_err();
+        assert!(matches!(e, RuntimeError::OutputChanged { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        assert_eq!(std::fs::read(&notes).unwrap(), b"mine");
+        let names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["notes.txt"],
+            "nothing else left in {}",
+            out.display()
+        );
+    }
+}
