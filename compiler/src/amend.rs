@@ -178,6 +178,22 @@ pub fn attach_signature(
         signature,
     };
     section.verify(key, raw.preamble.major, raw.preamble.minor, &raw.header)?;
+    // Signing an artifact someone else signed takes their signature off:
+    // said, since those who trust only the old signer will now refuse it.
+    if let Some(old) = raw
+        .signature
+        .as_ref()
+        .filter(|o| o.public_key != section.public_key)
+    {
+        tracing::warn!(
+            "{}: replacing the signature by {} with one by {}; those who trust only {} will \
+             refuse the new artifact",
+            input.display(),
+            old.fingerprint(),
+            section.fingerprint(),
+            old.fingerprint()
+        );
+    }
     rewrite(
         input,
         &raw,

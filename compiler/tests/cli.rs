@@ -1308,6 +1308,41 @@ fn openssl_keys_sign_artifacts_that_verify() {
     assert!(!refused.exists());
 }
 
+/// Attaching a signature by another key to a signed artifact replaces the
+/// signer: said in a warning, since whoever trusts only the old signer
+/// will refuse the result.
+#[test]
+fn replacing_a_signer_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 15);
+    let (key_a, pub_a) = keygen(d, "a");
+    let (key_b, pub_b) = keygen(d, "b");
+    let by_a = compile_signed(d, &m, &key_a, "by-a.tic");
+    let by_b = compile_signed(d, &m, &key_b, "by-b.tic");
+    // B's signature, as its signer would hand it over: the last 64 bytes of
+    // the 98-byte signature section after the header.
+    let bytes = std::fs::read(&by_b).unwrap();
+    let header_len = u64::from_le_bytes(bytes[16..24].try_into().unwrap()) as usize;
+    let at = 48 + header_len + 34;
+    let sig = d.join("b.sig");
+    std::fs::write(&sig, &bytes[at..at + 64]).unwrap();
+    let out = d.join("resigned.tic");
+    let o = attach_signature(&by_a, &sig, &pub_b, &out);
+    expect_code(&o, 0);
+    let want = format!(
+        "replacing the signature by {} with one by {}",
+        fingerprint(&pub_a),
+        fingerprint(&pub_b)
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    // The same signer again: nothing to say.
+    let o = attach_signature(&by_b, &sig, &pub_b, &d.join("again.tic"));
+    expect_code(&o, 0);
+    assert!(!stderr(&o).contains("replacing"), "{}", stderr(&o));
+}
+
 const X25519_SPKI: &str = "-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VuAyEACBwjMoxEOgz61qJf0YzVE5KCG9KHfSWx12on+eo85zc=
 -----END PUBLIC KEY-----
