@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use tic_format::Header;
 
-use crate::error::CompileError;
+use crate::error::{io, CompileError};
 use crate::input::{model_files, Exclude};
 
 /// A file whose contents differ between the artifact and the model.
@@ -97,13 +97,6 @@ pub fn compare_with_model(
     Ok(cmp)
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
-    move |source| CompileError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// SHA-256 of a file, read 1 MiB at a time.
 fn sha256_file(path: &Path) -> Result<[u8; 32], CompileError> {
     let mut f = std::fs::File::open(path).map_err(io(path))?;
@@ -118,5 +111,5 @@ fn sha256_file(path: &Path) -> Result<[u8; 32], CompileError> {
         };
         ctx.update(&buf[..n]);
     }
-    Ok(ctx.finish().as_ref().try_into().expect("32 bytes"))
+    Ok(crate::compile::digest32(ctx))
 }

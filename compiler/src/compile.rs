@@ -36,7 +36,7 @@ use tic_format::{
 use tic_runtime::buffers::BufferPool;
 use tic_runtime::Progress;
 
-use crate::error::{CompileError, OutputError};
+use crate::error::{io, CompileError, OutputError};
 use crate::input::{check_shard_indexes, discover, Exclude, Excluded, InputFile, InputKind};
 use crate::lossy::LossyRules;
 
@@ -105,13 +105,6 @@ struct PlannedTensor {
     codec: CodecSpec,
     /// (absolute offset, length) of each chunk.
     chunks: Vec<(u64, u64)>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
-    move |source| CompileError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// `errno` for "too many open files" (the same on Linux and macOS).
@@ -873,7 +866,7 @@ struct Restoring {
     tensors_done: Vec<(usize, [u8; 32], ErrorStats)>,
 }
 
-fn digest32(c: ring::digest::Context) -> [u8; 32] {
+pub(crate) fn digest32(c: ring::digest::Context) -> [u8; 32] {
     c.finish().as_ref().try_into().expect("32 bytes")
 }
 

@@ -103,6 +103,14 @@ pub enum CompileError {
     Internal(String),
 }
 
+/// The [`CompileError::Io`] of an I/O failure on `path`.
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
+    move |source| CompileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Errors of the tools that change an existing artifact's signature or
 /// recipients.
 #[derive(Debug, Error)]

@@ -6,11 +6,22 @@ use std::path::{Path, PathBuf};
 
 use tic_format::safetensors::{self, StTensor};
 
-use crate::error::CompileError;
+use crate::error::{io, CompileError};
 
 /// Why a file whose name is not UTF-8 is refused.
 const NOT_UTF8: &str = "the file name is not valid UTF-8, and an artifact records paths as UTF-8; \
                         rename the file (for example with `convmv`) and compile again";
+
+/// The file name of a model given as one file, as an artifact records it.
+fn utf8_file_name(input: &Path) -> Result<&str, CompileError> {
+    input
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CompileError::Unsupported {
+            path: input.to_path_buf(),
+            what: NOT_UTF8.into(),
+        })
+}
 
 /// One input file, checked and ready to plan.
 pub struct InputFile {
@@ -72,13 +83,6 @@ pub enum InputKind {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompileError + '_ {
-    move |source| CompileError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Lists a model: a single file, or every file under a directory (sorted,
 /// recursively; symbolic links to files are followed, as in a Hugging Face
 /// cache snapshot). A directory's listing leaves out `output` (an artifact
@@ -122,12 +126,7 @@ pub fn discover(
                 path: input.to_path_buf(),
             });
         }
-        let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            CompileError::Unsupported {
-                path: input.to_path_buf(),
-                what: NOT_UTF8.into(),
-            }
-        })?;
+        let name = utf8_file_name(input)?;
         found.push((input.to_path_buf(), name.to_string()));
     } else if meta.is_dir() {
         refuse_hf_cache_folder(input)?;
@@ -246,6 +245,11 @@ impl Exclude {
         })
     }
 
+    /// [`Exclude::parse`] of each of `given`, as `--exclude` repeats.
+    pub fn parse_all(given: &[String]) -> Result<Vec<Exclude>, CompileError> {
+        given.iter().map(|p| Exclude::parse(p)).collect()
+    }
+
     fn matches(&self, rel: &str, is_dir: bool) -> bool {
         (is_dir || !self.dirs_only) && crate::lossy::glob(&self.glob, rel)
     }
@@ -361,12 +365,7 @@ pub fn model_files(
                 input.display()
             );
         }
-        let name = input.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            CompileError::Unsupported {
-                path: input.to_path_buf(),
-                what: NOT_UTF8.into(),
-            }
-        })?;
+        let name = utf8_file_name(input)?;
         return Ok(vec![(input.to_path_buf(), name.to_string())]);
     }
     if !meta.is_dir() {

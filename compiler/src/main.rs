@@ -458,27 +458,15 @@ pub(crate) fn open_with(
 
 /// The line after a compile's summary that says what `--exclude` left out.
 fn excluded_line(excluded: &[tic_compiler::Excluded]) -> String {
-    const SHOWN: usize = 5;
-    let mut names: Vec<String> = excluded
+    let names: Vec<String> = excluded
         .iter()
-        .take(SHOWN)
-        .map(|e| {
-            let rel = report::printable(&e.rel);
-            if e.dir {
-                format!("{rel}/")
-            } else {
-                rel.into_owned()
-            }
-        })
+        .map(|e| format!("{}{}", e.rel, if e.dir { "/" } else { "" }))
         .collect();
-    if excluded.len() > SHOWN {
-        names.push(format!("{} more", excluded.len() - SHOWN));
-    }
     let files: u64 = excluded.iter().map(|e| e.files).sum();
     let bytes: u64 = excluded.iter().map(|e| e.size).sum();
     format!(
         "left out by --exclude: {} ({files} file(s), {bytes} bytes)",
-        names.join(", ")
+        report::first_names(&names, "")
     )
 }
 
@@ -518,10 +506,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 chunk_bytes: chunk_size,
                 force,
                 lossy,
-                exclude: exclude
-                    .iter()
-                    .map(|p| tic_compiler::Exclude::parse(p))
-                    .collect::<Result<_, _>>()?,
+                exclude: tic_compiler::Exclude::parse_all(&exclude)?,
             };
             // Every input file stays open during a compile: take the open
             // files the system allows (the soft limit is often 1024, or 256
@@ -631,10 +616,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             exclude,
             json,
         } => {
-            let exclude = exclude
-                .iter()
-                .map(|p| tic_compiler::Exclude::parse(p))
-                .collect::<Result<Vec<_>, _>>()?;
+            let exclude = tic_compiler::Exclude::parse_all(&exclude)?;
             report::verify(
                 &artifact,
                 &trust.trusted_keys,
@@ -784,11 +766,8 @@ fn read_recipients(
 
 /// Reads an externally made signature file (raw, hex or base64).
 fn read_signature(path: &Path) -> anyhow::Result<[u8; 64]> {
-    // At most one byte past the cap, from a file or a pipe alike.
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4097), &mut bytes))
-        .with_context(|| format!("reading signature {}", path.display()))?;
+    // Capped as every key file is, from a file or a pipe alike.
+    let bytes = tic_runtime::read_key_file(path)?;
     anyhow::ensure!(
         bytes.len() <= 4096,
         "{}: over 4096 bytes, too large to be a signature file (64 raw bytes, hex or base64)",

@@ -30,7 +30,7 @@ fn differences(c: &tic_compiler::Comparison) -> String {
             .different
             .iter()
             .map(|d| {
-                let mut s = printable(&d.path).into_owned();
+                let mut s = d.path.clone();
                 if d.artifact_size != d.model_size {
                     s.push_str(&format!(
                         " ({} bytes in the artifact, {} in the model)",
@@ -45,36 +45,27 @@ fn differences(c: &tic_compiler::Comparison) -> String {
                 s
             })
             .collect();
-        parts.push(format!("{} file(s) differ: {}", names.len(), list(&names)));
+        parts.push(format!(
+            "{} file(s) differ: {}",
+            names.len(),
+            first_names(&names, "")
+        ));
     }
     if !c.missing.is_empty() {
         parts.push(format!(
             "{} file(s) are not in the model: {}",
             c.missing.len(),
-            list(&c.missing)
+            first_names(&c.missing, "")
         ));
     }
     if !c.extra.is_empty() {
         parts.push(format!(
             "{} file(s) of the model are not in the artifact: {} (compiled with --exclude? give the same patterns)",
             c.extra.len(),
-            list(&c.extra)
+            first_names(&c.extra, "")
         ));
     }
     parts.join("; ")
-}
-
-/// Up to five names, then how many more.
-fn list<S: AsRef<str>>(names: &[S]) -> String {
-    let mut s: Vec<String> = names
-        .iter()
-        .take(5)
-        .map(|n| printable(n.as_ref()).into_owned())
-        .collect();
-    if names.len() > 5 {
-        s.push(format!("and {} more", names.len() - 5));
-    }
-    s.join(", ")
 }
 
 /// `s` made safe to print on a terminal: control characters (ESC, newline,
@@ -102,9 +93,9 @@ pub(crate) fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The first few of `names`, joined, and how many more there are: a large
-/// model can have thousands of lossy tensors.
-pub(crate) fn some_names<S: AsRef<str>>(names: &[S]) -> String {
+/// The first five of `names`, made printable and joined, then how many
+/// more there are followed by `more` (a hint where the rest are listed).
+pub(crate) fn first_names<S: AsRef<str>>(names: &[S], more: &str) -> String {
     const SHOWN: usize = 5;
     let mut s = names
         .iter()
@@ -113,12 +104,15 @@ pub(crate) fn some_names<S: AsRef<str>>(names: &[S]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     if names.len() > SHOWN {
-        s.push_str(&format!(
-            " and {} more (`tic inspect` lists them)",
-            names.len() - SHOWN
-        ));
+        s.push_str(&format!(" and {} more{more}", names.len() - SHOWN));
     }
     s
+}
+
+/// [`first_names`] of tensors: a large model can have thousands of lossy
+/// tensors, and `tic inspect` lists them all.
+pub(crate) fn some_names<S: AsRef<str>>(names: &[S]) -> String {
+    first_names(names, " (`tic inspect` lists them)")
 }
 
 /// A progress bar on stderr.

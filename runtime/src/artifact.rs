@@ -104,24 +104,20 @@ impl Head {
     /// Reads and checks the sections after the `preamble` of the artifact
     /// at `path`: the header's raw bytes, the signature over them (against
     /// `trust`), then the parsed header and the recipients section.
-    /// `read(section, offset, len)` gives a section's bytes; sections are
-    /// asked for in file order, so a stream can serve them.
+    /// `read(offset, len)` gives a section's bytes; sections are asked for
+    /// in file order, so a stream can serve them.
     pub(crate) fn read(
         path: PathBuf,
         preamble: Preamble,
         trust: &Trust,
-        mut read: impl FnMut(&'static str, u64, u64) -> Result<Vec<u8>, RuntimeError>,
+        mut read: impl FnMut(u64, u64) -> Result<Vec<u8>, RuntimeError>,
     ) -> Result<Head, RuntimeError> {
         let fmt = |source| RuntimeError::Format {
             path: path.clone(),
             source,
         };
-        let header_bytes = read("header", preamble.header_offset(), preamble.header_len)?;
-        let sig_bytes = read(
-            "signature section",
-            preamble.signature_offset(),
-            preamble.signature_len,
-        )?;
+        let header_bytes = read(preamble.header_offset(), preamble.header_len)?;
+        let sig_bytes = read(preamble.signature_offset(), preamble.signature_len)?;
         let signature = check_signature(&path, &preamble, &header_bytes, &sig_bytes, trust)?;
 
         let header = Header::parse(&header_bytes).map_err(fmt)?;
@@ -146,7 +142,7 @@ impl Head {
                 })
             }
             (Encryption::ChaCha20Poly1305 { .. }, n) => {
-                let bytes = read("recipients section", preamble.recipients_offset(), n)?;
+                let bytes = read(preamble.recipients_offset(), n)?;
                 Some(
                     RecipientsSection::parse(&bytes).map_err(|source| RuntimeError::Crypto {
                         path: path.clone(),
@@ -214,23 +210,13 @@ impl Artifact {
         }
         let file_len = meta.len();
         if file_len < PREAMBLE_LEN as u64 {
-            return Err(fmt(
-                if file_len >= 8 && read_at(&file, &path, 0, 8)? != tic_format::header::MAGIC {
-                    FormatError::BadMagic
-                } else {
-                    FormatError::Truncated {
-                        what: "preamble",
-                        field: "preamble",
-                        offset: file_len,
-                    }
-                },
-            ));
+            return Err(fmt(short_preamble(&read_at(&file, &path, 0, file_len)?)));
         }
         let mut pre = [0u8; PREAMBLE_LEN];
         file.read_exact_at(&mut pre, 0).map_err(io)?;
         let preamble = Preamble::parse(&pre, file_len).map_err(fmt)?;
         // Lengths are now bounded by the limits and by the real file size.
-        let head = Head::read(path.clone(), preamble, &opts.trust, |_, offset, len| {
+        let head = Head::read(path.clone(), preamble, &opts.trust, |offset, len| {
             read_at(&file, &path, offset, len)
         })?;
         let Head {
@@ -581,6 +567,21 @@ impl Artifact {
             );
         }
         r
+    }
+}
+
+/// What is wrong with an artifact (file or stream) that ends before its
+/// preamble does, given the bytes it has: not a tic artifact at all, or a
+/// truncated one.
+pub(crate) fn short_preamble(start: &[u8]) -> FormatError {
+    if start.len() >= 8 && start[..8] != tic_format::header::MAGIC {
+        FormatError::BadMagic
+    } else {
+        FormatError::Truncated {
+            what: "preamble",
+            field: "preamble",
+            offset: start.len() as u64,
+        }
     }
 }
 

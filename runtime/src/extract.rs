@@ -176,15 +176,15 @@ impl Artifact {
         // Swap into place: move any old output aside, rename, then delete
         // it. Should a rename fail, the old output is put back and the
         // temporary directories go (dropped).
-        // Something there now that was not there at the start (another tic
-        // restoring to the same place) is kept, unless --force.
-        if out_dir.symlink_metadata().is_ok() && !replacing {
-            return Err(RuntimeError::OutputChanged {
-                path: out_dir.to_path_buf(),
-                entry: out_dir.to_path_buf(),
-            });
-        }
         if out_dir.symlink_metadata().is_ok() {
+            // Something there now that was not there at the start (another
+            // tic restoring to the same place) is kept, unless --force.
+            if !replacing {
+                return Err(RuntimeError::OutputChanged {
+                    path: out_dir.to_path_buf(),
+                    entry: out_dir.to_path_buf(),
+                });
+            }
             let old = tempfile::Builder::new()
                 .prefix(".tic-old-")
                 .tempdir_in(&parent)

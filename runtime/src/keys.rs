@@ -53,10 +53,6 @@ pub enum KeyFileError {
 /// Reads a key file of at most 1 MiB (a regular file or a pipe such as
 /// `<(vault read ...)`), never more than one byte past that.
 pub fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyFileError> {
-    read_small(path)
-}
-
-fn read_small(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.to_path_buf(),
         source,
@@ -85,8 +81,8 @@ fn read_small(path: &Path) -> Result<Vec<u8>, KeyFileError> {
 
 /// Reads an Ed25519 public key (SubjectPublicKeyInfo PEM).
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyFileError> {
-    let bytes = read_small(path)?;
-    if is_ssh_public_key(&bytes) {
+    let bytes = read_key_file(path)?;
+    if crypto::is_ssh_public_key(&bytes) {
         return Err(KeyFileError::SshPublicKey {
             path: path.to_path_buf(),
         });
@@ -96,13 +92,6 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyFileError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Whether a key file holds an OpenSSH public key (`ssh-ed25519 AAAA...`).
-fn is_ssh_public_key(bytes: &[u8]) -> bool {
-    [&b"ssh-"[..], b"ecdsa-", b"sk-"]
-        .iter()
-        .any(|p| bytes.starts_with(p))
 }
 
 /// Reads trusted keys from files, or from every `*.pub` file of a directory.
@@ -125,7 +114,7 @@ pub fn read_trusted_keys(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, KeyFile
             let before = keys.len();
             for f in files {
                 // ~/.ssh-style directories hold SSH keys named *.pub too.
-                if is_ssh_public_key(&read_small(&f)?) {
+                if crypto::is_ssh_public_key(&read_key_file(&f)?) {
                     tracing::warn!(
                         "{}: an SSH public key, not an Ed25519 PEM key; not trusted",
                         f.display()
@@ -147,7 +136,7 @@ pub fn read_trusted_keys(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, KeyFile
 /// Reads a symmetric key file to encrypt to (32 raw bytes, 64 hex digits
 /// or base64), of at most 1 MiB.
 pub fn read_symmetric_key(path: &Path) -> Result<crypto::SymmetricKey, KeyFileError> {
-    let bytes = read_small(path)?;
+    let bytes = read_key_file(path)?;
     crypto::read_symmetric_key_file(&bytes).map_err(|source| KeyFileError::Crypto {
         path: path.to_path_buf(),
         source,
@@ -157,7 +146,7 @@ pub fn read_symmetric_key(path: &Path) -> Result<crypto::SymmetricKey, KeyFileEr
 /// Reads a recipients file to encrypt to, as `age -R` reads one: an
 /// `age1…` recipient per line, blank lines and `#` comments (at most 1 MiB).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<crypto::Recipient>, KeyFileError> {
-    let bytes = read_small(path)?;
+    let bytes = read_key_file(path)?;
     let crypto_err = |source| KeyFileError::Crypto {
         path: path.to_path_buf(),
         source,
@@ -174,7 +163,7 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<crypto::Recipient>, KeyFi
 /// Reads decryption identities: an age identity file (`age-keygen`
 /// output), or a symmetric key file (32 raw bytes, 64 hex digits or base64).
 pub fn read_identities(path: &Path) -> Result<Vec<Identity>, KeyFileError> {
-    let bytes = read_small(path)?;
+    let bytes = read_key_file(path)?;
     let crypto_err = |source| KeyFileError::Crypto {
         path: path.to_path_buf(),
         source,

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use tic_format::header::{Preamble, PREAMBLE_LEN};
 use tic_format::FormatError;
 
-use crate::artifact::{chunk_owners, display_name, Head, Trust};
+use crate::artifact::{chunk_owners, display_name, short_preamble, Head, Trust};
 use crate::error::RuntimeError;
 use crate::Progress;
 
@@ -42,17 +42,9 @@ pub fn verify_stream(
     };
     let mut read = Counted { reader, pos: 0 };
     let mut pre = Vec::with_capacity(PREAMBLE_LEN);
-    let got = read.up_to(PREAMBLE_LEN as u64, &mut pre, &path)?;
+    read.up_to(PREAMBLE_LEN as u64, &mut pre, &path)?;
     let Ok(pre) = <[u8; PREAMBLE_LEN]>::try_from(pre.as_slice()) else {
-        return Err(fmt(if got >= 8 && pre[..8] != tic_format::header::MAGIC {
-            FormatError::BadMagic
-        } else {
-            FormatError::Truncated {
-                what: "preamble",
-                field: "preamble",
-                offset: got,
-            }
-        }));
+        return Err(fmt(short_preamble(&pre)));
     };
     let preamble = Preamble::parse_unsized(&pre).map_err(fmt)?;
     let total = preamble.total_len().ok_or_else(|| {
@@ -67,7 +59,7 @@ pub fn verify_stream(
             actual: received,
         })
     };
-    let head = Head::read(path.clone(), preamble, trust, |_, offset, len| {
+    let head = Head::read(path.clone(), preamble, trust, |offset, len| {
         debug_assert_eq!(offset, read.pos, "sections are read in file order");
         let mut buf = Vec::new();
         if read.up_to(len, &mut buf, &path)? < len {

@@ -34,11 +34,11 @@ pub use keys::{
     COMMITMENT_INFO, HKDF_SHA256_MAX_OUTPUT, PAYLOAD_KEY_INFO,
 };
 pub use recipients::{
-    parse_identity_file, parse_recipient, parse_recipients_file, read_symmetric_key_file, Identity,
-    Recipient, RecipientEntry, RecipientsSection, SymmetricKey, KIND_AGE, KIND_SYMMETRIC,
-    MAX_BODY_LEN, MAX_LABEL_LEN, MAX_RECIPIENTS, MAX_SECTION_LEN, RECIPIENTS_MAGIC,
-    SYMMETRIC_BODY_LEN, SYMMETRIC_KEY_ID_INFO, SYMMETRIC_LABEL_PREFIX, SYMMETRIC_WRAP_AAD,
-    SYMMETRIC_WRAP_INFO,
+    is_ssh_public_key, parse_identity_file, parse_recipient, parse_recipients_file,
+    read_symmetric_key_file, Identity, Recipient, RecipientEntry, RecipientsSection, SymmetricKey,
+    KIND_AGE, KIND_SYMMETRIC, MAX_BODY_LEN, MAX_LABEL_LEN, MAX_RECIPIENTS, MAX_SECTION_LEN,
+    RECIPIENTS_MAGIC, SYMMETRIC_BODY_LEN, SYMMETRIC_KEY_ID_INFO, SYMMETRIC_LABEL_PREFIX,
+    SYMMETRIC_WRAP_AAD, SYMMETRIC_WRAP_INFO,
 };
 
 /// Length of a [`FileKey`].

@@ -135,7 +135,7 @@ impl fmt::Debug for Identity {
 /// since a symmetric key (hex, base64) or a secret pasted in the wrong place
 /// must not end up in a terminal or a CI log.
 fn quotable(t: &str) -> String {
-    let public = t.starts_with("age1") || SSH_PREFIXES.iter().any(|p| t.starts_with(p));
+    let public = t.starts_with("age1") || is_ssh_public_key(t.as_bytes());
     let file_name = t.contains('.')
         && !t.contains(char::is_whitespace)
         && !t.to_ascii_uppercase().contains("SECRET")
@@ -148,7 +148,19 @@ fn quotable(t: &str) -> String {
 }
 
 /// How SSH public keys begin.
-const SSH_PREFIXES: [&str; 4] = ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-", "sk-ssh-"];
+const SSH_PREFIXES: [&str; 5] = [
+    "ssh-ed25519 ",
+    "ssh-rsa ",
+    "ecdsa-sha2-",
+    "sk-ssh-",
+    "sk-ecdsa-",
+];
+
+/// Whether `text` is an OpenSSH public key (`ssh-ed25519 AAAA...`), which
+/// users give where an age recipient or a PEM key goes.
+pub fn is_ssh_public_key(text: &[u8]) -> bool {
+    SSH_PREFIXES.iter().any(|p| text.starts_with(p.as_bytes()))
+}
 
 /// Parses an `age1…` X25519 recipient (surrounding whitespace and a byte
 /// order mark ignored). A rejected value is quoted in the error only when
@@ -169,7 +181,7 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, CryptoError> {
                 .to_owned(),
         });
     }
-    if SSH_PREFIXES.iter().any(|p| t.starts_with(p)) {
+    if is_ssh_public_key(t.as_bytes()) {
         return Err(bad(
             "this is an SSH public key, and tic encrypts to age X25519 recipients only; \
              the recipient makes one with `age-keygen -o key.txt` and sends its \
