@@ -43,7 +43,7 @@ use crate::lossy::LossyRules;
 /// Original bytes per chunk unless told otherwise.
 pub const DEFAULT_CHUNK_BYTES: u64 = 1 << 20;
 /// Original bytes encoded per window (bounds memory).
-const WINDOW_BYTES: u64 = 8 << 20;
+const WINDOW_BYTES: u64 = 2 << 20;
 /// Chunks sampled per tensor to choose its codec.
 const SAMPLE_CHUNKS: u64 = 4;
 
@@ -777,7 +777,7 @@ fn hash_inputs(
     stop: &Stop,
 ) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), CompileError> {
     use ring::digest::{Context, SHA256};
-    const BLOCK: u64 = 4 << 20;
+    const BLOCK: u64 = 256 << 10;
     let per_file: Vec<([u8; 32], Vec<[u8; 32]>)> = inputs
         .par_iter()
         .with_max_len(1)
@@ -1034,38 +1034,30 @@ fn encode_payload(
     let mut table = Vec::with_capacity(jobs.len());
     let mut restoring = Restoring::default();
     let mut offset = 0u64;
-    let mut pending = match windows.first() {
-        Some(w) => Some(encode(w)?),
-        None => None,
-    };
-    for k in 0..windows.len() {
-        let done = pending.take().expect("window encoded");
-        let restoring = &mut restoring;
-        let (written, next) = rayon::join(
-            || -> Result<Vec<ChunkEntry>, CompileError> {
-                let mut entries = Vec::with_capacity(done.len());
-                let mut at = offset;
-                for c in &done {
-                    writer.write_all(&c.stored).map_err(write_err(output))?;
-                    early.wrote(c.stored.len() as u64);
-                    restoring.feed(inputs, c);
-                    entries.push(ChunkEntry {
-                        offset: at,
-                        stored_len: c.stored.len() as u64,
-                        orig_len: c.orig_len,
-                        sha256: c.sha256,
-                    });
-                    at += c.stored.len() as u64;
-                }
-                Ok(entries)
-            },
-            || windows.get(k + 1).map(|w| encode(w)),
-        );
-        let entries = written?;
-        offset += entries.iter().map(|e| e.stored_len).sum::<u64>();
-        table.extend(entries);
-        pending = next.transpose()?;
-    }
+    // Windows are encoded in parallel and written in order (see
+    // `tic_runtime::ordered`): no thread waits for a window's last chunk
+    // before the next window starts, and at most threads + 2 windows are
+    // in memory.
+    tic_runtime::ordered::for_each_ordered(
+        &windows,
+        rayon::current_num_threads() + 2,
+        |w| encode(w),
+        |done: Vec<EncodedChunk>| -> Result<(), CompileError> {
+            for c in &done {
+                writer.write_all(&c.stored).map_err(write_err(output))?;
+                early.wrote(c.stored.len() as u64);
+                restoring.feed(inputs, c);
+                table.push(ChunkEntry {
+                    offset,
+                    stored_len: c.stored.len() as u64,
+                    orig_len: c.orig_len,
+                    sha256: c.sha256,
+                });
+                offset += c.stored.len() as u64;
+            }
+            Ok(())
+        },
+    )?;
     writer.flush().map_err(write_err(output))?;
     early.finish();
     restoring.finish_file();
