@@ -5,13 +5,87 @@
 //! every item is produced by a rayon task; the task that completes the next
 //! item in order consumes every item then ready, while the other tasks go
 //! back to producing. No thread waits on the serial chain, no extra thread
-//! competes with the pool for the cores, and at most `in_flight` items are
-//! produced and not yet consumed, which bounds memory.
+//! competes with the pool for the cores, and at most as many items as the
+//! [`Permits`] allow are produced and not yet consumed, which bounds
+//! memory. Pipelines running side by side (files restored at once) can
+//! share one budget of permits.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// How many items may be produced and not yet consumed, across every
+/// pipeline given the same `Permits`.
+pub struct Permits {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Permits {
+    /// `n` items in flight at most (at least one).
+    pub fn new(n: usize) -> Self {
+        Permits {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn free(&self) -> MutexGuard<'_, usize> {
+        // The count stays right even if a holder panicked.
+        self.free.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a permit. A pool worker (a caller inside a rayon pool) runs
+    /// pending tasks while it waits, so a one-thread pool cannot deadlock;
+    /// other threads simply block.
+    fn acquire(&self) {
+        loop {
+            {
+                let mut free = self.free();
+                if *free > 0 {
+                    *free -= 1;
+                    return;
+                }
+            }
+            match rayon::yield_now() {
+                Some(rayon::Yield::Executed) => {}
+                Some(rayon::Yield::Idle) => {
+                    let free = self.free();
+                    if *free == 0 {
+                        // Woken by a release, or after a while to look for
+                        // new tasks again.
+                        let _ = self.freed.wait_timeout(free, Duration::from_millis(1));
+                    }
+                }
+                None => {
+                    let mut free = self.free();
+                    while *free == 0 {
+                        free = self
+                            .freed
+                            .wait(free)
+                            .unwrap_or_else(PoisonError::into_inner);
+                    }
+                    *free -= 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Permits not taken now.
+    #[cfg(test)]
+    fn available(&self) -> usize {
+        *self.free()
+    }
+
+    fn release(&self, n: usize) {
+        if n > 0 {
+            *self.free() += n;
+            self.freed.notify_all();
+        }
+    }
+}
 
 /// Produces `produce(item)` for every item in parallel and hands the
 /// results to `consume` in item order. Stops at the first error (of either
@@ -20,6 +94,23 @@ use std::sync::Mutex;
 pub fn for_each_ordered<T, R, E>(
     items: &[T],
     in_flight: usize,
+    produce: impl Fn(&T) -> Result<R, E> + Sync,
+    consume: impl FnMut(R) -> Result<(), E> + Send,
+) -> Result<(), E>
+where
+    T: Sync,
+    R: Send,
+    E: Send,
+{
+    for_each_ordered_sharing(items, &Permits::new(in_flight), produce, consume)
+}
+
+/// [`for_each_ordered`] with items in flight counted against `permits`,
+/// which other pipelines may be using at the same time. Every permit this
+/// call takes is given back before it returns.
+pub fn for_each_ordered_sharing<T, R, E>(
+    items: &[T],
+    permits: &Permits,
     produce: impl Fn(&T) -> Result<R, E> + Sync,
     consume: impl FnMut(R) -> Result<(), E> + Send,
 ) -> Result<(), E>
@@ -40,11 +131,9 @@ where
     });
     let ready = Mutex::new(BTreeMap::<usize, Result<R, E>>::new());
     let stop = AtomicBool::new(false);
-    let (permit_tx, permit_rx) = channel::<()>();
-    for _ in 0..in_flight.max(1) {
-        let _ = permit_tx.send(());
-    }
-    let drain = |permit: &Sender<()>| loop {
+    // Permits taken and not yet given back by this call.
+    let held = AtomicUsize::new(0);
+    let drain = || loop {
         let Ok(mut guard) = sink.try_lock() else {
             return; // the task holding the sink consumes what follows
         };
@@ -59,7 +148,8 @@ where
                 }
             }
             sk.next += 1;
-            let _ = permit.send(());
+            held.fetch_sub(1, Ordering::Relaxed);
+            permits.release(1);
         }
         let next = sk.next;
         drop(guard);
@@ -71,19 +161,27 @@ where
     };
     rayon::in_place_scope(|sc| {
         for (k, item) in items.iter().enumerate() {
-            if !acquire(&permit_rx) || stop.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let (produce, drain, ready, permit) = (&produce, &drain, &ready, permit_tx.clone());
+            permits.acquire();
+            held.fetch_add(1, Ordering::Relaxed);
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let (produce, drain, ready) = (&produce, &drain, &ready);
             sc.spawn(move |_| {
                 let r = produce(item);
                 if let Ok(mut m) = ready.lock() {
                     m.insert(k, r);
                 }
-                drain(&permit);
+                drain();
             });
         }
     });
+    // Every spawned item has been consumed by now; a permit taken for an
+    // item never spawned (the stop above) goes back here.
+    permits.release(held.load(Ordering::Relaxed));
     let sink = sink
         .into_inner()
         .unwrap_or_else(|_| panic!("a task panicked while consuming"));
@@ -92,30 +190,6 @@ where
         None => {
             assert_eq!(sink.next, items.len(), "every item consumed");
             Ok(())
-        }
-    }
-}
-
-/// Takes a permit; false once no more can come. A pool worker (a caller
-/// inside a rayon pool) runs pending tasks while it waits, so a one-thread
-/// pool cannot deadlock; other threads simply block.
-fn acquire(permits: &Receiver<()>) -> bool {
-    loop {
-        match permits.try_recv() {
-            Ok(()) => return true,
-            Err(TryRecvError::Disconnected) => return false,
-            Err(TryRecvError::Empty) => {}
-        }
-        match rayon::yield_now() {
-            Some(rayon::Yield::Executed) => {}
-            Some(rayon::Yield::Idle) => {
-                match permits.recv_timeout(std::time::Duration::from_millis(1)) {
-                    Ok(()) => return true,
-                    Err(RecvTimeoutError::Disconnected) => return false,
-                    Err(RecvTimeoutError::Timeout) => {}
-                }
-            }
-            None => return permits.recv().is_ok(),
         }
     }
 }
@@ -208,5 +282,64 @@ mod tests {
             );
             assert_eq!(r, Err(40));
         }
+    }
+
+    #[test]
+    fn pipelines_side_by_side_share_the_budget_and_give_every_permit_back() {
+        let permits = Permits::new(3);
+        let in_flight = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let items: Vec<u64> = (0..300).collect();
+        let run = |fail_at: Option<u64>| {
+            let mut seen = Vec::new();
+            let r = for_each_ordered_sharing(
+                &items,
+                &permits,
+                |&i| {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    let mut x = i;
+                    for _ in 0..(i * 7919) % 3000 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                    std::hint::black_box(x);
+                    if Some(i) == fail_at {
+                        Err(i)
+                    } else {
+                        Ok(i)
+                    }
+                },
+                |i| {
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    seen.push(i);
+                    Ok(())
+                },
+            );
+            (r, seen)
+        };
+        pool(4).install(|| {
+            let ((a, seen_a), (b, seen_b)) = std::thread::scope(|s| {
+                let other = s.spawn(|| run(None));
+                (run(None), other.join().unwrap())
+            });
+            assert_eq!((a, b), (Ok(()), Ok(())));
+            assert_eq!(seen_a, items);
+            assert_eq!(seen_b, items);
+        });
+        assert!(
+            most.load(Ordering::SeqCst) <= 3,
+            "at most 3 items in flight across both, saw {}",
+            most.load(Ordering::SeqCst)
+        );
+        assert_eq!(permits.available(), 3, "every permit given back");
+        // A failure stops a pipeline early; its permits come back too.
+        let (r, seen) = pool(2).install(|| run(Some(40)));
+        assert_eq!(r, Err(40));
+        assert_eq!(seen, (0..40).collect::<Vec<_>>());
+        assert_eq!(
+            permits.available(),
+            3,
+            "every permit given back after a failure"
+        );
     }
 }

@@ -925,6 +925,94 @@ fn extraction_in_order_and_all_or_nothing_on_one_and_many_threads() {
     }
 }
 
+#[test]
+fn files_restored_side_by_side_fail_on_the_first_damaged_file_in_order() {
+    // Five shards and a config, restored by pools of one, three and six
+    // threads: several files at once, each written and hashed in order.
+    let dir = tempdir().unwrap();
+    let key = signing_key();
+    let vk = key.verifying_key();
+    let names: Vec<String> = (1..=5)
+        .map(|k| format!("model-0000{k}-of-00005.safetensors"))
+        .collect();
+    let mut files: Vec<(&str, Vec<u8>)> = names
+        .iter()
+        .zip(1u64..)
+        .map(|(n, k)| {
+            let t = Tensor::random(&format!("layer{k}.weight"), "BF16", &[200_000], k);
+            (n.as_str(), safetensors_bytes(&[t]))
+        })
+        .collect();
+    files.push(("config.json", br#"{"hidden_size":4}"#.to_vec()));
+    let model = write_files(&dir.path().join("model"), &files);
+    let path = dir.path().join("a.tic");
+    compile(&model, &path, Some(&key), Vec::new());
+    let want = sha256_tree(&model);
+    // (0: called from outside any pool, as the CLI does, on the global one.)
+    let extract = |threads: usize, out: &Path| {
+        let art = open_trusting(&path, &vk).unwrap();
+        if threads == 0 {
+            return art.extract(out, false, &tic_runtime::NoProgress);
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| art.extract(out, false, &tic_runtime::NoProgress))
+    };
+    for threads in [0, 1, 3, 6] {
+        let out = dir.path().join(format!("ok{threads}"));
+        let report = extract(threads, &out).unwrap();
+        assert_eq!(sha256_tree(&out), want, "{threads} threads");
+        let listed: Vec<_> = report
+            .files
+            .iter()
+            .map(|f| f.strip_prefix(&out).unwrap())
+            .collect();
+        let mut in_order: Vec<_> = files.iter().map(|(n, _)| Path::new(*n)).collect();
+        in_order.sort();
+        assert_eq!(
+            listed, in_order,
+            "the report lists the files in artifact order"
+        );
+    }
+
+    // Damage the last chunk of shard 2 and the first of shard 4, so that
+    // shard 4 tends to fail first: the error is shard 2's all the same,
+    // as restoring the files one by one would find it.
+    let p = Parts::read(&path);
+    let h = p.parsed_header();
+    let chunks_of = |tensor: &str| -> Vec<usize> {
+        let t = h.tensors.iter().find(|t| t.name == tensor).unwrap();
+        h.tensor_chunks(t).map(|(i, _)| i as usize).collect()
+    };
+    let (second, fourth) = (chunks_of("layer2.weight"), chunks_of("layer4.weight"));
+    assert!(second.len() > 2, "shard 2 spans several chunks");
+    for i in [*second.last().unwrap(), fourth[0]] {
+        let r = p.chunk_range(&h, i);
+        xor_byte(&path, (r.start + r.len() / 2) as u64, 0x01);
+    }
+    for threads in [0, 1, 3, 6] {
+        for round in 0..3 {
+            let root = dir.path().join(format!("bad{threads}-{round}"));
+            std::fs::create_dir(&root).unwrap();
+            let err = extract(threads, &root.join("model")).unwrap_err();
+            match &err {
+                RuntimeError::ChunkDigest { tensor, chunk, .. } => {
+                    assert_eq!(tensor, "`layer2.weight`", "{threads} threads: {err}");
+                    assert_eq!(*chunk as usize, *second.last().unwrap());
+                }
+                e => panic!("{threads} threads: want shard 2's chunk digest error, got {e}"),
+            }
+            assert_eq!(
+                std::fs::read_dir(&root).unwrap().count(),
+                0,
+                "nothing written"
+            );
+        }
+    }
+}
+
 /// Extracts `art` into a new folder under `root` (created empty), which
 /// must fail; returns the error after checking that nothing was written.
 fn failed_extraction(art: &Artifact, root: &Path) -> RuntimeError {
