@@ -39,6 +39,17 @@ pub fn is_tic_temporary(name: &str) -> bool {
             || name.starts_with(".tic-key-"))
 }
 
+/// What the files restored side by side share: the budget of windows in
+/// flight, and the buffers of finished windows for later ones (written
+/// buffers and read buffers). Buffers used again are neither faulted in nor
+/// zeroed by the kernel, as fresh ones would be; the pools hold at most what
+/// the permits let be in use at once, and go when the restore is done.
+struct Shared {
+    permits: crate::ordered::Permits,
+    spare: BufferPool,
+    stored: BufferPool,
+}
+
 /// What `extract` wrote.
 #[derive(Clone, Debug)]
 pub struct ExtractReport {
@@ -139,17 +150,23 @@ impl Artifact {
         let interrupted = || RuntimeError::Interrupted {
             path: out_dir.to_path_buf(),
         };
-        // Files are restored side by side, one per worker at most: each
-        // file's SHA-256 is one serial chain (about 1.2 GB/s on a core), so
-        // one file at a time would cap a restore of many shards at that
-        // speed whatever the cores. Their windows in flight share one
-        // budget, so memory stays bounded by the thread count. Files are
-        // taken in order; once one fails, no later one starts and those
-        // under way stop, so the error reported is the first in file order,
-        // as restoring them one by one would report it.
+        // Files are restored side by side, as many at once as there are
+        // workers: each file's SHA-256 is one serial chain (about 1.2 GB/s
+        // on a core), so one file at a time would cap a restore of many
+        // shards at that speed whatever the cores. Their windows in flight
+        // and buffers are shared, so memory stays bounded by the thread
+        // count. Files are taken in order; once one fails, no later one
+        // starts and those under way stop, so an error in the artifact is
+        // reported for the first damaged file, as restoring the files one
+        // by one would report it (an output error such as a full disk may
+        // strike another of the files being written).
         let threads = rayon::current_num_threads();
         let side = h.files.len().clamp(1, threads);
-        let permits = crate::ordered::Permits::new(threads + 2 + side);
+        let shared = Shared {
+            permits: crate::ordered::Permits::new(threads + 2 + side),
+            spare: BufferPool::default(),
+            stored: BufferPool::default(),
+        };
         let next = AtomicUsize::new(0);
         let first_failed = AtomicUsize::new(usize::MAX);
         let results: Vec<Mutex<Option<Result<(), RuntimeError>>>> =
@@ -169,7 +186,7 @@ impl Artifact {
             } else {
                 dest.parent()
                     .map_or(Ok(()), |d| fs::create_dir_all(d).map_err(io(d)))
-                    .and_then(|()| self.restore_file(f, &dest, progress, &permits, &give_up))
+                    .and_then(|()| self.restore_file(f, &dest, progress, &shared, &give_up))
             };
             // Errors name the path the file was to have, not the staging one.
             let r = r.map_err(|e| match e {
@@ -266,14 +283,14 @@ impl Artifact {
     }
 
     /// Restores one file at `dest`, its windows in flight counted against
-    /// `permits`; stops with [`RuntimeError::Interrupted`] once `give_up`
-    /// says so.
+    /// `shared.permits`; stops with [`RuntimeError::Interrupted`] once
+    /// `give_up` says so.
     fn restore_file(
         &self,
         f: &FileEntry,
         dest: &Path,
         progress: &dyn Progress,
-        permits: &crate::ordered::Permits,
+        shared: &Shared,
         give_up: &(dyn Fn() -> bool + Sync),
     ) -> Result<(), RuntimeError> {
         let started = std::time::Instant::now();
@@ -317,11 +334,11 @@ impl Artifact {
         if !cur.is_empty() {
             windows.push(cur);
         }
-        // Written buffers are used again for later windows, and read buffers
-        // for later chunks: fresh ones would be faulted in and zeroed by the
-        // kernel every time. Both pools go when the file is done.
-        let spare = BufferPool::default();
-        let stored = BufferPool::default();
+        let Shared {
+            permits,
+            spare,
+            stored,
+        } = shared;
         // A decoded run of chunks: its buffer and how much of it is used.
         type Decoded = (Vec<u8>, usize);
         let decode = |w: &Window| -> Result<Vec<Decoded>, RuntimeError> {
@@ -332,7 +349,7 @@ impl Artifact {
                     let len: u64 = chunks.iter().map(|(_, c)| c.orig_len).sum();
                     let len = len as usize;
                     let mut buf = spare.take_at_least(len);
-                    self.decode_chunks_into(t, chunks, &mut buf[..len], &stored)?;
+                    self.decode_chunks_into(t, chunks, &mut buf[..len], stored)?;
                     Ok((buf, len))
                 })
                 .collect()

@@ -107,7 +107,9 @@ where
 
 /// [`for_each_ordered`] with items in flight counted against `permits`,
 /// which other pipelines may be using at the same time. Every permit this
-/// call takes is given back before it returns.
+/// call takes is given back before it returns, and before a panic of
+/// either closure is passed on (after every item already spawned is done),
+/// so that a panic in one pipeline cannot stall the others.
 pub fn for_each_ordered_sharing<T, R, E>(
     items: &[T],
     permits: &Permits,
@@ -119,20 +121,43 @@ where
     R: Send,
     E: Send,
 {
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    type Panic = Box<dyn std::any::Any + Send>;
     struct Sink<C, E> {
         consume: C,
         next: usize,
         failed: Option<E>,
+    }
+    /// Gives back, when dropped (unwinding included), the permits still
+    /// counted in `held`.
+    struct Held<'a> {
+        permits: &'a Permits,
+        held: AtomicUsize,
+    }
+    impl Drop for Held<'_> {
+        fn drop(&mut self) {
+            self.permits.release(*self.held.get_mut());
+        }
     }
     let sink = Mutex::new(Sink {
         consume,
         next: 0,
         failed: None,
     });
-    let ready = Mutex::new(BTreeMap::<usize, Result<R, E>>::new());
+    // Produced items by index; a panic of `produce` is kept in its place.
+    let ready = Mutex::new(BTreeMap::<usize, Result<Result<R, E>, Panic>>::new());
     let stop = AtomicBool::new(false);
-    // Permits taken and not yet given back by this call.
-    let held = AtomicUsize::new(0);
+    // The first panic of either closure, passed on at the end.
+    let panicked: Mutex<Option<Panic>> = Mutex::new(None);
+    let held = Held {
+        permits,
+        held: AtomicUsize::new(0),
+    };
+    let keep_panic = |p: Panic| {
+        stop.store(true, Ordering::Relaxed);
+        let mut first = panicked.lock().unwrap_or_else(PoisonError::into_inner);
+        first.get_or_insert(p);
+    };
     let drain = || loop {
         let Ok(mut guard) = sink.try_lock() else {
             return; // the task holding the sink consumes what follows
@@ -141,14 +166,23 @@ where
         // (The closure takes the map's guard: it is unlocked while the item
         // is consumed.)
         while let Some(r) = ready.lock().ok().and_then(|mut m| m.remove(&sk.next)) {
-            if sk.failed.is_none() {
-                if let Err(e) = r.and_then(&mut sk.consume) {
-                    sk.failed = Some(e);
-                    stop.store(true, Ordering::Relaxed);
+            match r {
+                Err(p) => keep_panic(p),
+                Ok(r) if sk.failed.is_none() && !stop.load(Ordering::Relaxed) => {
+                    match catch_unwind(AssertUnwindSafe(|| r.and_then(&mut sk.consume))) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            sk.failed = Some(e);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        Err(p) => keep_panic(p),
+                    }
                 }
+                // After a failure or a panic, items are only counted off.
+                Ok(_) => {}
             }
             sk.next += 1;
-            held.fetch_sub(1, Ordering::Relaxed);
+            held.held.fetch_sub(1, Ordering::Relaxed);
             permits.release(1);
         }
         let next = sk.next;
@@ -165,13 +199,13 @@ where
                 break;
             }
             permits.acquire();
-            held.fetch_add(1, Ordering::Relaxed);
+            held.held.fetch_add(1, Ordering::Relaxed);
             if stop.load(Ordering::Relaxed) {
                 break;
             }
             let (produce, drain, ready) = (&produce, &drain, &ready);
             sc.spawn(move |_| {
-                let r = produce(item);
+                let r = catch_unwind(AssertUnwindSafe(|| produce(item)));
                 if let Ok(mut m) = ready.lock() {
                     m.insert(k, r);
                 }
@@ -179,12 +213,16 @@ where
             });
         }
     });
-    // Every spawned item has been consumed by now; a permit taken for an
+    // Every spawned item has been counted off by now; a permit taken for an
     // item never spawned (the stop above) goes back here.
-    permits.release(held.load(Ordering::Relaxed));
-    let sink = sink
+    drop(held);
+    if let Some(p) = panicked
         .into_inner()
-        .unwrap_or_else(|_| panic!("a task panicked while consuming"));
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        resume_unwind(p);
+    }
+    let sink = sink.into_inner().unwrap_or_else(PoisonError::into_inner);
     match sink.failed {
         Some(e) => Err(e),
         None => {
@@ -341,5 +379,78 @@ mod tests {
             3,
             "every permit given back after a failure"
         );
+    }
+
+    #[test]
+    fn a_panic_is_passed_on_with_every_permit_given_back() {
+        let permits = Permits::new(4);
+        let items: Vec<u32> = (0..200).collect();
+        let slow = |i: u32| {
+            let mut x = u64::from(i);
+            for _ in 0..(i * 7919) % 3000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+        };
+        for (threads, in_produce) in [(1, true), (3, true), (1, false), (3, false)] {
+            pool(threads).install(|| {
+                let (panicking, other) = rayon::join(
+                    || {
+                        std::panic::catch_unwind(|| {
+                            for_each_ordered_sharing(
+                                &items,
+                                &permits,
+                                |&i| {
+                                    slow(i);
+                                    if in_produce && i == 30 {
+                                        panic!("produce broke");
+                                    }
+                                    Ok::<u32, ()>(i)
+                                },
+                                |i| {
+                                    if !in_produce && i == 30 {
+                                        panic!("consume broke");
+                                    }
+                                    Ok(())
+                                },
+                            )
+                        })
+                    },
+                    // Another pipeline on the same budget still finishes.
+                    || {
+                        let mut seen = Vec::new();
+                        let r = for_each_ordered_sharing(
+                            &items,
+                            &permits,
+                            |&i| {
+                                slow(i);
+                                Ok::<u32, ()>(i)
+                            },
+                            |i| {
+                                seen.push(i);
+                                Ok(())
+                            },
+                        );
+                        (r, seen)
+                    },
+                );
+                let msg = panicking.expect_err("the panic is passed on");
+                let msg = msg.downcast_ref::<&str>().copied().unwrap_or_default();
+                assert_eq!(
+                    msg,
+                    if in_produce {
+                        "produce broke"
+                    } else {
+                        "consume broke"
+                    }
+                );
+                assert_eq!(other, (Ok(()), items.clone()));
+            });
+            assert_eq!(
+                permits.available(),
+                4,
+                "{threads} threads, every permit back"
+            );
+        }
     }
 }
