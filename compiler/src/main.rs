@@ -124,7 +124,9 @@ enum Cmd {
     },
     /// Show what an artifact holds.
     Inspect {
-        /// The artifact to show.
+        /// The artifact to show, or - to read one's front (header and
+        /// signature, not the payload) from standard input
+        /// (`curl -sS URL | tic inspect -`).
         artifact: PathBuf,
         /// Check the signature against these keys too.
         #[arg(long = "trusted-key", value_name = "KEY")]
@@ -599,6 +601,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 allow_unsigned: trusted_keys.is_empty(),
                 trusted_keys,
             };
+            if artifact == Path::new("-") {
+                report::stdin_keys_check("inspect", &trust.trusted_keys)?;
+                let keys = tic_runtime::read_trusted_keys(&trust.trusted_keys)?;
+                return report::inspect_stdin(
+                    Trust {
+                        keys,
+                        allow_unsigned: trust.allow_unsigned,
+                    },
+                    json,
+                );
+            }
             let art = open_with(&artifact, &trust, &[])?;
             let rep = report::Report::new(art.head());
             if json {

@@ -528,6 +528,55 @@ fn pct(a: u64, b: u64) -> f64 {
 /// How messages and reports name an artifact read from standard input.
 const STDIN_NAME: &str = "(standard input)";
 
+/// For `tic COMMAND -`: standard input carries the artifact, so a trusted
+/// key cannot come from it too.
+pub fn stdin_keys_check(command: &str, trusted: &[PathBuf]) -> Result<(), crate::Failure> {
+    match trusted
+        .iter()
+        .find(|k| *k == Path::new("/dev/stdin") || *k == Path::new("-"))
+    {
+        Some(k) => Err(anyhow::anyhow!(
+            "--trusted-key {}: standard input carries the artifact (`tic {command} -`); \
+             give the trusted key as a file",
+            k.display()
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// Standard input, for `tic COMMAND -`, unless it is a terminal.
+pub fn stdin_artifact(command: &str) -> Result<std::io::StdinLock<'static>, crate::Failure> {
+    let stdin = std::io::stdin().lock();
+    if std::io::IsTerminal::is_terminal(&stdin) {
+        return Err(anyhow::anyhow!(
+            "`tic {command} -` reads the artifact from standard input, which is a terminal; \
+             pipe one in (`curl -sS URL | tic {command} - ...`) or give its file name"
+        )
+        .into());
+    }
+    Ok(stdin)
+}
+
+/// `tic inspect -`: the front of an artifact streamed in on standard input,
+/// read and checked as `tic inspect FILE` reads it, without its payload.
+pub fn inspect_stdin(trust: Trust, json_out: bool) -> Result<u8, crate::Failure> {
+    let mut stdin = stdin_artifact("inspect")?;
+    let head = tic_runtime::read_head(&mut stdin, Path::new(STDIN_NAME), &trust)?;
+    let rep = Report::new(&head);
+    if json_out {
+        outln!("{}", serde_json::to_string_pretty(&rep.inspect_json())?)?;
+    } else {
+        rep.print_inspect(&mut std::io::stdout().lock())?;
+    }
+    // Said on stderr, so that the JSON on stdout stays whole.
+    eprintln!(
+        "note: only the front of the artifact was read from standard input (header and \
+         signature); its payload was not, so no chunk digest was checked: `tic verify -` checks them"
+    );
+    Ok(0)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn verify(
     path: &Path,
@@ -541,18 +590,8 @@ pub fn verify(
 ) -> Result<u8, crate::Failure> {
     // Ok: the artifact checked out (its summary), and a policy it broke.
     let result = (|| -> Result<(Value, Option<PolicyFailure>), crate::Failure> {
-        // Standard input is the artifact's: a key cannot come from it too.
-        let stream = path == Path::new("-");
-        if let Some(k) = trusted
-            .iter()
-            .find(|k| stream && (*k == Path::new("/dev/stdin") || *k == Path::new("-")))
-        {
-            return Err(anyhow::anyhow!(
-                "--trusted-key {}: standard input carries the artifact (`tic verify -`); \
-                 give the trusted key as a file",
-                k.display()
-            )
-            .into());
+        if path == Path::new("-") {
+            stdin_keys_check("verify", trusted)?;
         }
         // A model that is not there is found before the artifact is read.
         if let Some(model) = against {
@@ -569,14 +608,7 @@ pub fn verify(
         // `-`: verify the artifact as it streams in on standard input.
         let (opened, streamed);
         let art: &Head = if path == Path::new("-") {
-            let mut stdin = std::io::stdin().lock();
-            if std::io::IsTerminal::is_terminal(&stdin) {
-                return Err(anyhow::anyhow!(
-                    "`tic verify -` reads the artifact from standard input, which is a terminal; \
-                     pipe one in (`curl -sS URL | tic verify - ...`) or give its file name"
-                )
-                .into());
-            }
+            let mut stdin = stdin_artifact("verify")?;
             streamed = tic_runtime::verify_stream(
                 &mut stdin,
                 Path::new(STDIN_NAME),

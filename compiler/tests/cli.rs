@@ -388,12 +388,84 @@ fn verify_reads_a_stream_on_standard_input() {
             stderr(&o)
         );
     }
-    // The commands that seek say that only verify reads a stream.
-    let o = tic_with_stdin(&[&"inspect", &"-"], bytes);
+    // The commands that seek say which ones read a stream.
+    let o = tic_with_stdin(&[&"decompress", &"-", &"-o", &d.join("out")], bytes);
     expect_code(&o, 2);
     assert!(
         stderr(&o).contains("standard input (-) is a pipe, socket or device, not a file")
-            && stderr(&o).contains("`tic verify -` alone"),
+            && stderr(&o).contains("only `tic verify -`")
+            && stderr(&o).contains("`tic inspect -`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.join("out").exists());
+}
+
+/// `tic inspect -` shows an artifact from its front alone, read from
+/// standard input (`curl URL | tic inspect -`): the same listing and JSON
+/// as from the file, the signature checked against a trusted key, the
+/// payload not read (a stream cut after the front is shown all the same)
+/// and said so on stderr; a damaged front fails.
+#[test]
+fn inspect_reads_the_front_of_a_stream_on_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 2);
+    let (key, pubk) = keygen(d, "signer");
+    let signed = compile_signed(d, &m, &key, "signed.tic");
+    let bytes = std::fs::read(&signed).unwrap();
+    let o = tic(&[&"inspect", &signed, &"--json"]);
+    expect_code(&o, 0);
+    let mut from_file: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // The front: preamble, header and signature sections.
+    let pre = tic_format::header::Preamble::parse_unsized(
+        bytes[..tic_format::header::PREAMBLE_LEN]
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let front = tic_format::header::PREAMBLE_LEN
+        + (pre.header_len + pre.signature_len + pre.recipients_len) as usize;
+    for input in [bytes.clone(), bytes[..front].to_vec()] {
+        let o = tic_with_stdin(&[&"inspect", &"-", &"--json"], input);
+        expect_code(&o, 0);
+        let mut streamed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(streamed["artifact"], "(standard input)");
+        streamed["artifact"] = Value::Null;
+        from_file["artifact"] = Value::Null;
+        assert_eq!(streamed, from_file);
+        assert!(stderr(&o).contains("its payload was not"), "{}", stderr(&o));
+    }
+    let o = tic_with_stdin(&[&"inspect", &"-", &"--trusted-key", &pubk], bytes.clone());
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o).starts_with("artifact:   (standard input)\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(&fingerprint(&pubk)), "{}", stdout(&o));
+
+    // A header byte changed: the signature fails; cut in the header: truncated.
+    let mut tampered = bytes.clone();
+    tampered[front - 100] ^= 0x01;
+    let (_, other) = keygen(d, "other");
+    for (input, key, want) in [
+        (tampered, &pubk, "signature"),
+        (bytes[..front - 10].to_vec(), &pubk, "truncated"),
+        (bytes.clone(), &other, "not among the trusted keys"),
+    ] {
+        let o = tic_with_stdin(&[&"inspect", &"-", &"--trusted-key", key], input);
+        expect_code(&o, 1);
+        assert!(
+            stderr(&o).starts_with("tic: error: (standard input): ") && stderr(&o).contains(want),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = tic_with_stdin(&[&"inspect", &"-", &"--trusted-key", &"/dev/stdin"], bytes);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("standard input carries the artifact (`tic inspect -`)"),
         "{}",
         stderr(&o)
     );

@@ -41,33 +41,13 @@ pub fn verify_stream(
         source,
     };
     let mut read = Counted { reader, pos: 0 };
-    let mut pre = Vec::with_capacity(PREAMBLE_LEN);
-    read.up_to(PREAMBLE_LEN as u64, &mut pre, &path)?;
-    let Ok(pre) = <[u8; PREAMBLE_LEN]>::try_from(pre.as_slice()) else {
-        return Err(fmt(short_preamble(&pre)));
-    };
-    let preamble = Preamble::parse_unsized(&pre).map_err(fmt)?;
-    let total = preamble.total_len().ok_or_else(|| {
-        fmt(FormatError::LengthMismatch {
-            expected: u64::MAX,
-            actual: read.pos,
-        })
-    })?;
+    let (head, total) = front(&mut read, &path, trust)?;
     let short = |received: u64| {
         fmt(FormatError::LengthMismatch {
             expected: total,
             actual: received,
         })
     };
-    let head = Head::read(path.clone(), preamble, trust, |offset, len| {
-        debug_assert_eq!(offset, read.pos, "sections are read in file order");
-        let mut buf = Vec::new();
-        if read.up_to(len, &mut buf, &path)? < len {
-            return Err(short(read.pos));
-        }
-        Ok(buf)
-    })?;
-
     let header = head.header();
     let chunks = &header.chunks;
     let owner = chunk_owners(header);
@@ -139,6 +119,50 @@ pub fn verify_stream(
         path.display()
     );
     Ok(head)
+}
+
+/// Reads the front of the artifact that `reader` yields (preamble, header,
+/// signature and recipients sections), named `name` in messages, with the
+/// checks of [`crate::Artifact::open`] but one: the payload is not read, so
+/// neither its digests nor the artifact's length are checked (what
+/// [`verify_stream`] adds). For `tic inspect -`: the reader may be left
+/// anywhere after the front.
+pub fn read_head(reader: &mut dyn Read, name: &Path, trust: &Trust) -> Result<Head, RuntimeError> {
+    let path = name.to_path_buf();
+    front(&mut Counted { reader, pos: 0 }, &path, trust).map(|(head, _)| head)
+}
+
+/// Reads and checks the sections before the payload; returns them and the
+/// artifact's length as the preamble gives it.
+fn front(read: &mut Counted, path: &Path, trust: &Trust) -> Result<(Head, u64), RuntimeError> {
+    let fmt = |source| RuntimeError::Format {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut pre = Vec::with_capacity(PREAMBLE_LEN);
+    read.up_to(PREAMBLE_LEN as u64, &mut pre, path)?;
+    let Ok(pre) = <[u8; PREAMBLE_LEN]>::try_from(pre.as_slice()) else {
+        return Err(fmt(short_preamble(&pre)));
+    };
+    let preamble = Preamble::parse_unsized(&pre).map_err(fmt)?;
+    let total = preamble.total_len().ok_or_else(|| {
+        fmt(FormatError::LengthMismatch {
+            expected: u64::MAX,
+            actual: read.pos,
+        })
+    })?;
+    let head = Head::read(path.to_path_buf(), preamble, trust, |offset, len| {
+        debug_assert_eq!(offset, read.pos, "sections are read in file order");
+        let mut buf = Vec::new();
+        if read.up_to(len, &mut buf, path)? < len {
+            return Err(fmt(FormatError::LengthMismatch {
+                expected: total,
+                actual: read.pos,
+            }));
+        }
+        Ok(buf)
+    })?;
+    Ok((head, total))
 }
 
 /// A reader that counts the bytes read from it.
