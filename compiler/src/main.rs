@@ -126,7 +126,8 @@ enum Cmd {
     Inspect {
         /// The artifact to show, or - to read one's front (header and
         /// signature, not the payload) from standard input
-        /// (`curl -sS URL | tic inspect -`).
+        /// (`curl -sS URL | tic inspect -`; tic stops reading there, so
+        /// the sender may report a broken pipe).
         artifact: PathBuf,
         /// Check the signature against these keys too.
         #[arg(long = "trusted-key", value_name = "KEY")]

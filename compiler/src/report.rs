@@ -565,14 +565,18 @@ pub fn inspect_stdin(trust: Trust, json_out: bool) -> Result<u8, crate::Failure>
     let head = tic_runtime::read_head(&mut stdin, Path::new(STDIN_NAME), &trust)?;
     let rep = Report::new(&head);
     if json_out {
-        outln!("{}", serde_json::to_string_pretty(&rep.inspect_json())?)?;
+        let mut v = rep.inspect_json();
+        // As given, as `tic verify - --json` has it.
+        v["artifact"] = json!("-");
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         rep.print_inspect(&mut std::io::stdout().lock())?;
     }
     // Said on stderr, so that the JSON on stdout stays whole.
     eprintln!(
         "note: only the front of the artifact was read from standard input (header and \
-         signature); its payload was not, so no chunk digest was checked: `tic verify -` checks them"
+         signature); its payload was not, so no chunk digest was checked: `tic verify -` checks them. \
+         The command feeding tic may report a broken pipe (curl: exit 23): tic stopped reading"
     );
     Ok(0)
 }

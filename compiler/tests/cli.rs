@@ -430,7 +430,7 @@ fn inspect_reads_the_front_of_a_stream_on_standard_input() {
         let o = tic_with_stdin(&[&"inspect", &"-", &"--json"], input);
         expect_code(&o, 0);
         let mut streamed: Value = serde_json::from_str(&stdout(&o)).unwrap();
-        assert_eq!(streamed["artifact"], "(standard input)");
+        assert_eq!(streamed["artifact"], "-", "as given, as verify - has it");
         streamed["artifact"] = Value::Null;
         from_file["artifact"] = Value::Null;
         assert_eq!(streamed, from_file);

@@ -195,7 +195,8 @@ impl Artifact {
             source,
         };
         if path == Path::new("-") && !path.exists() {
-            // `-` names standard input only for `tic verify -`.
+            // `-` names standard input only for `tic verify -` and
+            // `tic inspect -`, which read streams.
             return Err(RuntimeError::NotSeekable {
                 path: PathBuf::from("standard input (-)"),
             });
