@@ -56,6 +56,17 @@ pub(crate) struct TrustArgs {
     pub(crate) allow_unsigned: bool,
 }
 
+impl TrustArgs {
+    /// The trust these flags give: the keys read, and whether unsigned
+    /// artifacts pass.
+    pub(crate) fn trust(&self) -> Result<Trust, Failure> {
+        Ok(Trust {
+            keys: tic_runtime::read_trusted_keys(&self.trusted_keys)?,
+            allow_unsigned: self.allow_unsigned,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Compile a safetensors file or model directory into an artifact.
@@ -445,15 +456,12 @@ pub(crate) fn open_with(
     trust: &TrustArgs,
     identities: &[PathBuf],
 ) -> Result<Artifact, Failure> {
-    let keys = tic_runtime::read_trusted_keys(&trust.trusted_keys)?;
+    let trust = trust.trust()?;
     let ids = read_identities(identities)?;
     Ok(Artifact::open(
         path,
         &OpenOptions {
-            trust: Trust {
-                keys,
-                allow_unsigned: trust.allow_unsigned,
-            },
+            trust,
             identities: ids,
         },
     )?)
@@ -604,14 +612,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             if artifact == Path::new("-") {
                 report::stdin_keys_check("inspect", &trust.trusted_keys)?;
-                let keys = tic_runtime::read_trusted_keys(&trust.trusted_keys)?;
-                return report::inspect_stdin(
-                    Trust {
-                        keys,
-                        allow_unsigned: trust.allow_unsigned,
-                    },
-                    json,
-                );
+                return report::inspect_stdin(trust.trust()?, json);
             }
             let art = open_with(&artifact, &trust, &[])?;
             let rep = report::Report::new(art.head());
