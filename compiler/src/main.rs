@@ -467,6 +467,23 @@ pub(crate) fn open_with(
     )?)
 }
 
+/// `tic inspect --trusted-key` on an unsigned artifact: the runtime's hint
+/// (`--allow-unsigned`) names a flag inspect does not have, so say what
+/// inspect can do instead. Other failures pass through.
+fn inspect_unsigned(f: Failure) -> Failure {
+    match f.err.chain().find_map(|c| c.downcast_ref::<RuntimeError>()) {
+        Some(RuntimeError::Unsigned { path }) => Failure {
+            code: f.code,
+            err: anyhow::anyhow!(
+                "{}: the artifact is not signed, so --trusted-key has no signature to check; \
+                 leave --trusted-key out to list it anyway",
+                path.display()
+            ),
+        },
+        _ => f,
+    }
+}
+
 /// The line after a compile's summary that says what `--exclude` left out.
 fn excluded_line(excluded: &[tic_compiler::Excluded]) -> String {
     let names: Vec<String> = excluded
@@ -612,9 +629,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             if artifact == Path::new("-") {
                 report::stdin_keys_check("inspect", &trust.trusted_keys)?;
-                return report::inspect_stdin(trust.trust()?, json);
+                return report::inspect_stdin(trust.trust()?, json).map_err(inspect_unsigned);
             }
-            let art = open_with(&artifact, &trust, &[])?;
+            let art = open_with(&artifact, &trust, &[]).map_err(inspect_unsigned)?;
             let rep = report::Report::new(art.head());
             if json {
                 outln!("{}", serde_json::to_string_pretty(&rep.inspect_json())?)?;

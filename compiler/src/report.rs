@@ -524,17 +524,13 @@ fn pct(a: u64, b: u64) -> f64 {
     }
 }
 
-/// `tic verify`: signature, every chunk digest, policies. Returns the exit code.
 /// How messages and reports name an artifact read from standard input.
 const STDIN_NAME: &str = "(standard input)";
 
 /// For `tic COMMAND -`: standard input carries the artifact, so a trusted
 /// key cannot come from it too.
 pub fn stdin_keys_check(command: &str, trusted: &[PathBuf]) -> Result<(), crate::Failure> {
-    match trusted
-        .iter()
-        .find(|k| *k == Path::new("/dev/stdin") || *k == Path::new("-"))
-    {
+    match trusted.iter().find(|k| is_stdin(k)) {
         Some(k) => Err(anyhow::anyhow!(
             "--trusted-key {}: standard input carries the artifact (`tic {command} -`); \
              give the trusted key as a file",
@@ -543,6 +539,28 @@ pub fn stdin_keys_check(command: &str, trusted: &[PathBuf]) -> Result<(), crate:
         .into()),
         None => Ok(()),
     }
+}
+
+/// Whether `path` names this process's standard input: `-`, `/dev/stdin`,
+/// or on Unix any other name of the same file or pipe (`/dev/fd/0`,
+/// `/proc/self/fd/0`).
+fn is_stdin(path: &Path) -> bool {
+    if path == Path::new("-") || path == Path::new("/dev/stdin") {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let stdin = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(|fd| std::fs::File::from(fd).metadata());
+        if let (Ok(s), Ok(m)) = (stdin, std::fs::metadata(path)) {
+            return (s.dev(), s.ino()) == (m.dev(), m.ino());
+        }
+    }
+    false
 }
 
 /// Standard input, for `tic COMMAND -`, unless it is a terminal.
@@ -581,6 +599,7 @@ pub fn inspect_stdin(trust: Trust, json_out: bool) -> Result<u8, crate::Failure>
     Ok(0)
 }
 
+/// `tic verify`: signature, every chunk digest, policies. Returns the exit code.
 #[allow(clippy::too_many_arguments)]
 pub fn verify(
     path: &Path,

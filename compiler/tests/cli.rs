@@ -462,13 +462,37 @@ fn inspect_reads_the_front_of_a_stream_on_standard_input() {
             stderr(&o)
         );
     }
-    let o = tic_with_stdin(&[&"inspect", &"-", &"--trusted-key", &"/dev/stdin"], bytes);
-    expect_code(&o, 2);
-    assert!(
-        stderr(&o).contains("standard input carries the artifact (`tic inspect -`)"),
-        "{}",
-        stderr(&o)
+    // Any name of standard input, as the trusted key: refused.
+    for name in ["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"] {
+        let o = tic_with_stdin(&[&"inspect", &"-", &"--trusted-key", &name], bytes.clone());
+        expect_code(&o, 2);
+        let want =
+            format!("--trusted-key {name}: standard input carries the artifact (`tic inspect -`)");
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    }
+
+    // An unsigned artifact with --trusted-key: exit 1, with a hint inspect
+    // can follow (it has no --allow-unsigned), from a file and a stream.
+    let unsigned = d.join("unsigned.tic");
+    expect_code(
+        &tic(&[&"compile", &"--unsigned", &"-q", &m, &"-o", &unsigned]),
+        0,
     );
+    for o in [
+        tic(&[&"inspect", &unsigned, &"--trusted-key", &pubk]),
+        tic_with_stdin(
+            &[&"inspect", &"-", &"--trusted-key", &pubk],
+            std::fs::read(&unsigned).unwrap(),
+        ),
+    ] {
+        expect_code(&o, 1);
+        let err = stderr(&o);
+        assert!(
+            err.contains("the artifact is not signed, so --trusted-key has no signature to check; leave --trusted-key out")
+                && !err.contains("--allow-unsigned"),
+            "{err}"
+        );
+    }
 }
 
 /// `tic verify --against MODEL` proves an artifact holds exactly a model on

@@ -34,7 +34,7 @@ pub enum FormatError {
         value: u64,
         limit: u64,
     },
-    #[error("the section lengths in the preamble add up to {expected} bytes but the file has {actual}: the artifact is truncated or has bytes appended; fetch it again")]
+    #[error("the section lengths in the preamble add up to {expected} bytes, but the artifact is {actual} bytes long: it is truncated (an interrupted download or copy?) or has bytes appended; fetch it again")]
     LengthMismatch { expected: u64, actual: u64 },
     #[error("field `{field}` of the {what} at byte {offset} is not valid UTF-8")]
     BadUtf8 {

@@ -132,13 +132,13 @@ impl Head {
             (Encryption::None, _) => {
                 return Err(RuntimeError::RecipientsMismatch {
                     path,
-                    what: "present although the header says the payload is not encrypted",
+                    what: "the signed header says the payload is not encrypted, yet the preamble gives a recipients section",
                 })
             }
             (Encryption::ChaCha20Poly1305 { .. }, 0) => {
                 return Err(RuntimeError::RecipientsMismatch {
                     path,
-                    what: "missing",
+                    what: "the signed header says the payload is encrypted, yet the preamble gives no recipients section",
                 })
             }
             (Encryption::ChaCha20Poly1305 { .. }, n) => {

@@ -65,7 +65,7 @@ pub enum RuntimeError {
     },
     #[error("{path}: the artifact is encrypted to {recipients} recipient(s); pass --identity FILE (`OpenOptions::identities`: an age identity or a 32-byte key file) to decrypt it")]
     NeedIdentity { path: PathBuf, recipients: usize },
-    #[error("{path}: the signed header says the payload is encrypted but the recipients section is {what}")]
+    #[error("{path}: {what}: the preamble or the header was altered; fetch the artifact again")]
     RecipientsMismatch { path: PathBuf, what: &'static str },
     #[error("{path}: file {file:?}: its stored safetensors header does not describe its tensor entries ({why})")]
     StHeaderMismatch {

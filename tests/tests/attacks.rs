@@ -290,6 +290,18 @@ fn truncation_and_appended_bytes_are_rejected() {
             ) || (cut < 8 && matches!(&err, RuntimeError::Format { .. })),
             "cut at {cut}: {err:?}"
         );
+        if let RuntimeError::Format {
+            source: FormatError::LengthMismatch { .. },
+            ..
+        } = &err
+        {
+            // Said of a file and of a stream alike: no "file" in it.
+            let want = format!(
+                "add up to {} bytes, but the artifact is {cut} bytes long: it is truncated",
+                original.len()
+            );
+            assert!(err.to_string().contains(&want), "{err}");
+        }
     }
 
     // Bytes appended at the end.

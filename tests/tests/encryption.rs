@@ -612,11 +612,21 @@ fn wrapped_keys_for_another_file_key_are_rejected() {
     p.write(&bad);
     let err = verify(&bad, &vk).err().unwrap();
     assert_err!(err, RuntimeError::RecipientsMismatch { .. });
+    assert!(
+        err.to_string()
+            .contains("the payload is not encrypted, yet the preamble gives a recipients section"),
+        "{err}"
+    );
     let mut p = px.clone();
     p.recipients.clear();
     p.write(&bad);
     let err = verify(&bad, &vk).err().unwrap();
     assert_err!(err, RuntimeError::RecipientsMismatch { .. });
+    assert!(
+        err.to_string()
+            .contains("the payload is encrypted, yet the preamble gives no recipients section"),
+        "{err}"
+    );
 }
 
 #[test]
