@@ -119,7 +119,9 @@ enum Cmd {
     /// Restore the original files after verifying: byte for byte, or for
     /// lossy tensors within their recorded bounds.
     Decompress {
-        /// The artifact to restore.
+        /// The artifact to restore, or - to restore one as it streams in on
+        /// standard input (`curl -sS URL | tic decompress - -o DIR ...`;
+        /// the files are put in place only once the whole stream checked out).
         artifact: PathBuf,
         /// The directory to restore the files into: new or empty (a non-empty one needs --force).
         #[arg(short, long)]
@@ -589,17 +591,28 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             identity,
             force,
         } => {
-            let art = open_with(&artifact, &trust, &identity)?;
-            if art.header().is_encrypted() && !art.can_decrypt() {
-                return Err(RuntimeError::NeedIdentity {
-                    path: artifact.clone(),
-                    recipients: art.recipients().map_or(0, |r| r.entries.len()),
-                }
-                .into());
-            }
-            let bar = stoppable_progress(quiet)?;
             let start = std::time::Instant::now();
-            let r = art.extract(&output, force, bar.as_ref())?;
+            let r = if artifact == Path::new("-") {
+                report::stdin_keys_check("decompress", "--trusted-key", &trust.trusted_keys)?;
+                report::stdin_keys_check("decompress", "--identity", &identity)?;
+                let opts = OpenOptions {
+                    trust: trust.trust()?,
+                    identities: read_identities(&identity)?,
+                };
+                let bar = stoppable_progress(quiet)?;
+                report::decompress_stdin(&opts, &output, force, bar.as_ref())?
+            } else {
+                let art = open_with(&artifact, &trust, &identity)?;
+                if art.header().is_encrypted() && !art.can_decrypt() {
+                    return Err(RuntimeError::NeedIdentity {
+                        path: artifact.clone(),
+                        recipients: art.recipients().map_or(0, |r| r.entries.len()),
+                    }
+                    .into());
+                }
+                let bar = stoppable_progress(quiet)?;
+                art.extract(&output, force, bar.as_ref())?
+            };
             let secs = start.elapsed().as_secs_f64();
             outln!(
                 "restored {} files ({} bytes) into {}, {:.1} MB/s",
@@ -608,8 +621,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 output.display(),
                 r.bytes as f64 / secs / 1e6
             )?;
-            if !art.header().all_lossless() {
-                let lossy = art.header().lossy_tensor_names();
+            if !r.lossy_tensors.is_empty() {
+                let lossy: Vec<&str> = r.lossy_tensors.iter().map(String::as_str).collect();
                 outln!(
                     "note: the output is not byte-identical to the original: {} tensor(s) were lossy-coded: {}",
                     lossy.len(),
@@ -628,7 +641,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 trusted_keys,
             };
             if artifact == Path::new("-") {
-                report::stdin_keys_check("inspect", &trust.trusted_keys)?;
+                report::stdin_keys_check("inspect", "--trusted-key", &trust.trusted_keys)?;
                 return report::inspect_stdin(trust.trust()?, json).map_err(inspect_unsigned);
             }
             let art = open_with(&artifact, &trust, &[]).map_err(inspect_unsigned)?;

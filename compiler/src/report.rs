@@ -527,13 +527,13 @@ fn pct(a: u64, b: u64) -> f64 {
 /// How messages and reports name an artifact read from standard input.
 const STDIN_NAME: &str = "(standard input)";
 
-/// For `tic COMMAND -`: standard input carries the artifact, so a trusted
-/// key cannot come from it too.
-pub fn stdin_keys_check(command: &str, trusted: &[PathBuf]) -> Result<(), crate::Failure> {
-    match trusted.iter().find(|k| is_stdin(k)) {
+/// For `tic COMMAND -`: standard input carries the artifact, so the key
+/// files of `flag` (`--trusted-key`, `--identity`) cannot come from it too.
+pub fn stdin_keys_check(command: &str, flag: &str, keys: &[PathBuf]) -> Result<(), crate::Failure> {
+    match keys.iter().find(|k| is_stdin(k)) {
         Some(k) => Err(anyhow::anyhow!(
-            "--trusted-key {}: standard input carries the artifact (`tic {command} -`); \
-             give the trusted key as a file",
+            "{flag} {}: standard input carries the artifact (`tic {command} -`); \
+             give the key as a file",
             k.display()
         )
         .into()),
@@ -578,6 +578,25 @@ pub fn stdin_artifact(command: &str) -> Result<std::io::StdinLock<'static>, crat
 
 /// `tic inspect -`: the front of an artifact streamed in on standard input,
 /// read and checked as `tic inspect FILE` reads it, without its payload.
+/// `tic decompress -`: restores the artifact streaming in on standard
+/// input into `output`. Returns what was restored.
+pub fn decompress_stdin(
+    opts: &tic_runtime::OpenOptions,
+    output: &Path,
+    force: bool,
+    progress: &dyn tic_runtime::Progress,
+) -> Result<tic_runtime::ExtractReport, crate::Failure> {
+    let mut stdin = stdin_artifact("decompress")?;
+    Ok(tic_runtime::extract_stream(
+        &mut stdin,
+        Path::new(STDIN_NAME),
+        opts,
+        output,
+        force,
+        progress,
+    )?)
+}
+
 pub fn inspect_stdin(trust: Trust, json_out: bool) -> Result<u8, crate::Failure> {
     let mut stdin = stdin_artifact("inspect")?;
     let head = tic_runtime::read_head(&mut stdin, Path::new(STDIN_NAME), &trust)?;
@@ -614,7 +633,7 @@ pub fn verify(
     // Ok: the artifact checked out (its summary), and a policy it broke.
     let result = (|| -> Result<(Value, Option<PolicyFailure>), crate::Failure> {
         if path == Path::new("-") {
-            stdin_keys_check("verify", trusted)?;
+            stdin_keys_check("verify", "--trusted-key", trusted)?;
         }
         // A model that is not there is found before the artifact is read.
         if let Some(model) = against {

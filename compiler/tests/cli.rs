@@ -329,6 +329,36 @@ fn verify_exit_codes() {
     assert_restored(&out, &m);
 }
 
+/// Streams made from the artifact `bytes` that a reader of standard input
+/// must reject, each with what its error must say: the last byte changed,
+/// cut, extended by a byte or by megabytes, and not an artifact at all.
+fn bad_streams(bytes: &[u8]) -> Vec<(Vec<u8>, &'static str)> {
+    let mut tampered = bytes.to_vec();
+    *tampered.last_mut().unwrap() ^= 0x20;
+    vec![
+        (tampered, "does not match its SHA-256"),
+        (bytes[..bytes.len() - 1].to_vec(), "truncated"),
+        ([bytes, b"\n"].concat(), "has bytes appended"),
+        (b"not an artifact".to_vec(), "not a tic artifact"),
+        (
+            [bytes, &vec![0; 3 << 20]].concat(),
+            "goes on for more than 1 MiB past",
+        ),
+    ]
+}
+
+/// Asserts that `o` failed with exit 1 and an error about standard input
+/// that says `want`.
+#[track_caller]
+fn expect_stream_error(o: &Output, want: &str) {
+    expect_code(o, 1);
+    assert!(
+        stderr(o).starts_with("tic: error: (standard input): ") && stderr(o).contains(want),
+        "{}",
+        stderr(o)
+    );
+}
+
 /// `tic verify -` verifies an artifact as it streams in on standard input
 /// (`curl URL | tic verify -`): the same report and JSON as from a file,
 /// exit 1 for a tampered, truncated or extended stream.
@@ -366,39 +396,84 @@ fn verify_reads_a_stream_on_standard_input() {
     from_file["artifact"] = Value::Null;
     assert_eq!(streamed, from_file);
 
-    let mut tampered = bytes.clone();
-    *tampered.last_mut().unwrap() ^= 0x20;
-    let mut longer = bytes.clone();
-    longer.extend_from_slice(b"\n");
-    for (input, want) in [
-        (tampered, "does not match its SHA-256"),
-        (bytes[..bytes.len() - 1].to_vec(), "truncated"),
-        (longer, "has bytes appended"),
-        (b"not an artifact".to_vec(), "not a tic artifact"),
-        (
-            [bytes.clone(), vec![0; 3 << 20]].concat(),
-            "goes on for more than 1 MiB past",
-        ),
-    ] {
-        let o = piped(input, &[]);
-        expect_code(&o, 1);
-        assert!(
-            stderr(&o).starts_with("tic: error: (standard input): ") && stderr(&o).contains(want),
-            "{}",
-            stderr(&o)
-        );
+    for (input, want) in bad_streams(&bytes) {
+        expect_stream_error(&piped(input, &[]), want);
     }
     // The commands that seek say which ones read a stream.
-    let o = tic_with_stdin(&[&"decompress", &"-", &"-o", &d.join("out")], bytes);
+    let o = tic_with_stdin(&[&"load", &"-", &"--allow-unsigned"], bytes);
     expect_code(&o, 2);
     assert!(
         stderr(&o).contains("standard input (-) is a pipe, socket or device, not a file")
-            && stderr(&o).contains("only `tic verify -`")
+            && stderr(&o).contains("only `tic verify -` and `tic decompress -`")
             && stderr(&o).contains("`tic inspect -`"),
         "{}",
         stderr(&o)
     );
-    assert!(!d.join("out").exists());
+}
+
+/// `tic decompress -` restores an artifact as it streams in on standard
+/// input (`curl URL | tic decompress - -o DIR`): byte for byte, decrypted
+/// with an identity file; a tampered, cut or extended stream exits 1 with
+/// nothing at the output; standard input cannot also be a key.
+#[test]
+fn decompress_restores_a_stream_on_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 4);
+    let (key, pubk) = keygen(d, "signer");
+    let id_file = d.join("id.txt");
+    let id = write_age_identity(&id_file, "");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&id_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let art = d.join("enc.tic");
+    let recipient = id.to_public().to_string();
+    expect_code(&compile_encrypted(&m, &art, &key, &recipient, &[]), 0);
+    let bytes = std::fs::read(&art).unwrap();
+    let out = d.join("out");
+    let piped = |input: Vec<u8>, identity: &Path| -> Output {
+        tic_with_stdin(
+            &[
+                &"decompress",
+                &"-",
+                &"-o",
+                &out,
+                &"--trusted-key",
+                &pubk,
+                &"--identity",
+                &identity,
+            ],
+            input,
+        )
+    };
+    let o = piped(bytes.clone(), &id_file);
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o).starts_with("restored 2 files ("),
+        "{}",
+        stdout(&o)
+    );
+    assert_restored(&out, &m);
+    std::fs::remove_dir_all(&out).unwrap();
+
+    for (input, want) in bad_streams(&bytes) {
+        let o = piped(input, &id_file);
+        expect_stream_error(&o, want);
+        assert!(!out.exists(), "{}", stderr(&o));
+    }
+    for name in ["/dev/stdin", "/dev/fd/0"] {
+        let o = piped(bytes.clone(), Path::new(name));
+        expect_code(&o, 2);
+        let want = format!("--identity {name}: standard input carries the artifact");
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    }
+    let entries: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tic-"))
+        .collect();
+    assert!(entries.is_empty(), "left behind: {entries:?}");
 }
 
 /// `tic inspect -` shows an artifact from its front alone, read from

@@ -195,8 +195,8 @@ impl Artifact {
             source,
         };
         if path == Path::new("-") && !path.exists() {
-            // `-` names standard input only for `tic verify -` and
-            // `tic inspect -`, which read streams.
+            // `-` names standard input only for `tic verify -`,
+            // `tic decompress -` and `tic inspect -`, which read streams.
             return Err(RuntimeError::NotSeekable {
                 path: PathBuf::from("standard input (-)"),
             });
@@ -220,56 +220,8 @@ impl Artifact {
         let head = Head::read(path.clone(), preamble, &opts.trust, |offset, len| {
             read_at(&file, &path, offset, len)
         })?;
-        let Head {
-            path,
-            preamble,
-            header,
-            signature,
-            recipients,
-        } = &head;
-        let key = match (&header.encryption, recipients) {
-            (Encryption::ChaCha20Poly1305 { salt, commitment }, Some(r))
-                if !opts.identities.is_empty() =>
-            {
-                let crypto_err = |source| RuntimeError::Crypto {
-                    path: path.clone(),
-                    source,
-                };
-                let (_, key) = r
-                    .unwrap_checked(&opts.identities, salt, commitment)
-                    .map_err(crypto_err)?;
-                Some(key)
-            }
-            _ => None,
-        };
-        tracing::info!(
-            "opened {}: format {}.{}, {} files, {} tensors, {} chunks, {} payload bytes; {}; {}",
-            path.display(),
-            preamble.major,
-            preamble.minor,
-            header.files.len(),
-            header.tensors.iter().filter(|t| !t.name.is_empty()).count(),
-            header.chunks.len(),
-            header.payload_len,
-            match signature {
-                SignatureStatus::Verified { fingerprint } =>
-                    format!("signed by {fingerprint}, verified"),
-                SignatureStatus::NotChecked { fingerprint } =>
-                    format!("signed by {fingerprint}, not checked"),
-                SignatureStatus::Unsigned => "unsigned".to_string(),
-            },
-            match (recipients, &key) {
-                (None, _) => "not encrypted".to_string(),
-                (Some(r), Some(_)) => format!(
-                    "encrypted to {} recipients, file key unwrapped",
-                    r.entries.len()
-                ),
-                (Some(r), None) => format!(
-                    "encrypted to {} recipients, no identity given",
-                    r.entries.len()
-                ),
-            }
-        );
+        let key = unwrap_key(&head, &opts.identities)?;
+        log_opened(&head, key.is_some());
         Ok(Artifact { head, file, key })
     }
 
@@ -364,9 +316,8 @@ impl Artifact {
         Ok(())
     }
 
-    /// Turns checked stored bytes into the chunk's original bytes in `out`.
-    /// `stored` has been checked against its digest; it is decrypted in
-    /// place when the artifact is encrypted.
+    /// Turns checked stored bytes into the chunk's original bytes in `out`
+    /// (see [`decode_stored`]).
     fn decode_chunk(
         &self,
         index: u64,
@@ -374,33 +325,7 @@ impl Artifact {
         tensor: &TensorEntry,
         out: &mut [u8],
     ) -> Result<(), RuntimeError> {
-        match &self.key {
-            None if self.head.header.is_encrypted() => {
-                return Err(RuntimeError::NeedIdentity {
-                    path: self.head.path.clone(),
-                    recipients: self.head.recipients.as_ref().map_or(0, |r| r.entries.len()),
-                })
-            }
-            None => {}
-            Some(key) => {
-                let last = index + 1 == self.head.header.chunks.len() as u64;
-                crypto::open_chunk_in_place(key, index, last, stored).map_err(|_| {
-                    RuntimeError::Decrypt {
-                        path: self.head.path.clone(),
-                        tensor: display_name(tensor),
-                        chunk: index,
-                    }
-                })?;
-            }
-        }
-        let plain: &[u8] = stored;
-        codec::decode_chunk(&tensor.codec, tensor.dtype.size(), plain, out).map_err(|source| {
-            RuntimeError::Decode {
-                path: self.head.path.clone(),
-                tensor: display_name(tensor),
-                source,
-            }
-        })
+        decode_stored(&self.head, self.key.as_ref(), index, stored, tensor, out)
     }
 
     /// Decodes a run of chunks of one tensor into `out` (their concatenated
@@ -569,6 +494,108 @@ impl Artifact {
         }
         r
     }
+}
+
+/// With `identities` given, unwraps the file key of an encrypted
+/// artifact from its recipients section and checks it against the key
+/// commitment in the signed header; `None` when not encrypted or no
+/// identity is given.
+pub(crate) fn unwrap_key(
+    head: &Head,
+    identities: &[Identity],
+) -> Result<Option<PayloadKey>, RuntimeError> {
+    match (&head.header.encryption, &head.recipients) {
+        (Encryption::ChaCha20Poly1305 { salt, commitment }, Some(r)) if !identities.is_empty() => {
+            let (_, key) = r
+                .unwrap_checked(identities, salt, commitment)
+                .map_err(|source| RuntimeError::Crypto {
+                    path: head.path.clone(),
+                    source,
+                })?;
+            Ok(Some(key))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Logs what an opened artifact is: format, size, signature, encryption.
+pub(crate) fn log_opened(head: &Head, key_unwrapped: bool) {
+    let Head {
+        path,
+        preamble,
+        header,
+        signature,
+        recipients,
+    } = head;
+    tracing::info!(
+        "opened {}: format {}.{}, {} files, {} tensors, {} chunks, {} payload bytes; {}; {}",
+        path.display(),
+        preamble.major,
+        preamble.minor,
+        header.files.len(),
+        header.tensors.iter().filter(|t| !t.name.is_empty()).count(),
+        header.chunks.len(),
+        header.payload_len,
+        match signature {
+            SignatureStatus::Verified { fingerprint } =>
+                format!("signed by {fingerprint}, verified"),
+            SignatureStatus::NotChecked { fingerprint } =>
+                format!("signed by {fingerprint}, not checked"),
+            SignatureStatus::Unsigned => "unsigned".to_string(),
+        },
+        match (recipients, key_unwrapped) {
+            (None, _) => "not encrypted".to_string(),
+            (Some(r), true) => format!(
+                "encrypted to {} recipients, file key unwrapped",
+                r.entries.len()
+            ),
+            (Some(r), false) => format!(
+                "encrypted to {} recipients, no identity given",
+                r.entries.len()
+            ),
+        }
+    );
+}
+
+/// Turns the stored bytes of chunk `index` (of `tensor`), already checked
+/// against their digest, into the chunk's original bytes in `out`: they
+/// are decrypted in place with `key` when the artifact is encrypted, then
+/// decoded.
+pub(crate) fn decode_stored(
+    head: &Head,
+    key: Option<&PayloadKey>,
+    index: u64,
+    stored: &mut Vec<u8>,
+    tensor: &TensorEntry,
+    out: &mut [u8],
+) -> Result<(), RuntimeError> {
+    match key {
+        None if head.header.is_encrypted() => {
+            return Err(RuntimeError::NeedIdentity {
+                path: head.path.clone(),
+                recipients: head.recipients.as_ref().map_or(0, |r| r.entries.len()),
+            })
+        }
+        None => {}
+        Some(key) => {
+            let last = index + 1 == head.header.chunks.len() as u64;
+            crypto::open_chunk_in_place(key, index, last, stored).map_err(|_| {
+                RuntimeError::Decrypt {
+                    path: head.path.clone(),
+                    tensor: display_name(tensor),
+                    chunk: index,
+                }
+            })?;
+        }
+    }
+    let plain: &[u8] = stored;
+    codec::decode_chunk(&tensor.codec, tensor.dtype.size(), plain, out).map_err(|source| {
+        RuntimeError::Decode {
+            path: head.path.clone(),
+            tensor: display_name(tensor),
+            source,
+        }
+    })
 }
 
 /// What is wrong with an artifact (file or stream) that ends before its

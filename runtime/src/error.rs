@@ -89,7 +89,7 @@ pub enum RuntimeError {
     DeviceUnavailable { device: String, why: String },
     #[error("{path} is a directory, not an artifact; give the .tic file itself")]
     NotAFile { path: PathBuf },
-    #[error("{path} is a pipe, socket or device, not a file: tic reads an artifact at random offsets, so save it to a file first (for example `curl -o model.tic URL`); only `tic verify -` (which checks an artifact as it streams in) and `tic inspect -` (its front) read standard input")]
+    #[error("{path} is a pipe, socket or device, not a file: tic reads an artifact at random offsets, so save it to a file first (for example `curl -o model.tic URL`); only `tic verify -` and `tic decompress -` (which check an artifact as it streams in) and `tic inspect -` (its front) read standard input")]
     NotSeekable { path: PathBuf },
     #[error("{path}: the stream goes on for more than 1 MiB past the {expected} bytes that the artifact's preamble gives: it is not one artifact, or has data appended; fetch it again")]
     StreamTooLong { path: PathBuf, expected: u64 },

@@ -53,8 +53,28 @@ struct Shared {
 /// What `extract` wrote.
 #[derive(Clone, Debug)]
 pub struct ExtractReport {
+    /// The files restored, under the output directory.
     pub files: Vec<PathBuf>,
+    /// Their bytes.
     pub bytes: u64,
+    /// The lossy-coded tensors, whose bytes are within their recorded
+    /// bounds rather than identical (empty when the restore is exact).
+    pub lossy_tensors: Vec<String>,
+}
+
+impl ExtractReport {
+    /// An empty report for the artifact of header `h`.
+    pub(crate) fn new(h: &tic_format::Header) -> Self {
+        ExtractReport {
+            files: Vec::new(),
+            bytes: 0,
+            lossy_tensors: h
+                .lossy_tensor_names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        }
+    }
 }
 
 impl Artifact {
@@ -69,84 +89,15 @@ impl Artifact {
         force: bool,
         progress: &dyn Progress,
     ) -> Result<ExtractReport, RuntimeError> {
+        let staged = Staged::new(out_dir, force, Some(self.path()))?;
+        let staging = &staged.staging;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| RuntimeError::Io { path, source }
         };
-        // An existing directory (or a link to one) is filled in place.
-        let in_place = fs::metadata(out_dir).is_ok_and(|m| m.is_dir());
-        // Empty but for what an interrupted restore left (moved aside and
-        // deleted with the old contents).
-        let mut empty = in_place;
-        if in_place {
-            for e in fs::read_dir(out_dir).map_err(io(out_dir))? {
-                let name = e.map_err(io(out_dir))?.file_name();
-                empty &= name.to_str().is_some_and(is_tic_temporary);
-            }
-        }
-        let replacing = out_dir.symlink_metadata().is_ok() && !empty;
-        // --force replaces a directory's contents, never a file (a key, an
-        // artifact given as -o by mistake).
-        if replacing && !in_place {
-            return Err(RuntimeError::OutputNotADirectory {
-                path: out_dir.to_path_buf(),
-            });
-        }
-        if replacing && !force {
-            return Err(RuntimeError::OutputExists {
-                path: out_dir.to_path_buf(),
-            });
-        }
-        // Replacing a directory deletes what is in it: not the artifact
-        // being read, and not the directory the command runs in.
-        if let (true, Ok(out)) = (replacing, out_dir.canonicalize()) {
-            let in_use = |what: &str| RuntimeError::OutputInUse {
-                path: out_dir.to_path_buf(),
-                what: what.to_string(),
-            };
-            if self
-                .path()
-                .canonicalize()
-                .is_ok_and(|a| a.starts_with(&out))
-            {
-                return Err(in_use("the artifact being restored"));
-            }
-            // (`cd ~; tic decompress ... -o . --force` would empty it.)
-            if std::env::current_dir().is_ok_and(|c| c.starts_with(&out)) {
-                return Err(in_use("the current directory"));
-            }
-        }
-        let parent = match out_dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let staging_in = if in_place {
-            out_dir.to_path_buf()
-        } else {
-            // A file where a directory of the path should be (`-o key.pub/x`).
-            if let Some(file) = parent
-                .ancestors()
-                .find(|a| a.symlink_metadata().is_ok())
-                .filter(|a| !a.is_dir())
-            {
-                return Err(RuntimeError::OutputNotADirectory {
-                    path: file.to_path_buf(),
-                });
-            }
-            fs::create_dir_all(&parent).map_err(io(&parent))?;
-            parent.clone()
-        };
-        let staging = tempfile::Builder::new()
-            .prefix(".tic-extract-")
-            .tempdir_in(&staging_in)
-            .map_err(io(&staging_in))?;
-
         let h = self.header();
         progress.start("restoring", h.files.iter().map(|f| f.size).sum());
-        let mut report = ExtractReport {
-            files: Vec::new(),
-            bytes: 0,
-        };
+        let mut report = ExtractReport::new(h);
         let interrupted = || RuntimeError::Interrupted {
             path: out_dir.to_path_buf(),
         };
@@ -188,15 +139,7 @@ impl Artifact {
                     .map_or(Ok(()), |d| fs::create_dir_all(d).map_err(io(d)))
                     .and_then(|()| self.restore_file(f, &dest, progress, &shared, &give_up))
             };
-            // Errors name the path the file was to have, not the staging one.
-            let r = r.map_err(|e| match e {
-                RuntimeError::Interrupted { .. } => interrupted(),
-                RuntimeError::WriteOutput { source, .. } => RuntimeError::WriteOutput {
-                    path: out_dir.join(&f.path),
-                    source,
-                },
-                e => e,
-            });
+            let r = r.map_err(|e| named_for_output(e, out_dir, f));
             if r.is_err() {
                 first_failed.fetch_min(i, Ordering::Relaxed);
             }
@@ -242,43 +185,7 @@ impl Artifact {
             return Err(interrupted());
         }
 
-        if in_place {
-            fill_in_place(out_dir, staging.path(), replacing)?;
-            return Ok(report);
-        }
-        // A temporary directory is private (0700); the restored model is not.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
-                .map_err(io(staging.path()))?;
-        }
-        // Swap into place: move any old output aside, rename, then delete
-        // it. Should a rename fail, the old output is put back and the
-        // temporary directories go (dropped).
-        if out_dir.symlink_metadata().is_ok() {
-            // Something there now that was not there at the start (another
-            // tic restoring to the same place) is kept, unless --force.
-            if !replacing {
-                return Err(RuntimeError::OutputChanged {
-                    path: out_dir.to_path_buf(),
-                    entry: out_dir.to_path_buf(),
-                });
-            }
-            let old = tempfile::Builder::new()
-                .prefix(".tic-old-")
-                .tempdir_in(&parent)
-                .map_err(io(&parent))?;
-            let aside = old.path().join("old");
-            fs::rename(out_dir, &aside).map_err(io(out_dir))?;
-            if let Err(e) = fs::rename(staging.path(), out_dir) {
-                let _ = fs::rename(&aside, out_dir);
-                return Err(io(out_dir)(e));
-            }
-        } else {
-            fs::rename(staging.path(), out_dir).map_err(io(out_dir))?;
-        }
-        // Moved away: nothing is left to delete.
-        let _ = staging.keep();
+        staged.put_in_place(out_dir)?;
         Ok(report)
     }
 
@@ -299,18 +206,7 @@ impl Artifact {
         if f.kind == FileKind::Safetensors {
             check_st_header(self.path(), f, tensors)?;
         }
-        let io = |source| RuntimeError::WriteOutput {
-            path: dest.to_path_buf(),
-            source,
-        };
-        let file = fs::File::create(dest).map_err(io)?;
-        let mut early = crate::writeback::EarlyWriteback::new(&file);
-        // Small tensors are gathered; windows at least this long go
-        // straight to the file without a copy.
-        let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
-        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-        out.write_all(&f.st_header).map_err(io)?;
-        digest.update(&f.st_header);
+        let mut out = FileOut::create(dest, &f.st_header)?;
         progress.advance(f.st_header.len() as u64);
 
         // Windows of chunks across the file's tensors, each decoded by one
@@ -367,30 +263,109 @@ impl Artifact {
                     });
                 }
                 for (b, len) in &bufs {
-                    let b = &b[..*len];
-                    out.write_all(b).map_err(io)?;
-                    digest.update(b);
-                    progress.advance(b.len() as u64);
-                    early.wrote(b.len() as u64);
+                    out.write(&b[..*len])?;
+                    progress.advance(*len as u64);
                 }
                 spare.give(bufs.into_iter().map(|(b, _)| b));
                 Ok(())
             },
         )?;
-        out.flush().map_err(io)?;
-        early.finish();
-        out.into_inner()
-            .map_err(|e| io(e.into_error()))?
-            .sync_all()
-            .map_err(io)?;
-        if digest.finish().as_ref() != f.sha256 {
+        out.finish(self.path(), f, tensors.len(), started)
+    }
+}
+
+/// An error of restoring file `f`, as the caller sees it: an output error
+/// names the path the file was to have under `out_dir`, not the staging
+/// one, and an interruption names `out_dir`.
+pub(crate) fn named_for_output(e: RuntimeError, out_dir: &Path, f: &FileEntry) -> RuntimeError {
+    match e {
+        RuntimeError::Interrupted { .. } => RuntimeError::Interrupted {
+            path: out_dir.to_path_buf(),
+        },
+        RuntimeError::WriteOutput { source, .. } => RuntimeError::WriteOutput {
+            path: out_dir.join(&f.path),
+            source,
+        },
+        e => e,
+    }
+}
+
+/// A restored file being written at `dest`: its bytes go to the file and
+/// into its SHA-256.
+pub(crate) struct FileOut<'a> {
+    dest: &'a Path,
+    early: crate::writeback::EarlyWriteback,
+    // Small tensors are gathered; runs at least this long go straight to
+    // the file without a copy.
+    out: std::io::BufWriter<fs::File>,
+    digest: ring::digest::Context,
+}
+
+impl<'a> FileOut<'a> {
+    /// Creates the file and writes `st_header` (the stored safetensors
+    /// header; empty for other files).
+    pub(crate) fn create(dest: &'a Path, st_header: &[u8]) -> Result<Self, RuntimeError> {
+        let file = fs::File::create(dest).map_err(|source| RuntimeError::WriteOutput {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        let mut out = FileOut {
+            dest,
+            early: crate::writeback::EarlyWriteback::new(&file),
+            out: std::io::BufWriter::with_capacity(64 << 10, file),
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+        };
+        out.write(st_header)?;
+        Ok(out)
+    }
+
+    fn io(&self, source: std::io::Error) -> RuntimeError {
+        RuntimeError::WriteOutput {
+            path: self.dest.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Appends `b`.
+    pub(crate) fn write(&mut self, b: &[u8]) -> Result<(), RuntimeError> {
+        self.out.write_all(b).map_err(|e| self.io(e))?;
+        self.digest.update(b);
+        self.early.wrote(b.len() as u64);
+        Ok(())
+    }
+
+    /// Flushes the file to disk and checks its digest against the entry
+    /// `f` of the artifact at `artifact` (`tensors` of them, restored since
+    /// `started`, for the log).
+    pub(crate) fn finish(
+        mut self,
+        artifact: &Path,
+        f: &FileEntry,
+        tensors: usize,
+        started: std::time::Instant,
+    ) -> Result<(), RuntimeError> {
+        self.out.flush().map_err(|e| self.io(e))?;
+        self.early.finish();
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| RuntimeError::WriteOutput {
+                path: self.dest.to_path_buf(),
+                source: e.into_error(),
+            })?;
+        file.sync_all()
+            .map_err(|source| RuntimeError::WriteOutput {
+                path: self.dest.to_path_buf(),
+                source,
+            })?;
+        if self.digest.finish().as_ref() != f.sha256 {
             return Err(RuntimeError::FileDigest {
-                path: self.path().to_path_buf(),
+                path: artifact.to_path_buf(),
                 file: f.path.clone(),
             });
         }
         let what = match f.kind {
-            FileKind::Safetensors => format!("{} bytes, {} tensors", f.size, tensors.len()),
+            FileKind::Safetensors => format!("{} bytes, {tensors} tensors", f.size),
             _ => format!("{} bytes", f.size),
         };
         tracing::info!(
@@ -398,6 +373,158 @@ impl Artifact {
             f.path,
             started.elapsed()
         );
+        Ok(())
+    }
+}
+
+/// A restore's staging directory, made by [`Staged::new`] after the
+/// checks on the output, and how its files are put in place.
+pub(crate) struct Staged {
+    /// Where the files are restored (removed when dropped).
+    pub(crate) staging: tempfile::TempDir,
+    /// The output directory exists and is filled in place.
+    in_place: bool,
+    /// What is in the output directory is replaced (--force).
+    replacing: bool,
+    /// The output directory's parent.
+    parent: PathBuf,
+}
+
+impl Staged {
+    /// Checks `out_dir` (new, empty, or with `force` a directory whose
+    /// contents are replaced, which may not hold `artifact` or the current
+    /// directory) and makes the staging directory for it.
+    pub(crate) fn new(
+        out_dir: &Path,
+        force: bool,
+        artifact: Option<&Path>,
+    ) -> Result<Staged, RuntimeError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RuntimeError::Io { path, source }
+        };
+        // An existing directory (or a link to one) is filled in place.
+        let in_place = fs::metadata(out_dir).is_ok_and(|m| m.is_dir());
+        // Empty but for what an interrupted restore left (moved aside and
+        // deleted with the old contents).
+        let mut empty = in_place;
+        if in_place {
+            for e in fs::read_dir(out_dir).map_err(io(out_dir))? {
+                let name = e.map_err(io(out_dir))?.file_name();
+                empty &= name.to_str().is_some_and(is_tic_temporary);
+            }
+        }
+        let replacing = out_dir.symlink_metadata().is_ok() && !empty;
+        // --force replaces a directory's contents, never a file (a key, an
+        // artifact given as -o by mistake).
+        if replacing && !in_place {
+            return Err(RuntimeError::OutputNotADirectory {
+                path: out_dir.to_path_buf(),
+            });
+        }
+        if replacing && !force {
+            return Err(RuntimeError::OutputExists {
+                path: out_dir.to_path_buf(),
+            });
+        }
+        // Replacing a directory deletes what is in it: not the artifact
+        // being read, and not the directory the command runs in.
+        if let (true, Ok(out)) = (replacing, out_dir.canonicalize()) {
+            let in_use = |what: &str| RuntimeError::OutputInUse {
+                path: out_dir.to_path_buf(),
+                what: what.to_string(),
+            };
+            if artifact
+                .and_then(|a| a.canonicalize().ok())
+                .is_some_and(|a| a.starts_with(&out))
+            {
+                return Err(in_use("the artifact being restored"));
+            }
+            // (`cd ~; tic decompress ... -o . --force` would empty it.)
+            if std::env::current_dir().is_ok_and(|c| c.starts_with(&out)) {
+                return Err(in_use("the current directory"));
+            }
+        }
+        let parent = match out_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let staging_in = if in_place {
+            out_dir.to_path_buf()
+        } else {
+            // A file where a directory of the path should be (`-o key.pub/x`).
+            if let Some(file) = parent
+                .ancestors()
+                .find(|a| a.symlink_metadata().is_ok())
+                .filter(|a| !a.is_dir())
+            {
+                return Err(RuntimeError::OutputNotADirectory {
+                    path: file.to_path_buf(),
+                });
+            }
+            fs::create_dir_all(&parent).map_err(io(&parent))?;
+            parent.clone()
+        };
+        let staging = tempfile::Builder::new()
+            .prefix(".tic-extract-")
+            .tempdir_in(&staging_in)
+            .map_err(io(&staging_in))?;
+        Ok(Staged {
+            staging,
+            in_place,
+            replacing,
+            parent,
+        })
+    }
+
+    /// Puts the restored files in place at `out_dir`.
+    pub(crate) fn put_in_place(self, out_dir: &Path) -> Result<(), RuntimeError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RuntimeError::Io { path, source }
+        };
+        let Staged {
+            staging,
+            in_place,
+            replacing,
+            parent,
+        } = self;
+        if in_place {
+            return fill_in_place(out_dir, staging.path(), replacing);
+        }
+        // A temporary directory is private (0700); the restored model is not.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+                .map_err(io(staging.path()))?;
+        }
+        // Swap into place: move any old output aside, rename, then delete
+        // it. Should a rename fail, the old output is put back and the
+        // temporary directories go (dropped).
+        if out_dir.symlink_metadata().is_ok() {
+            // Something there now that was not there at the start (another
+            // tic restoring to the same place) is kept, unless --force.
+            if !replacing {
+                return Err(RuntimeError::OutputChanged {
+                    path: out_dir.to_path_buf(),
+                    entry: out_dir.to_path_buf(),
+                });
+            }
+            let old = tempfile::Builder::new()
+                .prefix(".tic-old-")
+                .tempdir_in(&parent)
+                .map_err(io(&parent))?;
+            let aside = old.path().join("old");
+            fs::rename(out_dir, &aside).map_err(io(out_dir))?;
+            if let Err(e) = fs::rename(staging.path(), out_dir) {
+                let _ = fs::rename(&aside, out_dir);
+                return Err(io(out_dir)(e));
+            }
+        } else {
+            fs::rename(staging.path(), out_dir).map_err(io(out_dir))?;
+        }
+        // Moved away: nothing is left to delete.
+        let _ = staging.keep();
         Ok(())
     }
 }
@@ -484,7 +611,7 @@ fn fill_in_place(out_dir: &Path, staging: &Path, replacing: bool) -> Result<(), 
 
 /// Checks that a stored safetensors header describes exactly the tensor
 /// entries that follow it (names, dtypes, shapes, offsets).
-fn check_st_header(
+pub(crate) fn check_st_header(
     artifact: &Path,
     f: &FileEntry,
     tensors: &[TensorEntry],

@@ -39,7 +39,7 @@ pub use keys::{
     read_identities, read_key_file, read_public_key, read_recipients_file, read_symmetric_key,
     read_trusted_keys, KeyFileError,
 };
-pub use stream::{read_head, verify_stream};
+pub use stream::{extract_stream, read_head, verify_stream};
 pub use tic_format;
 
 /// Reports progress of long operations (the CLI draws a bar with it), and

@@ -10,8 +10,16 @@ use rayon::prelude::*;
 use tic_format::header::{Preamble, PREAMBLE_LEN};
 use tic_format::FormatError;
 
-use crate::artifact::{chunk_owners, display_name, short_preamble, Head, Trust};
+use tic_format::crypto::PayloadKey;
+use tic_format::{FileEntry, FileKind};
+
+use crate::artifact::{
+    chunk_owners, decode_stored, display_name, log_opened, short_preamble, unwrap_key, Head,
+    OpenOptions, Trust,
+};
+use crate::buffers::BufferPool;
 use crate::error::RuntimeError;
+use crate::extract::{check_st_header, named_for_output, ExtractReport, FileOut, Staged};
 use crate::Progress;
 
 /// Payload bytes read before their chunks are hashed, in parallel: the
@@ -92,26 +100,7 @@ pub fn verify_stream(
         first = end;
     }
     progress.finish();
-    // Nothing may follow the payload. A few appended bytes are counted, as
-    // a file's length would show them; a stream that goes on and on (a
-    // wrong input, `/dev/zero`) is not read to its end.
-    let extra = std::io::copy(
-        &mut (&mut read.reader).take(TRAILING_COUNTED + 1),
-        &mut std::io::sink(),
-    )
-    .map_err(|source| RuntimeError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    if extra > TRAILING_COUNTED {
-        return Err(RuntimeError::StreamTooLong {
-            path,
-            expected: total,
-        });
-    }
-    if extra > 0 {
-        return Err(short(total + extra));
-    }
+    read.end(&path, total)?;
     tracing::info!(
         "checked the digests of {} chunks ({} bytes) from {} as they streamed in",
         chunks.len(),
@@ -165,6 +154,271 @@ fn front(read: &mut Counted, path: &Path, trust: &Trust) -> Result<(Head, u64), 
     Ok((head, total))
 }
 
+/// Restores the files of the artifact that `reader` yields, named `name`
+/// in messages, under `out_dir` (`curl -sS URL | tic decompress - -o DIR`),
+/// as [`crate::Artifact::extract`] restores them from a file, with
+/// nothing to seek in and nothing stored but the output: the checks of
+/// [`crate::Artifact::open`] on the front, every stored safetensors header
+/// against its tensor entries before anything is written, every chunk
+/// against its signed digest before it is decrypted or decoded, every file
+/// against its digest, and that the stream ends where the preamble says
+/// the artifact does. The files are put in place only once all of that
+/// passed; until then they are staged as `extract` stages them, and a
+/// failure leaves `out_dir` as it was. Memory stays bounded by the header
+/// and a few windows of payload, whatever the artifact claims.
+pub fn extract_stream(
+    reader: &mut dyn Read,
+    name: &Path,
+    opts: &OpenOptions,
+    out_dir: &Path,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<ExtractReport, RuntimeError> {
+    let path = name.to_path_buf();
+    let mut read = Counted { reader, pos: 0 };
+    let (head, total) = front(&mut read, &path, &opts.trust)?;
+    let key = unwrap_key(&head, &opts.identities)?;
+    log_opened(&head, key.is_some());
+    let h = head.header();
+    if h.is_encrypted() && key.is_none() {
+        return Err(RuntimeError::NeedIdentity {
+            path,
+            recipients: head.recipients().map_or(0, |r| r.entries.len()),
+        });
+    }
+    for f in h.files.iter().filter(|f| f.kind == FileKind::Safetensors) {
+        check_st_header(&path, f, h.file_tensors(f))?;
+    }
+    let staged = Staged::new(out_dir, force, None)?;
+    progress.start("restoring", h.files.iter().map(|f| f.size).sum());
+    let restored = Restore {
+        head: &head,
+        key: key.as_ref(),
+        owner: chunk_owners(h),
+        total,
+        spare: BufferPool::default(),
+        stored: BufferPool::default(),
+    }
+    .files(&mut read, staged.staging.path(), out_dir, progress);
+    progress.finish();
+    let report = restored?;
+    read.end(&path, total)?;
+    // The last chance to stop with nothing changed at `out_dir`.
+    if progress.cancelled() {
+        return Err(RuntimeError::Interrupted {
+            path: out_dir.to_path_buf(),
+        });
+    }
+    staged.put_in_place(out_dir)?;
+    tracing::info!(
+        "restored {} files from {} as it streamed in",
+        report.files.len(),
+        path.display()
+    );
+    Ok(report)
+}
+
+/// Original bytes of payload decoded together by a streamed restore, while
+/// the next window is read and the last one written. Windows end at file
+/// ends, and hold at least one chunk.
+const RESTORE_WINDOW: u64 = 4 << 20;
+
+/// What a streamed restore works with.
+struct Restore<'a> {
+    head: &'a Head,
+    key: Option<&'a PayloadKey>,
+    /// For each chunk, the index of its tensor.
+    owner: Vec<usize>,
+    /// The artifact's length, as its preamble gives it.
+    total: u64,
+    /// Decoded windows' buffers, and stored chunks' buffers, for later ones.
+    spare: BufferPool,
+    stored: BufferPool,
+}
+
+impl Restore<'_> {
+    /// Restores every file, in payload order, into `staging`.
+    fn files(
+        &self,
+        read: &mut Counted,
+        staging: &Path,
+        out_dir: &Path,
+        progress: &dyn Progress,
+    ) -> Result<ExtractReport, RuntimeError> {
+        let h = self.head.header();
+        let mut report = ExtractReport::new(h);
+        for f in &h.files {
+            let dest = staging.join(&f.path);
+            self.file(read, f, &dest, out_dir, progress)
+                .map_err(|e| named_for_output(e, out_dir, f))?;
+            report.files.push(out_dir.join(&f.path));
+            report.bytes += f.size;
+        }
+        Ok(report)
+    }
+
+    /// Restores file `f` at `dest` from its chunks, which come next in
+    /// the stream: window by window, each decoded while the next is read
+    /// and the one before is written.
+    fn file(
+        &self,
+        read: &mut Counted,
+        f: &FileEntry,
+        dest: &Path,
+        out_dir: &Path,
+        progress: &dyn Progress,
+    ) -> Result<(), RuntimeError> {
+        let started = std::time::Instant::now();
+        let h = self.head.header();
+        let tensors = h.file_tensors(f);
+        if let Some(d) = dest.parent() {
+            std::fs::create_dir_all(d).map_err(|source| RuntimeError::Io {
+                path: d.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut out = FileOut::create(dest, &f.st_header)?;
+        progress.advance(f.st_header.len() as u64);
+        // The file's chunks, cut into windows.
+        let first = tensors.first().map_or(0, |t| t.first_chunk as usize);
+        let end = tensors
+            .last()
+            .map_or(0, |t| (t.first_chunk + t.chunk_count) as usize);
+        let mut windows = Vec::new();
+        let mut at = first;
+        while at < end {
+            let mut stop = at + 1;
+            let mut bytes = h.chunks[at].orig_len;
+            while stop < end && bytes + h.chunks[stop].orig_len <= RESTORE_WINDOW {
+                bytes += h.chunks[stop].orig_len;
+                stop += 1;
+            }
+            windows.push(at..stop);
+            at = stop;
+        }
+        let mut stored = match windows.first() {
+            Some(w) => self.read_window(read, w.clone())?,
+            None => Vec::new(),
+        };
+        // Decoded, not yet written.
+        let mut pending: Option<(Vec<u8>, usize)> = None;
+        for (i, w) in windows.iter().enumerate() {
+            if progress.cancelled() {
+                return Err(RuntimeError::Interrupted {
+                    path: out_dir.to_path_buf(),
+                });
+            }
+            // The stream is read on this thread (a reader need not be
+            // Send), while the pool decodes and writes.
+            let mut done = None;
+            let mut next = Ok(None);
+            rayon::in_place_scope(|s| {
+                s.spawn(|_| {
+                    done = Some(rayon::join(
+                        || self.decode_window(w.clone(), &mut stored),
+                        || self.write(&mut out, pending.take(), progress),
+                    ));
+                });
+                if let Some(n) = windows.get(i + 1) {
+                    next = self.read_window(read, n.clone()).map(Some);
+                }
+            });
+            let Some((decoded, written)) = done else {
+                return Err(RuntimeError::Internal("a window was not decoded".into()));
+            };
+            // Errors in stream order: what was written, what was decoded,
+            // then what was read after it.
+            written?;
+            pending = Some(decoded?);
+            stored = next?.unwrap_or_default();
+        }
+        self.write(&mut out, pending, progress)?;
+        out.finish(self.head.path(), f, tensors.len(), started)
+    }
+
+    /// Reads the stored bytes of chunks `w` from the stream, one buffer
+    /// each, growing as bytes arrive.
+    fn read_window(
+        &self,
+        read: &mut Counted,
+        w: std::ops::Range<usize>,
+    ) -> Result<Vec<Vec<u8>>, RuntimeError> {
+        let path = self.head.path();
+        let mut bufs = Vec::with_capacity(w.len());
+        for c in &self.head.header().chunks[w] {
+            let mut buf = self.stored.take();
+            buf.clear();
+            if read.up_to(c.stored_len, &mut buf, path)? < c.stored_len {
+                return Err(RuntimeError::Format {
+                    path: path.to_path_buf(),
+                    source: FormatError::LengthMismatch {
+                        expected: self.total,
+                        actual: read.pos,
+                    },
+                });
+            }
+            bufs.push(buf);
+        }
+        Ok(bufs)
+    }
+
+    /// Checks, decrypts and decodes the chunks `w`, whose stored bytes are
+    /// `stored`, in parallel; returns their original bytes (a buffer and
+    /// how much of it is used). The first bad chunk in order is reported.
+    fn decode_window(
+        &self,
+        w: std::ops::Range<usize>,
+        stored: &mut [Vec<u8>],
+    ) -> Result<(Vec<u8>, usize), RuntimeError> {
+        let h = self.head.header();
+        let chunks = &h.chunks[w.clone()];
+        let len = chunks.iter().map(|c| c.orig_len as usize).sum();
+        let mut out = self.spare.take_at_least(len);
+        let mut slices = Vec::with_capacity(chunks.len());
+        let mut rest = &mut out[..len];
+        for c in chunks {
+            let (this, tail) = rest.split_at_mut(c.orig_len as usize);
+            slices.push(this);
+            rest = tail;
+        }
+        let results: Vec<Result<(), RuntimeError>> = slices
+            .into_par_iter()
+            .zip(stored.par_iter_mut())
+            .zip(w.into_par_iter())
+            .with_max_len(1)
+            .map(|((out, stored), k)| {
+                let tensor = &h.tensors[self.owner[k]];
+                if tic_format::sha256(stored) != h.chunks[k].sha256 {
+                    return Err(RuntimeError::ChunkDigest {
+                        path: self.head.path().to_path_buf(),
+                        tensor: display_name(tensor),
+                        chunk: k as u64,
+                    });
+                }
+                decode_stored(self.head, self.key, k as u64, stored, tensor, out)
+            })
+            .collect();
+        results.into_iter().collect::<Result<(), _>>()?;
+        self.stored.give(stored.iter_mut().map(std::mem::take));
+        Ok((out, len))
+    }
+
+    /// Writes a decoded window, if any, and gives its buffer back.
+    fn write(
+        &self,
+        out: &mut FileOut,
+        decoded: Option<(Vec<u8>, usize)>,
+        progress: &dyn Progress,
+    ) -> Result<(), RuntimeError> {
+        if let Some((buf, len)) = decoded {
+            out.write(&buf[..len])?;
+            progress.advance(len as u64);
+            self.spare.give([buf]);
+        }
+        Ok(())
+    }
+}
+
 /// A reader that counts the bytes read from it.
 struct Counted<'a> {
     reader: &'a mut dyn Read,
@@ -185,5 +439,36 @@ impl Counted<'_> {
             })? as u64;
         self.pos += got;
         Ok(got)
+    }
+
+    /// Checks that the stream ends here, at the artifact's end `total`
+    /// (the reader of `path` has read it all). A few appended bytes are
+    /// counted, as a file's length would show them; a stream that goes on
+    /// and on (a wrong input, `/dev/zero`) is not read to its end.
+    fn end(&mut self, path: &Path, total: u64) -> Result<(), RuntimeError> {
+        let extra = std::io::copy(
+            &mut (&mut self.reader).take(TRAILING_COUNTED + 1),
+            &mut std::io::sink(),
+        )
+        .map_err(|source| RuntimeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if extra > TRAILING_COUNTED {
+            return Err(RuntimeError::StreamTooLong {
+                path: path.to_path_buf(),
+                expected: total,
+            });
+        }
+        if extra > 0 {
+            return Err(RuntimeError::Format {
+                path: path.to_path_buf(),
+                source: FormatError::LengthMismatch {
+                    expected: total,
+                    actual: total + extra,
+                },
+            });
+        }
+        Ok(())
     }
 }

@@ -251,13 +251,6 @@ pub fn verify_streamed(
     key: &VerifyingKey,
     step: usize,
 ) -> Result<tic_runtime::Head, RuntimeError> {
-    struct Trickle(std::fs::File, usize);
-    impl std::io::Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(self.1);
-            self.0.read(&mut buf[..n])
-        }
-    }
     let mut reader = Trickle(std::fs::File::open(path).expect("open"), step);
     tic_runtime::verify_stream(
         &mut reader,
@@ -265,6 +258,52 @@ pub fn verify_streamed(
         &options(&[*key], false, Vec::new()).trust,
         &tic_runtime::NoProgress,
     )
+}
+
+/// A file read as a pipe may hand it over: at most `.1` bytes a read.
+pub struct Trickle(pub std::fs::File, pub usize);
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.1);
+        self.0.read(&mut buf[..n])
+    }
+}
+
+/// What `tic decompress -` does: restore the artifact at `path` into `out`
+/// as a stream, read `step` bytes at a time at most, named by `path` so
+/// that its errors read as [`Artifact::extract`]'s do.
+pub fn extract_streamed(
+    path: &Path,
+    opts: &OpenOptions,
+    out: &Path,
+    force: bool,
+    step: usize,
+) -> Result<tic_runtime::ExtractReport, RuntimeError> {
+    let mut reader = Trickle(std::fs::File::open(path).expect("open"), step);
+    tic_runtime::extract_stream(
+        &mut reader,
+        path,
+        opts,
+        out,
+        force,
+        &tic_runtime::NoProgress,
+    )
+}
+
+/// Names in `dir` left by a tic operation: its temporary files and
+/// directories start with `.tic-`.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.starts_with(".tic-"))
+        .collect()
 }
 
 /// SHA-256 of every file under `dir`, by `/`-separated relative path.

@@ -49,16 +49,6 @@ fn chunky_model(dir: &Path) -> PathBuf {
     m
 }
 
-/// Names in `dir` left by a tic operation: its temporary files and
-/// directories start with `.tic-`.
-fn leftovers(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".tic-"))
-        .collect()
-}
-
 /// Runs `op` with a stop after 0, 1, 2, ... checks until it succeeds, and
 /// checks `interrupted` on every failure and `done` on the success.
 /// Returns how many runs were interrupted.
@@ -141,6 +131,26 @@ fn an_interrupted_extract_leaves_the_output_as_it_was() {
         },
         || assert_eq!(sha256_tree(&out), want),
     );
+
+    // From a stream (`tic decompress -`), into a new directory.
+    std::fs::remove_dir_all(&out).unwrap();
+    let opts = options(&[], true, Vec::new());
+    let stops = sweep(
+        |stop| {
+            let mut stream = std::fs::File::open(&art_path).unwrap();
+            tic_runtime::extract_stream(&mut stream, &art_path, &opts, &out, false, stop).map(drop)
+        },
+        |allowed, e| {
+            assert!(
+                matches!(&e, RuntimeError::Interrupted { path } if *path == out),
+                "{e}"
+            );
+            assert!(!out.exists(), "stop after {allowed} checks left the output");
+            assert_eq!(leftovers(&parent), Vec::<String>::new(), "after {allowed}");
+        },
+        || assert_eq!(sha256_tree(&out), want),
+    );
+    assert!(stops >= 4, "only {stops} checks");
 
     // Over an old directory with --force: it stays whole until the end.
     std::fs::remove_dir_all(&out).unwrap();
