@@ -3,10 +3,13 @@
 //! signal asks the running operation to stop: it stops at its next chunk,
 //! removes its temporary output and returns an `Interrupted` error, and the
 //! process then ends by that signal, as if it had not been caught. A second
-//! signal ends the process at once, as a user pressing Ctrl-C twice expects
+//! Ctrl-C ends the process at once, as a user pressing it twice expects
 //! (what was being written may then stay behind as a hidden `.tic-*` file or
 //! directory beside the output; the output path itself is never half
-//! written). Other commands keep the default handlers: they write nothing.
+//! written). A repeated SIGTERM or SIGHUP does not: programs send those
+//! more than once without meaning "now" (GNU `timeout` signals tic, then
+//! its whole process group), and escalate with SIGKILL. Other commands keep
+//! the default handlers: they write nothing.
 //! A signal that was ignored when tic started stays ignored: `nohup tic
 //! compile ...` must survive the terminal closing (SIGHUP), and a
 //! background job of a script Ctrl-C meant for the foreground (SIGINT).
@@ -23,8 +26,10 @@ const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
 
 /// What the handlers record.
 struct Received {
-    /// Set by the first stop signal; arms the immediate end on the second.
+    /// Set by the first stop signal.
     any: Arc<AtomicBool>,
+    /// Set by the first SIGINT; arms the immediate end on the second.
+    interrupt: Arc<AtomicBool>,
     /// The number of the last stop signal, 0 for none.
     which: Arc<AtomicUsize>,
 }
@@ -39,6 +44,7 @@ pub fn install() -> std::io::Result<()> {
     }
     let r = Received {
         any: Arc::new(AtomicBool::new(false)),
+        interrupt: Arc::new(AtomicBool::new(false)),
         which: Arc::new(AtomicUsize::new(0)),
     };
     let ignored = ignored_signals();
@@ -46,9 +52,12 @@ pub fn install() -> std::io::Result<()> {
         if ignored.is_some_and(|mask| mask >> (sig - 1) & 1 == 1) {
             continue;
         }
-        // Registered first, so that it acts from the second signal on: the
-        // first sets `any` only after it has looked.
-        flag::register_conditional_default(sig, Arc::clone(&r.any))?;
+        if sig == SIGINT {
+            // Registered first, so that it acts from the second Ctrl-C on:
+            // the first sets `interrupt` only after it has looked.
+            flag::register_conditional_default(sig, Arc::clone(&r.interrupt))?;
+            flag::register(sig, Arc::clone(&r.interrupt))?;
+        }
         flag::register(sig, Arc::clone(&r.any))?;
         flag::register_usize(sig, Arc::clone(&r.which), sig as usize)?;
     }
