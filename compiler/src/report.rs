@@ -576,8 +576,6 @@ pub fn stdin_artifact(command: &str) -> Result<std::io::StdinLock<'static>, crat
     Ok(stdin)
 }
 
-/// `tic inspect -`: the front of an artifact streamed in on standard input,
-/// read and checked as `tic inspect FILE` reads it, without its payload.
 /// `tic decompress -`: restores the artifact streaming in on standard
 /// input into `output`. Returns what was restored.
 pub fn decompress_stdin(
@@ -586,7 +584,24 @@ pub fn decompress_stdin(
     force: bool,
     progress: &dyn tic_runtime::Progress,
 ) -> Result<tic_runtime::ExtractReport, crate::Failure> {
-    let mut stdin = stdin_artifact("decompress")?;
+    drop(stdin_artifact("decompress")?);
+    // `--force` may empty the output: not when standard input is a file in
+    // it (`tic decompress - -o dir --force < dir/m.tic`), as for a named
+    // artifact.
+    let source = Path::new("/proc/self/fd/0").canonicalize();
+    if let (true, Ok(src), Ok(out)) = (force, source, output.canonicalize()) {
+        if src.starts_with(&out) {
+            return Err(tic_runtime::RuntimeError::OutputInUse {
+                path: output.to_path_buf(),
+                what: format!(
+                    "the artifact being restored ({}, standard input)",
+                    src.display()
+                ),
+            }
+            .into());
+        }
+    }
+    let mut stdin = StoppableStdin::new(progress);
     Ok(tic_runtime::extract_stream(
         &mut stdin,
         Path::new(STDIN_NAME),
@@ -597,6 +612,93 @@ pub fn decompress_stdin(
     )?)
 }
 
+/// Standard input, read on a thread of its own so that a stop signal does
+/// not wait on a stalled stream (a hung download): a read waits 100 ms at
+/// a time and fails once `progress` is cancelled.
+struct StoppableStdin<'a> {
+    blocks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    block: Vec<u8>,
+    at: usize,
+    ended: bool,
+    progress: &'a dyn tic_runtime::Progress,
+}
+
+impl<'a> StoppableStdin<'a> {
+    /// Bytes read ahead: blocks of at most this many, this many blocks.
+    const BLOCK: usize = 256 << 10;
+    const AHEAD: usize = 4;
+
+    fn new(progress: &'a dyn tic_runtime::Progress) -> Self {
+        let (tx, blocks) = std::sync::mpsc::sync_channel(Self::AHEAD);
+        let reader = move || {
+            let mut stdin = std::io::stdin();
+            loop {
+                let mut b = vec![0u8; Self::BLOCK];
+                let r = match std::io::Read::read(&mut stdin, &mut b) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Ok(n) => {
+                        b.truncate(n);
+                        Ok(b)
+                    }
+                    Err(e) => Err(e),
+                };
+                // The end (an empty block) or an error ends the thread, as
+                // does the reader going away.
+                let last = !matches!(&r, Ok(b) if !b.is_empty());
+                if tx.send(r).is_err() || last {
+                    return;
+                }
+            }
+        };
+        // Should the thread not start, the reads fail at once.
+        let _ = std::thread::Builder::new()
+            .name("tic-stdin".into())
+            .spawn(reader);
+        StoppableStdin {
+            blocks,
+            block: Vec::new(),
+            at: 0,
+            ended: false,
+            progress,
+        }
+    }
+}
+
+impl std::io::Read for StoppableStdin<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::mpsc::RecvTimeoutError;
+        while self.at == self.block.len() && !self.ended {
+            match self
+                .blocks
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                Ok(Ok(b)) => {
+                    self.ended = b.is_empty();
+                    (self.block, self.at) = (b, 0);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) if self.progress.cancelled() => {
+                    return Err(std::io::Error::other(
+                        "stopped by a signal while waiting for standard input",
+                    ))
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(std::io::Error::other(
+                        "the thread reading standard input ended",
+                    ))
+                }
+            }
+        }
+        let n = out.len().min(self.block.len() - self.at);
+        out[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// `tic inspect -`: the front of the artifact streaming in on standard input,
+/// read and checked as `tic inspect FILE` reads it, without its payload.
 pub fn inspect_stdin(trust: Trust, json_out: bool) -> Result<u8, crate::Failure> {
     let mut stdin = stdin_artifact("inspect")?;
     let head = tic_runtime::read_head(&mut stdin, Path::new(STDIN_NAME), &trust)?;

@@ -462,6 +462,25 @@ fn decompress_restores_a_stream_on_standard_input() {
         expect_stream_error(&o, want);
         assert!(!out.exists(), "{}", stderr(&o));
     }
+    // --force never empties the directory that holds the artifact given
+    // on standard input.
+    let inside = d.join("restored").join("enc.tic");
+    expect_code(&piped(bytes.clone(), &id_file), 0);
+    std::fs::rename(&out, d.join("restored")).unwrap();
+    std::fs::copy(&art, &inside).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tic"))
+        .args(["decompress", "-", "--force", "--allow-unsigned", "-o"])
+        .arg(d.join("restored"))
+        .stdin(std::fs::File::open(&inside).unwrap())
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("holds the artifact being restored"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(inside.exists());
     for name in ["/dev/stdin", "/dev/fd/0"] {
         let o = piped(bytes.clone(), Path::new(name));
         expect_code(&o, 2);

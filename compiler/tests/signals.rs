@@ -289,3 +289,84 @@ fn an_ignored_sighup_is_kept_ignored_as_nohup_expects() {
     tic_ok(&[&"verify", &"--allow-unsigned", &out]);
     assert!(temporaries(&out_dir).is_empty());
 }
+
+/// Whether signal `sig` is pending for process `pid`, not yet delivered.
+fn pending(pid: u32, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("ShdPnd:").or(l.strip_prefix("SigPnd:")))
+        .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .any(|mask| mask >> (sig - 1) & 1 == 1)
+}
+
+/// `curl URL | tic decompress - -o DIR` whose download stalls: SIGTERM
+/// stops tic all the same, rather than leaving it waiting on its input; a
+/// second SIGTERM once the first was taken (GNU `timeout` signals tic, then
+/// its process group) does not cut the cleanup short; nothing is left at
+/// the output or beside it.
+#[test]
+fn sigterm_stops_a_streamed_restore_whose_stream_stalled() {
+    use std::io::Write;
+    if ignored_here(SIGTERM) {
+        eprintln!("SKIPPED: SIGTERM is ignored in this environment, so tic keeps ignoring it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let restore = dir.path().join("restore");
+    std::fs::create_dir(&restore).unwrap();
+    let out = restore.join("model");
+    let model = weights_model(dir.path(), 24);
+    let art = dir.path().join("m.tic");
+    tic_ok(&[&"compile", &"--unsigned", &model, &"-o", &art]);
+    let bytes = std::fs::read(&art).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tic"))
+        .args([
+            "--threads",
+            "1",
+            "-q",
+            "decompress",
+            "-",
+            "--allow-unsigned",
+            "-o",
+        ])
+        .arg(&out)
+        .env_remove("TIC_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tic");
+    // Half the artifact, then nothing more: the stream stalls, open.
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !writing(&restore) {
+        assert!(child.try_wait().unwrap().is_none(), "tic ended early");
+        assert!(Instant::now() < deadline, "tic wrote nothing in 60 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    send(&child, "TERM");
+    while pending(child.id(), SIGTERM) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    send(&child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tic was still waiting on its stalled input 20 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(SIGTERM), "{:?}, {err}", o.status);
+    assert!(
+        err.contains("interrupted") && err.contains("partly restored files were removed"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert_eq!(temporaries(&restore), Vec::<PathBuf>::new());
+}

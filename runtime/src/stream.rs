@@ -11,7 +11,7 @@ use tic_format::header::{Preamble, PREAMBLE_LEN};
 use tic_format::FormatError;
 
 use tic_format::crypto::PayloadKey;
-use tic_format::{FileEntry, FileKind};
+use tic_format::{ChunkEntry, FileEntry, FileKind};
 
 use crate::artifact::{
     chunk_owners, decode_stored, display_name, log_opened, short_preamble, unwrap_key, Head,
@@ -158,14 +158,19 @@ fn front(read: &mut Counted, path: &Path, trust: &Trust) -> Result<(Head, u64), 
 /// in messages, under `out_dir` (`curl -sS URL | tic decompress - -o DIR`),
 /// as [`crate::Artifact::extract`] restores them from a file, with
 /// nothing to seek in and nothing stored but the output: the checks of
-/// [`crate::Artifact::open`] on the front, every stored safetensors header
-/// against its tensor entries before anything is written, every chunk
-/// against its signed digest before it is decrypted or decoded, every file
-/// against its digest, and that the stream ends where the preamble says
-/// the artifact does. The files are put in place only once all of that
-/// passed; until then they are staged as `extract` stages them, and a
-/// failure leaves `out_dir` as it was. Memory stays bounded by the header
+/// [`crate::Artifact::open`] on the front, each file's stored safetensors
+/// header against its tensor entries, every chunk against its signed digest
+/// before it is decrypted or decoded, every file against its digest, and
+/// that the stream ends where the preamble says the artifact does; errors
+/// are those `extract` gives for the same artifact, in the same order. The
+/// files are put in place only once all of that passed; until then they
+/// are staged as `extract` stages them, and a failure leaves `out_dir` as
+/// it was. Memory stays bounded by the header
 /// and a few windows of payload, whatever the artifact claims.
+///
+/// A reader may fail once `progress` says to stop (the CLI's does, rather
+/// than wait on a stalled stream): any failure after that is reported as
+/// [`RuntimeError::Interrupted`], the stop it is.
 pub fn extract_stream(
     reader: &mut dyn Read,
     name: &Path,
@@ -174,54 +179,95 @@ pub fn extract_stream(
     force: bool,
     progress: &dyn Progress,
 ) -> Result<ExtractReport, RuntimeError> {
-    let path = name.to_path_buf();
-    let mut read = Counted { reader, pos: 0 };
-    let (head, total) = front(&mut read, &path, &opts.trust)?;
-    let key = unwrap_key(&head, &opts.identities)?;
-    log_opened(&head, key.is_some());
-    let h = head.header();
-    if h.is_encrypted() && key.is_none() {
-        return Err(RuntimeError::NeedIdentity {
-            path,
-            recipients: head.recipients().map_or(0, |r| r.entries.len()),
-        });
-    }
-    for f in h.files.iter().filter(|f| f.kind == FileKind::Safetensors) {
-        check_st_header(&path, f, h.file_tensors(f))?;
-    }
-    let staged = Staged::new(out_dir, force, None)?;
-    progress.start("restoring", h.files.iter().map(|f| f.size).sum());
-    let restored = Restore {
-        head: &head,
-        key: key.as_ref(),
-        owner: chunk_owners(h),
-        total,
-        spare: BufferPool::default(),
-        stored: BufferPool::default(),
-    }
-    .files(&mut read, staged.staging.path(), out_dir, progress);
-    progress.finish();
-    let report = restored?;
-    read.end(&path, total)?;
-    // The last chance to stop with nothing changed at `out_dir`.
-    if progress.cancelled() {
-        return Err(RuntimeError::Interrupted {
-            path: out_dir.to_path_buf(),
-        });
-    }
-    staged.put_in_place(out_dir)?;
-    tracing::info!(
-        "restored {} files from {} as it streamed in",
-        report.files.len(),
-        path.display()
-    );
-    Ok(report)
+    let mut restore = || -> Result<ExtractReport, RuntimeError> {
+        let path = name.to_path_buf();
+        let mut read = Counted { reader, pos: 0 };
+        let (head, total) = front(&mut read, &path, &opts.trust)?;
+        let key = unwrap_key(&head, &opts.identities)?;
+        log_opened(&head, key.is_some());
+        let h = head.header();
+        if h.is_encrypted() && key.is_none() {
+            return Err(RuntimeError::NeedIdentity {
+                path,
+                recipients: head.recipients().map_or(0, |r| r.entries.len()),
+            });
+        }
+        // `name` is a path when a caller streams a file: the output may not
+        // hold it.
+        let staged = Staged::new(out_dir, force, Some(name))?;
+        progress.start("restoring", h.files.iter().map(|f| f.size).sum());
+        let restored = Restore {
+            head: &head,
+            key: key.as_ref(),
+            owner: chunk_owners(h),
+            total,
+            spare: BufferPool::default(),
+            stored: BufferPool::default(),
+        }
+        .files(&mut read, staged.staging.path(), out_dir, progress);
+        progress.finish();
+        let report = restored?;
+        read.end(&path, total)?;
+        // The last chance to stop with nothing changed at `out_dir`.
+        if progress.cancelled() {
+            return Err(RuntimeError::Interrupted {
+                path: out_dir.to_path_buf(),
+            });
+        }
+        staged.put_in_place(out_dir)?;
+        tracing::info!(
+            "restored {} files from {} as it streamed in",
+            report.files.len(),
+            path.display()
+        );
+        Ok(report)
+    };
+    restore().map_err(|e| {
+        if progress.cancelled() {
+            RuntimeError::Interrupted {
+                path: out_dir.to_path_buf(),
+            }
+        } else {
+            e
+        }
+    })
 }
 
-/// Original bytes of payload decoded together by a streamed restore, while
-/// the next window is read and the last one written. Windows end at file
-/// ends, and hold at least one chunk.
+/// Bytes of payload, stored and original, decoded together by a streamed
+/// restore while the next window is read and the last one written.
+/// Windows end at file ends, and hold at least one chunk (which may be
+/// larger).
 const RESTORE_WINDOW: u64 = 4 << 20;
+
+/// Cuts the chunks `range` of `chunks` into consecutive windows of at most
+/// `limit` original and at most `limit` stored bytes, unless one chunk is
+/// larger (it is a window of its own). Both lengths bound a window: stored
+/// bytes are held before their digests are checked, so an artifact whose
+/// chunks claim far more stored than original bytes is read no further
+/// ahead.
+fn windows(
+    chunks: &[ChunkEntry],
+    range: std::ops::Range<usize>,
+    limit: u64,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = range.start;
+    while let Some(c) = chunks.get(at).filter(|_| at < range.end) {
+        let (mut orig, mut stored) = (c.orig_len, c.stored_len);
+        let mut stop = at + 1;
+        while let Some(c) = chunks.get(stop).filter(|_| stop < range.end) {
+            if orig + c.orig_len > limit || stored + c.stored_len > limit {
+                break;
+            }
+            orig += c.orig_len;
+            stored += c.stored_len;
+            stop += 1;
+        }
+        out.push(at..stop);
+        at = stop;
+    }
+    out
+}
 
 /// What a streamed restore works with.
 struct Restore<'a> {
@@ -271,6 +317,9 @@ impl Restore<'_> {
         let started = std::time::Instant::now();
         let h = self.head.header();
         let tensors = h.file_tensors(f);
+        if f.kind == FileKind::Safetensors {
+            check_st_header(self.head.path(), f, tensors)?;
+        }
         if let Some(d) = dest.parent() {
             std::fs::create_dir_all(d).map_err(|source| RuntimeError::Io {
                 path: d.to_path_buf(),
@@ -284,18 +333,7 @@ impl Restore<'_> {
         let end = tensors
             .last()
             .map_or(0, |t| (t.first_chunk + t.chunk_count) as usize);
-        let mut windows = Vec::new();
-        let mut at = first;
-        while at < end {
-            let mut stop = at + 1;
-            let mut bytes = h.chunks[at].orig_len;
-            while stop < end && bytes + h.chunks[stop].orig_len <= RESTORE_WINDOW {
-                bytes += h.chunks[stop].orig_len;
-                stop += 1;
-            }
-            windows.push(at..stop);
-            at = stop;
-        }
+        let windows = windows(&h.chunks, first..end, RESTORE_WINDOW);
         let mut stored = match windows.first() {
             Some(w) => self.read_window(read, w.clone())?,
             None => Vec::new(),
@@ -470,5 +508,42 @@ impl Counted<'_> {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(orig_len: u64, stored_len: u64) -> ChunkEntry {
+        ChunkEntry {
+            offset: 0,
+            stored_len,
+            orig_len,
+            sha256: [0; 32],
+        }
+    }
+
+    #[test]
+    fn windows_are_bounded_by_original_and_stored_bytes() {
+        // Honest chunks: four of 3 original bytes fill windows of 10 by 3.
+        let honest = vec![chunk(3, 2); 4];
+        assert_eq!(windows(&honest, 0..4, 10), vec![0..3, 3..4]);
+        assert_eq!(windows(&honest, 1..3, 10), vec![1..3]);
+        assert_eq!(
+            windows(&honest, 2..2, 10),
+            Vec::<std::ops::Range<usize>>::new()
+        );
+        // Chunks that claim 1 original byte and 8 stored: two a window,
+        // not ten, so no more than the limit is read ahead of its digests.
+        let inflated = vec![chunk(1, 8); 10];
+        let w = windows(&inflated, 0..10, 16);
+        assert_eq!(w.len(), 5);
+        assert!(w.iter().all(|r| r.len() == 2), "{w:?}");
+        // A chunk larger than the limit is a window of its own.
+        let mixed = [chunk(1, 1), chunk(50, 50), chunk(1, 1), chunk(1, 1)];
+        assert_eq!(windows(&mixed, 0..4, 10), vec![0..1, 1..2, 2..4]);
+        // A range past the table's end stops at the end.
+        assert_eq!(windows(&mixed, 3..9, 10), vec![3..4]);
     }
 }

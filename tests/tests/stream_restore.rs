@@ -96,6 +96,16 @@ fn a_streamed_restore_gives_the_files_of_the_model() {
     extract_streamed(&art, &opts, &out, true, 65_536).unwrap();
     assert_eq!(sha256_tree(&out), want, "replaced, old.txt gone");
     assert_eq!(leftovers(&out), Vec::<String>::new());
+
+    // --force never empties a directory that holds the artifact streamed.
+    let inside = out.join("m.tic");
+    std::fs::copy(&art, &inside).unwrap();
+    let err = extract_streamed(&inside, &opts, &out, true, 65_536).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::OutputInUse { what, .. } if what == "the artifact being restored"),
+        "{err:?}"
+    );
+    assert!(inside.exists());
 }
 
 #[test]
