@@ -3,7 +3,9 @@
 //! Files are written into a staging directory and moved into place only
 //! when every file has been restored and matches its digest, so a failure
 //! or a crash never leaves a half-written model. A new output directory is
-//! staged beside it and renamed into place whole. An existing directory (a
+//! staged in the nearest existing directory of its path and renamed into
+//! place whole; the missing directories between are made only then, so a
+//! failed restore leaves none behind. An existing directory (a
 //! mounted volume, say, which cannot be renamed) is staged inside itself,
 //! on its own file system, and filled by moving the staged entries in.
 
@@ -452,18 +454,20 @@ impl Staged {
         let staging_in = if in_place {
             out_dir.to_path_buf()
         } else {
-            // A file where a directory of the path should be (`-o key.pub/x`).
-            if let Some(file) = parent
+            // Staged in the nearest directory of the path that exists: the
+            // missing ones are made only when the restore is put in place,
+            // so a failed one leaves none behind (`-o new/a/b/model`).
+            let nearest = parent
                 .ancestors()
                 .find(|a| a.symlink_metadata().is_ok())
-                .filter(|a| !a.is_dir())
-            {
+                .unwrap_or(Path::new("."));
+            // A file where a directory of the path should be (`-o key.pub/x`).
+            if !nearest.is_dir() {
                 return Err(RuntimeError::OutputNotADirectory {
-                    path: file.to_path_buf(),
+                    path: nearest.to_path_buf(),
                 });
             }
-            fs::create_dir_all(&parent).map_err(io(&parent))?;
-            parent.clone()
+            nearest.to_path_buf()
         };
         let staging = tempfile::Builder::new()
             .prefix(".tic-extract-")
@@ -521,6 +525,7 @@ impl Staged {
                 return Err(io(out_dir)(e));
             }
         } else {
+            fs::create_dir_all(&parent).map_err(io(&parent))?;
             fs::rename(staging.path(), out_dir).map_err(io(out_dir))?;
         }
         // Moved away: nothing is left to delete.

@@ -2,7 +2,8 @@
 //! artifact as it streams in gives the files a restore from the file gives,
 //! however the stream is split; and a damaged, cut or extended stream, an
 //! untrusted signer or a missing identity fails with the error the file
-//! would give, leaving nothing at the output and nothing beside it.
+//! would give, leaving nothing at the output (not even the directories
+//! that were to hold it) and nothing beside it.
 
 use std::path::{Path, PathBuf};
 
@@ -131,7 +132,8 @@ fn a_bad_stream_fails_as_the_file_does_and_restores_nothing() {
         false,
         vec![Identity::Symmetric(sym)],
     );
-    let out = dir.path().join("out");
+    // In directories that do not exist yet: a failed restore makes none.
+    let out = dir.path().join("new").join("a").join("out");
     let bad = dir.path().join("bad.tic");
     // The error from the file (open, then extract) and from the stream
     // must be the same, and neither may leave anything behind.
@@ -139,12 +141,15 @@ fn a_bad_stream_fails_as_the_file_does_and_restores_nothing() {
         let from_file = Artifact::open(path, opts)
             .and_then(|a| a.extract(&out, false, &tic_runtime::NoProgress))
             .expect_err(what);
-        assert!(!out.exists(), "{what}: the file restore left the output");
+        assert!(
+            !dir.path().join("new").exists(),
+            "{what}: the file restore left the output or its parents"
+        );
         let streamed = extract_streamed(path, opts, &out, false, 10_000).expect_err(what);
         assert_eq!(format!("{streamed:?}"), format!("{from_file:?}"), "{what}");
         assert!(
-            !out.exists(),
-            "{what}: the streamed restore left the output"
+            !dir.path().join("new").exists(),
+            "{what}: the streamed restore left the output or its parents"
         );
         assert_eq!(leftovers(dir.path()), Vec::<String>::new(), "{what}");
         streamed
