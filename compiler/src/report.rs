@@ -585,30 +585,17 @@ pub fn decompress_stdin(
     progress: &dyn tic_runtime::Progress,
 ) -> Result<tic_runtime::ExtractReport, crate::Failure> {
     drop(stdin_artifact("decompress")?);
-    // `--force` may empty the output: not when standard input is a file in
-    // it (`tic decompress - -o dir --force < dir/m.tic`), as for a named
-    // artifact.
-    let source = Path::new("/proc/self/fd/0").canonicalize();
-    if let (true, Ok(src), Ok(out)) = (force, source, output.canonicalize()) {
-        if src.starts_with(&out) {
-            return Err(tic_runtime::RuntimeError::OutputInUse {
-                path: output.to_path_buf(),
-                what: format!(
-                    "the artifact being restored ({}, standard input)",
-                    src.display()
-                ),
-            }
-            .into());
-        }
-    }
+    // Standard input redirected from a file (`< dir/m.tic`) is named by
+    // that file, as the artifact it is: `--force` then refuses to empty a
+    // directory holding it, as for a named artifact.
+    let file = Path::new("/proc/self/fd/0")
+        .canonicalize()
+        .ok()
+        .filter(|p| p.is_file());
+    let name = file.as_deref().unwrap_or(Path::new(STDIN_NAME));
     let mut stdin = StoppableStdin::new(progress);
     Ok(tic_runtime::extract_stream(
-        &mut stdin,
-        Path::new(STDIN_NAME),
-        opts,
-        output,
-        force,
-        progress,
+        &mut stdin, name, opts, output, force, progress,
     )?)
 }
 

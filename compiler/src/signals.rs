@@ -5,8 +5,9 @@
 //! process then ends by that signal, as if it had not been caught. A second
 //! Ctrl-C ends the process at once, as a user pressing it twice expects
 //! (what was being written may then stay behind as a hidden `.tic-*` file or
-//! directory beside the output; the output path itself is never half
-//! written). A repeated SIGTERM or SIGHUP does not: programs send those
+//! directory beside the output, or for a restore into directories yet to be
+//! made, in the nearest one that exists; the output path itself is never
+//! half written). A repeated SIGTERM or SIGHUP does not: programs send those
 //! more than once without meaning "now" (GNU `timeout` signals tic, then
 //! its whole process group), and escalate with SIGKILL. Other commands keep
 //! the default handlers: they write nothing.

@@ -468,9 +468,14 @@ fn decompress_restores_a_stream_on_standard_input() {
     expect_code(&piped(bytes.clone(), &id_file), 0);
     std::fs::rename(&out, d.join("restored")).unwrap();
     std::fs::copy(&art, &inside).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_tic"))
-        .args(["decompress", "-", "--force", "--allow-unsigned", "-o"])
-        .arg(d.join("restored"))
+    let keys = [
+        &"--trusted-key" as &dyn AsRef<std::ffi::OsStr>,
+        &pubk,
+        &"--identity",
+        &id_file,
+    ];
+    let o = tic_command(&[&"decompress", &"-", &"--force", &"-o", &d.join("restored")])
+        .args(keys.iter().map(|a| a.as_ref()))
         .stdin(std::fs::File::open(&inside).unwrap())
         .output()
         .unwrap();
@@ -481,6 +486,18 @@ fn decompress_restores_a_stream_on_standard_input() {
         stderr(&o)
     );
     assert!(inside.exists());
+    // As from the file: the same message.
+    let o2 = tic_command(&[
+        &"decompress",
+        &inside,
+        &"--force",
+        &"-o",
+        &d.join("restored"),
+    ])
+    .args(keys.iter().map(|a| a.as_ref()))
+    .output()
+    .unwrap();
+    assert_eq!(stderr(&o2), stderr(&o));
     for name in ["/dev/stdin", "/dev/fd/0"] {
         let o = piped(bytes.clone(), Path::new(name));
         expect_code(&o, 2);

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -276,6 +276,19 @@ impl Artifact {
     }
 }
 
+/// Whether directory `dir` holds `path` (is it or one of its ancestors),
+/// compared by device and inode, so that another name of the same
+/// directory (a symbolic link, a bind mount) is seen through. False when
+/// either cannot be looked at.
+pub(crate) fn holds(dir: &Path, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Ok(p)) = (fs::metadata(dir), path.canonicalize()) else {
+        return false;
+    };
+    p.ancestors()
+        .any(|a| fs::metadata(a).is_ok_and(|m| (m.dev(), m.ino()) == (d.dev(), d.ino())))
+}
+
 /// An error of restoring file `f`, as the caller sees it: an output error
 /// names the path the file was to have under `out_dir`, not the staging
 /// one, and an interruption names `out_dir`.
@@ -431,19 +444,16 @@ impl Staged {
         }
         // Replacing a directory deletes what is in it: not the artifact
         // being read, and not the directory the command runs in.
-        if let (true, Ok(out)) = (replacing, out_dir.canonicalize()) {
+        if replacing {
             let in_use = |what: &str| RuntimeError::OutputInUse {
                 path: out_dir.to_path_buf(),
                 what: what.to_string(),
             };
-            if artifact
-                .and_then(|a| a.canonicalize().ok())
-                .is_some_and(|a| a.starts_with(&out))
-            {
+            if artifact.is_some_and(|a| holds(out_dir, a)) {
                 return Err(in_use("the artifact being restored"));
             }
             // (`cd ~; tic decompress ... -o . --force` would empty it.)
-            if std::env::current_dir().is_ok_and(|c| c.starts_with(&out)) {
+            if std::env::current_dir().is_ok_and(|c| holds(out_dir, &c)) {
                 return Err(in_use("the current directory"));
             }
         }
@@ -467,7 +477,19 @@ impl Staged {
                     path: nearest.to_path_buf(),
                 });
             }
-            nearest.to_path_buf()
+            // Ancestors are taken from the path's text, but the system
+            // resolves `..` for real: after a missing directory it may
+            // lead elsewhere (another file system, where the final rename
+            // would fail), so such a path is made first, as it must be.
+            let climbs = parent.strip_prefix(nearest).map_or(true, |rest| {
+                rest.components().any(|c| c == Component::ParentDir)
+            });
+            if climbs {
+                fs::create_dir_all(&parent).map_err(io(&parent))?;
+                parent.clone()
+            } else {
+                nearest.to_path_buf()
+            }
         };
         let staging = tempfile::Builder::new()
             .prefix(".tic-extract-")

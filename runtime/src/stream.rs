@@ -240,15 +240,17 @@ pub fn extract_stream(
 const RESTORE_WINDOW: u64 = 4 << 20;
 
 /// Cuts the chunks `range` of `chunks` into consecutive windows of at most
-/// `limit` original and at most `limit` stored bytes, unless one chunk is
-/// larger (it is a window of its own). Both lengths bound a window: stored
-/// bytes are held before their digests are checked, so an artifact whose
-/// chunks claim far more stored than original bytes is read no further
-/// ahead.
+/// `orig_limit` original and at most `stored_limit` stored bytes, unless
+/// one chunk is larger (it is a window of its own). Both lengths bound a
+/// window: stored bytes are held before their digests are checked, so an
+/// artifact whose chunks claim far more stored than original bytes is read
+/// no further ahead. (Stored chunks may be a little longer than their
+/// original bytes: incompressible ones, encrypted, carry a tag.)
 fn windows(
     chunks: &[ChunkEntry],
     range: std::ops::Range<usize>,
-    limit: u64,
+    orig_limit: u64,
+    stored_limit: u64,
 ) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut at = range.start;
@@ -256,7 +258,7 @@ fn windows(
         let (mut orig, mut stored) = (c.orig_len, c.stored_len);
         let mut stop = at + 1;
         while let Some(c) = chunks.get(stop).filter(|_| stop < range.end) {
-            if orig + c.orig_len > limit || stored + c.stored_len > limit {
+            if orig + c.orig_len > orig_limit || stored + c.stored_len > stored_limit {
                 break;
             }
             orig += c.orig_len;
@@ -333,7 +335,7 @@ impl Restore<'_> {
         let end = tensors
             .last()
             .map_or(0, |t| (t.first_chunk + t.chunk_count) as usize);
-        let windows = windows(&h.chunks, first..end, RESTORE_WINDOW);
+        let windows = windows(&h.chunks, first..end, RESTORE_WINDOW, 2 * RESTORE_WINDOW);
         let mut stored = match windows.first() {
             Some(w) => self.read_window(read, w.clone())?,
             None => Vec::new(),
@@ -528,22 +530,27 @@ mod tests {
     fn windows_are_bounded_by_original_and_stored_bytes() {
         // Honest chunks: four of 3 original bytes fill windows of 10 by 3.
         let honest = vec![chunk(3, 2); 4];
-        assert_eq!(windows(&honest, 0..4, 10), vec![0..3, 3..4]);
-        assert_eq!(windows(&honest, 1..3, 10), vec![1..3]);
+        assert_eq!(windows(&honest, 0..4, 10, 10), vec![0..3, 3..4]);
+        assert_eq!(windows(&honest, 1..3, 10, 10), vec![1..3]);
         assert_eq!(
-            windows(&honest, 2..2, 10),
+            windows(&honest, 2..2, 10, 10),
             Vec::<std::ops::Range<usize>>::new()
         );
+        // Stored a little longer than original (a tag each): the stored
+        // limit, not the original one, decides.
+        let tagged = vec![chunk(4, 5); 4];
+        assert_eq!(windows(&tagged, 0..4, 16, 16), vec![0..3, 3..4]);
+        assert_eq!(windows(&tagged, 0..4, 16, 32), vec![0..4]);
         // Chunks that claim 1 original byte and 8 stored: two a window,
         // not ten, so no more than the limit is read ahead of its digests.
         let inflated = vec![chunk(1, 8); 10];
-        let w = windows(&inflated, 0..10, 16);
+        let w = windows(&inflated, 0..10, 16, 16);
         assert_eq!(w.len(), 5);
         assert!(w.iter().all(|r| r.len() == 2), "{w:?}");
         // A chunk larger than the limit is a window of its own.
         let mixed = [chunk(1, 1), chunk(50, 50), chunk(1, 1), chunk(1, 1)];
-        assert_eq!(windows(&mixed, 0..4, 10), vec![0..1, 1..2, 2..4]);
+        assert_eq!(windows(&mixed, 0..4, 10, 10), vec![0..1, 1..2, 2..4]);
         // A range past the table's end stops at the end.
-        assert_eq!(windows(&mixed, 3..9, 10), vec![3..4]);
+        assert_eq!(windows(&mixed, 3..9, 10, 10), vec![3..4]);
     }
 }

@@ -107,6 +107,17 @@ fn a_streamed_restore_gives_the_files_of_the_model() {
         "{err:?}"
     );
     assert!(inside.exists());
+    // Nor through another name of the directory.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    let err = extract_streamed(&inside, &opts, &link, true, 65_536).unwrap_err();
+    assert!(matches!(&err, RuntimeError::OutputInUse { .. }), "{err:?}");
+    assert!(inside.exists());
+
+    // A path that climbs out of a directory yet to be made.
+    let climbing = dir.path().join("missing").join("..").join("climbed");
+    extract_streamed(&art, &opts, &climbing, false, 65_536).unwrap();
+    assert_eq!(sha256_tree(&dir.path().join("climbed")), want);
 }
 
 #[test]
