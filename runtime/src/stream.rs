@@ -334,15 +334,15 @@ impl Restore<'_> {
         let first = tensors.first().map_or(0, |t| t.first_chunk as usize);
         let end = tensors
             .last()
-            .map_or(0, |t| (t.first_chunk + t.chunk_count) as usize);
-        let windows = windows(&h.chunks, first..end, RESTORE_WINDOW, 2 * RESTORE_WINDOW);
-        let mut stored = match windows.first() {
+            .map_or(0, |t| t.first_chunk as usize + t.chunk_count as usize);
+        let parts = windows(&h.chunks, first..end, RESTORE_WINDOW, 2 * RESTORE_WINDOW);
+        let mut stored = match parts.first() {
             Some(w) => self.read_window(read, w.clone())?,
             None => Vec::new(),
         };
         // Decoded, not yet written.
         let mut pending: Option<(Vec<u8>, usize)> = None;
-        for (i, w) in windows.iter().enumerate() {
+        for (i, w) in parts.iter().enumerate() {
             if progress.cancelled() {
                 return Err(RuntimeError::Interrupted {
                     path: out_dir.to_path_buf(),
@@ -359,7 +359,7 @@ impl Restore<'_> {
                         || self.write(&mut out, pending.take(), progress),
                     ));
                 });
-                if let Some(n) = windows.get(i + 1) {
+                if let Some(n) = parts.get(i + 1) {
                     next = self.read_window(read, n.clone()).map(Some);
                 }
             });
