@@ -115,7 +115,7 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: interrupted before the restore was complete; the partly restored files were removed and {path} was not touched")]
+    #[error("{path}: interrupted before the restore was complete; any partly restored files were removed and {path} was not touched")]
     Interrupted { path: PathBuf },
     #[error("internal error: {0} (this is a bug in tic; please report it)")]
     Internal(String),
