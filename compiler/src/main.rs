@@ -603,13 +603,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 report::decompress_stdin(&opts, &output, force, bar.as_ref())?
             } else {
                 let art = open_with(&artifact, &trust, &identity)?;
-                if art.header().is_encrypted() && !art.can_decrypt() {
-                    return Err(RuntimeError::NeedIdentity {
-                        path: artifact.clone(),
-                        recipients: art.recipients().map_or(0, |r| r.entries.len()),
-                    }
-                    .into());
-                }
                 let bar = stoppable_progress(quiet)?;
                 art.extract(&output, force, bar.as_ref())?
             };

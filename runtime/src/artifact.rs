@@ -316,6 +316,12 @@ impl Artifact {
         Ok(())
     }
 
+    /// [`need_key`] for this artifact: fails unless its payload can be
+    /// read (not encrypted, or opened with an identity).
+    pub(crate) fn need_key(&self) -> Result<(), RuntimeError> {
+        need_key(&self.head, self.key.as_ref())
+    }
+
     /// Turns checked stored bytes into the chunk's original bytes in `out`
     /// (see [`decode_stored`]).
     fn decode_chunk(
@@ -557,6 +563,18 @@ pub(crate) fn log_opened(head: &Head, key_unwrapped: bool) {
     );
 }
 
+/// Fails with [`RuntimeError::NeedIdentity`] when the artifact of `head`
+/// is encrypted and there is no `key` to open it.
+pub(crate) fn need_key(head: &Head, key: Option<&PayloadKey>) -> Result<(), RuntimeError> {
+    if key.is_none() && head.header.is_encrypted() {
+        return Err(RuntimeError::NeedIdentity {
+            path: head.path.clone(),
+            recipients: head.recipients.as_ref().map_or(0, |r| r.entries.len()),
+        });
+    }
+    Ok(())
+}
+
 /// Turns the stored bytes of chunk `index` (of `tensor`), already checked
 /// against their digest, into the chunk's original bytes in `out`: they
 /// are decrypted in place with `key` when the artifact is encrypted, then
@@ -569,24 +587,16 @@ pub(crate) fn decode_stored(
     tensor: &TensorEntry,
     out: &mut [u8],
 ) -> Result<(), RuntimeError> {
-    match key {
-        None if head.header.is_encrypted() => {
-            return Err(RuntimeError::NeedIdentity {
+    need_key(head, key)?;
+    if let Some(key) = key {
+        let last = index + 1 == head.header.chunks.len() as u64;
+        crypto::open_chunk_in_place(key, index, last, stored).map_err(|_| {
+            RuntimeError::Decrypt {
                 path: head.path.clone(),
-                recipients: head.recipients.as_ref().map_or(0, |r| r.entries.len()),
-            })
-        }
-        None => {}
-        Some(key) => {
-            let last = index + 1 == head.header.chunks.len() as u64;
-            crypto::open_chunk_in_place(key, index, last, stored).map_err(|_| {
-                RuntimeError::Decrypt {
-                    path: head.path.clone(),
-                    tensor: display_name(tensor),
-                    chunk: index,
-                }
-            })?;
-        }
+                tensor: display_name(tensor),
+                chunk: index,
+            }
+        })?;
     }
     let plain: &[u8] = stored;
     codec::decode_chunk(&tensor.codec, tensor.dtype.size(), plain, out).map_err(|source| {

@@ -231,12 +231,7 @@ impl Artifact {
                 .filter(|t| !t.name.is_empty())
                 .collect(),
         };
-        if !self.can_decrypt() {
-            return Err(RuntimeError::NeedIdentity {
-                path: self.path().to_path_buf(),
-                recipients: self.recipients().map_or(0, |r| r.entries.len()),
-            });
-        }
+        self.need_key()?;
         match opts.device {
             Device::Cpu => self.load_on_cpu(&tensors),
             Device::Cuda(ordinal) => {

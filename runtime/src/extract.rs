@@ -91,12 +91,11 @@ impl Artifact {
         force: bool,
         progress: &dyn Progress,
     ) -> Result<ExtractReport, RuntimeError> {
+        // Without the key nothing can be restored: said before anything
+        // is staged, as a streamed restore says it.
+        self.need_key()?;
         let staged = Staged::new(out_dir, force, Some(self.path()))?;
         let staging = &staged.staging;
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RuntimeError::Io { path, source }
-        };
         let h = self.header();
         progress.start("restoring", h.files.iter().map(|f| f.size).sum());
         let mut report = ExtractReport::new(h);
@@ -137,9 +136,7 @@ impl Artifact {
             let r = if give_up() {
                 Err(interrupted())
             } else {
-                dest.parent()
-                    .map_or(Ok(()), |d| fs::create_dir_all(d).map_err(io(d)))
-                    .and_then(|()| self.restore_file(f, &dest, progress, &shared, &give_up))
+                self.restore_file(f, &dest, progress, &shared, &give_up)
             };
             let r = r.map_err(|e| named_for_output(e, out_dir, f));
             if r.is_err() {
@@ -305,6 +302,14 @@ pub(crate) fn named_for_output(e: RuntimeError, out_dir: &Path, f: &FileEntry) -
     }
 }
 
+/// The error of writing the restored file at `dest`.
+fn write_error(dest: &Path) -> impl Fn(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::WriteOutput {
+        path: dest.to_path_buf(),
+        source,
+    }
+}
+
 /// A restored file being written at `dest`: its bytes go to the file and
 /// into its SHA-256.
 pub(crate) struct FileOut<'a> {
@@ -317,13 +322,16 @@ pub(crate) struct FileOut<'a> {
 }
 
 impl<'a> FileOut<'a> {
-    /// Creates the file and writes `st_header` (the stored safetensors
-    /// header; empty for other files).
+    /// Creates the file (and the directories it is in) and writes
+    /// `st_header` (the stored safetensors header; empty for other files).
     pub(crate) fn create(dest: &'a Path, st_header: &[u8]) -> Result<Self, RuntimeError> {
-        let file = fs::File::create(dest).map_err(|source| RuntimeError::WriteOutput {
-            path: dest.to_path_buf(),
-            source,
-        })?;
+        if let Some(d) = dest.parent() {
+            fs::create_dir_all(d).map_err(|source| RuntimeError::Io {
+                path: d.to_path_buf(),
+                source,
+            })?;
+        }
+        let file = fs::File::create(dest).map_err(write_error(dest))?;
         let mut out = FileOut {
             dest,
             early: crate::writeback::EarlyWriteback::new(&file),
@@ -334,16 +342,9 @@ impl<'a> FileOut<'a> {
         Ok(out)
     }
 
-    fn io(&self, source: std::io::Error) -> RuntimeError {
-        RuntimeError::WriteOutput {
-            path: self.dest.to_path_buf(),
-            source,
-        }
-    }
-
     /// Appends `b`.
     pub(crate) fn write(&mut self, b: &[u8]) -> Result<(), RuntimeError> {
-        self.out.write_all(b).map_err(|e| self.io(e))?;
+        self.out.write_all(b).map_err(write_error(self.dest))?;
         self.digest.update(b);
         self.early.wrote(b.len() as u64);
         Ok(())
@@ -359,20 +360,11 @@ impl<'a> FileOut<'a> {
         tensors: usize,
         started: std::time::Instant,
     ) -> Result<(), RuntimeError> {
-        self.out.flush().map_err(|e| self.io(e))?;
+        let io = write_error(self.dest);
+        self.out.flush().map_err(&io)?;
         self.early.finish();
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| RuntimeError::WriteOutput {
-                path: self.dest.to_path_buf(),
-                source: e.into_error(),
-            })?;
-        file.sync_all()
-            .map_err(|source| RuntimeError::WriteOutput {
-                path: self.dest.to_path_buf(),
-                source,
-            })?;
+        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(&io)?;
         if self.digest.finish().as_ref() != f.sha256 {
             return Err(RuntimeError::FileDigest {
                 path: artifact.to_path_buf(),

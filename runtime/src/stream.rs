@@ -14,8 +14,8 @@ use tic_format::crypto::PayloadKey;
 use tic_format::{ChunkEntry, FileEntry, FileKind};
 
 use crate::artifact::{
-    chunk_owners, decode_stored, display_name, log_opened, short_preamble, unwrap_key, Head,
-    OpenOptions, Trust,
+    chunk_owners, decode_stored, display_name, log_opened, need_key, short_preamble, unwrap_key,
+    Head, OpenOptions, Trust,
 };
 use crate::buffers::BufferPool;
 use crate::error::RuntimeError;
@@ -44,46 +44,26 @@ pub fn verify_stream(
     progress: &dyn Progress,
 ) -> Result<Head, RuntimeError> {
     let path = name.to_path_buf();
-    let fmt = |source| RuntimeError::Format {
-        path: path.clone(),
-        source,
-    };
     let mut read = Counted { reader, pos: 0 };
     let (head, total) = front(&mut read, &path, trust)?;
-    let short = |received: u64| {
-        fmt(FormatError::LengthMismatch {
-            expected: total,
-            actual: received,
-        })
-    };
     let header = head.header();
     let chunks = &header.chunks;
     let owner = chunk_owners(header);
     progress.start("verifying", header.payload_len);
     let mut buf = Vec::new();
-    let mut first = 0;
-    while first < chunks.len() {
-        // The chunks of this batch: at least one, at most BATCH_BYTES unless
-        // one chunk is larger.
-        let mut end = first + 1;
-        let mut bytes = chunks[first].stored_len;
-        while let Some(c) = chunks.get(end) {
-            if bytes + c.stored_len > BATCH_BYTES {
-                break;
-            }
-            bytes += c.stored_len;
-            end += 1;
-        }
+    // Batches of at most BATCH_BYTES stored, unless one chunk is larger.
+    for batch in windows(chunks, 0..chunks.len(), u64::MAX, BATCH_BYTES) {
+        let bytes: u64 = chunks[batch.clone()].iter().map(|c| c.stored_len).sum();
         // At most BATCH_BYTES up front; a larger chunk grows the buffer as
         // its bytes arrive.
         buf.clear();
         buf.reserve_exact(bytes.min(BATCH_BYTES) as usize);
-        if read.up_to(bytes, &mut buf, &path)? < bytes {
+        if let Err(e) = read.exactly(bytes, &mut buf, &path, total) {
             progress.finish();
-            return Err(short(read.pos));
+            return Err(e);
         }
-        let base = chunks[first].offset;
-        let bad = (first..end).into_par_iter().find_first(|&k| {
+        let base = chunks[batch.start].offset;
+        let bad = batch.into_par_iter().find_first(|&k| {
             let c = &chunks[k];
             let at = (c.offset - base) as usize;
             tic_format::sha256(&buf[at..at + c.stored_len as usize]) != c.sha256
@@ -97,7 +77,6 @@ pub fn verify_stream(
             });
         }
         progress.advance(bytes);
-        first = end;
     }
     progress.finish();
     read.end(&path, total)?;
@@ -134,21 +113,13 @@ fn front(read: &mut Counted, path: &Path, trust: &Trust) -> Result<(Head, u64), 
         return Err(fmt(short_preamble(&pre)));
     };
     let preamble = Preamble::parse_unsized(&pre).map_err(fmt)?;
-    let total = preamble.total_len().ok_or_else(|| {
-        fmt(FormatError::LengthMismatch {
-            expected: u64::MAX,
-            actual: read.pos,
-        })
-    })?;
+    let total = preamble
+        .total_len()
+        .ok_or_else(|| length_mismatch(path, u64::MAX, read.pos))?;
     let head = Head::read(path.to_path_buf(), preamble, trust, |offset, len| {
         debug_assert_eq!(offset, read.pos, "sections are read in file order");
         let mut buf = Vec::new();
-        if read.up_to(len, &mut buf, path)? < len {
-            return Err(fmt(FormatError::LengthMismatch {
-                expected: total,
-                actual: read.pos,
-            }));
-        }
+        read.exactly(len, &mut buf, path, total)?;
         Ok(buf)
     })?;
     Ok((head, total))
@@ -186,12 +157,7 @@ pub fn extract_stream(
         let key = unwrap_key(&head, &opts.identities)?;
         log_opened(&head, key.is_some());
         let h = head.header();
-        if h.is_encrypted() && key.is_none() {
-            return Err(RuntimeError::NeedIdentity {
-                path,
-                recipients: head.recipients().map_or(0, |r| r.entries.len()),
-            });
-        }
+        need_key(&head, key.as_ref())?;
         // `name` is a path when a caller streams a file: the output may not
         // hold it.
         let staged = Staged::new(out_dir, force, Some(name))?;
@@ -322,12 +288,6 @@ impl Restore<'_> {
         if f.kind == FileKind::Safetensors {
             check_st_header(self.head.path(), f, tensors)?;
         }
-        if let Some(d) = dest.parent() {
-            std::fs::create_dir_all(d).map_err(|source| RuntimeError::Io {
-                path: d.to_path_buf(),
-                source,
-            })?;
-        }
         let mut out = FileOut::create(dest, &f.st_header)?;
         progress.advance(f.st_header.len() as u64);
         // The file's chunks, cut into windows.
@@ -388,15 +348,7 @@ impl Restore<'_> {
         for c in &self.head.header().chunks[w] {
             let mut buf = self.stored.take();
             buf.clear();
-            if read.up_to(c.stored_len, &mut buf, path)? < c.stored_len {
-                return Err(RuntimeError::Format {
-                    path: path.to_path_buf(),
-                    source: FormatError::LengthMismatch {
-                        expected: self.total,
-                        actual: read.pos,
-                    },
-                });
-            }
+            read.exactly(c.stored_len, &mut buf, path, self.total)?;
             bufs.push(buf);
         }
         Ok(bufs)
@@ -501,15 +453,33 @@ impl Counted<'_> {
             });
         }
         if extra > 0 {
-            return Err(RuntimeError::Format {
-                path: path.to_path_buf(),
-                source: FormatError::LengthMismatch {
-                    expected: total,
-                    actual: total + extra,
-                },
-            });
+            return Err(length_mismatch(path, total, total + extra));
         }
         Ok(())
+    }
+
+    /// Appends exactly `len` bytes to `buf` (see [`Self::up_to`]); a
+    /// stream that ends first is one shorter than the artifact's `total`.
+    fn exactly(
+        &mut self,
+        len: u64,
+        buf: &mut Vec<u8>,
+        path: &Path,
+        total: u64,
+    ) -> Result<(), RuntimeError> {
+        if self.up_to(len, buf, path)? < len {
+            return Err(length_mismatch(path, total, self.pos));
+        }
+        Ok(())
+    }
+}
+
+/// The artifact at `path` is `actual` bytes long where its preamble
+/// gives `expected`.
+fn length_mismatch(path: &Path, expected: u64, actual: u64) -> RuntimeError {
+    RuntimeError::Format {
+        path: path.to_path_buf(),
+        source: FormatError::LengthMismatch { expected, actual },
     }
 }
 
