@@ -122,6 +122,11 @@ static_assert(sizeof(WorkItem) == 8, "WorkItem layout");
 static_assert(sizeof(RawItem) == 8, "RawItem layout");
 static_assert(sizeof(KeyDesc) == 80, "KeyDesc layout");
 
+// 16 bytes moved by one load or store.
+struct __align__(16) tic_u128 {
+    u64 lo, hi;
+};
+
 // Records the first error of a chunk.
 TIC_DEV void tic_fail(u32* status, u32 chunk, u32 code) {
     atomicCAS(status + chunk, 0u, code);

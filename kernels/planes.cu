@@ -195,42 +195,135 @@ extern "C" __global__ void tic_planes_parse(const u8* __restrict__ buf,
     }
 }
 
-// A lane's bit reader: bits are consumed from the bottom of `bits`.
+// A lane's bit reader: bits are consumed from the bottom of `bits`. The
+// lane is read a 4-byte aligned word at a time (one load per 32 bits, not
+// one per byte: the 32 lanes of a warp read 32 different places, so every
+// load instruction costs the L1 one pass per lane), and the next word is
+// loaded one refill ahead so that its latency hides behind decoding.
+// (16-byte loads were measured slower on an H100: the kernel is bound by
+// instructions issued, and queueing words costs more of them.)
+// Aligned words may hold bytes of the neighbouring lanes or sections; those
+// are masked off, so bits past the lane's end read as zero. A word is only
+// loaded when it holds at least one byte of the lane, so no load leaves the
+// batch buffer (4-byte aligned, as is every chunk in it).
 struct TicLane {
-    const u8* p;
-    u32 left;  // bytes of the lane not yet loaded
-    u32 nbits; // valid bits in `bits`
+    const u32* w; // the word after `next`
+    u32 next;     // the next word of the lane, loaded ahead
+    u32 left;     // bytes of the lane not yet moved into `bits`
+    u32 nbits;    // valid bits in `bits`
     u64 bits;
 };
 
-// One block per work item: warp k decodes tile first_tile + k of the chunk.
-// Lane j produces the tile's elements j, j+32, ...: for each element it
-// takes one symbol from every plane (its own Huffman lane, the raw plane at
-// bit i*w, or the constant), ORs them into r at their shifts, undoes the
-// rotation and stores the element, so consecutive lanes store consecutive
-// elements (coalesced) and every output byte is written once.
-//
-// The Huffman decode tables of the chunk's first `nshared` Huffman-capable
-// planes are copied into shared memory (dynamic, nshared x 8 KiB); any
-// further ones are read from global memory (cached).
-extern "C" __global__ void tic_planes_decode(const u8* __restrict__ buf,
-                                             const ChunkDesc* __restrict__ chunks,
-                                             const PlaneDesc* __restrict__ planes,
-                                             const u16* __restrict__ luts, u32 nluts,
-                                             u32 nshared, const WorkItem* __restrict__ work,
-                                             u32 nwork, u32* __restrict__ status) {
+// Keeps the low `bytes` (0..4) bytes of `v`.
+TIC_DEV u32 tic_low_bytes(u32 v, u32 bytes) {
+    return bytes >= 4u ? v : v & ((1u << (8u * bytes)) - 1u);
+}
+
+// Starts a lane of `len` bytes at byte `off` of the 4-byte aligned `base`.
+TIC_DEV void tic_lane_start(TicLane& L, const u8* base, u64 off, u32 len) {
+    const u32 a = (u32)(off & 3u);
+    L.w = (const u32*)(base + (off - a));
+    L.bits = 0;
+    L.nbits = 0;
+    L.left = len;
+    L.next = 0;
+    if (len != 0u) {
+        const u32 take = 4u - a < len ? 4u - a : len;
+        L.bits = tic_low_bytes(*L.w++ >> (8u * a), take);
+        L.nbits = 8u * take;
+        L.left = len - take;
+        if (L.left != 0u) L.next = *L.w++;
+    }
+}
+
+// Tops the reader up to more than 32 bits (while the lane lasts): enough
+// for one code (<= 12 bits) and an escaped symbol (<= 10 bits).
+TIC_DEV void tic_lane_refill(TicLane& L) {
+    if (L.nbits <= 32u && L.left != 0u) {
+        const u32 take = L.left < 4u ? L.left : 4u;
+        L.bits |= (u64)tic_low_bytes(L.next, take) << L.nbits;
+        L.nbits += 8u * take;
+        L.left -= take;
+        if (L.left != 0u) L.next = *L.w++;
+    }
+}
+
+// The common layout, decoded with fewer instructions per element (the
+// decode kernels are bound by instructions issued): plane 0 Huffman, every
+// other plane raw, elements of type T. A raw plane's symbols for one step
+// of a warp (32 consecutive elements) span exactly w words, so each lane
+// keeps its word pointer and bit offset and steps by w words. Returns the
+// lane's first error, or 0.
+template <u32 MAXP, typename T>
+TIC_DEV u32 tic_decode_huffman_raw(TicLane& L, const u16* tab, const u32* width,
+                                   const u32* shift, const u64* raw_bit, u32 np,
+                                   const u32* in32, u32 first, u32 count, u32 rotate,
+                                   T* out) {
+    const u32 W = 8u * (u32)sizeof(T);
+    const u32 w0 = width[0];
+    const u32 esc = 1u << w0;
+    const u32* q[MAXP];
+    u32 sh[MAXP], two[MAXP], mask[MAXP];
+#pragma unroll
+    for (u32 p = 1; p < MAXP; p++) {
+        // body_len == ceil(n*w/8) and every element index is < n, so the
+        // word holding a symbol's first bit exists, and the next one does
+        // whenever the symbol reaches into it (the same for every step).
+        const u64 bit = raw_bit[p] + (u64)first * width[p];
+        q[p] = in32 + (bit >> 5);
+        sh[p] = (u32)(bit & 31u);
+        two[p] = sh[p] + width[p] > 32u;
+        mask[p] = (1u << width[p]) - 1u;
+    }
+    for (u32 k = 0; k < count; k++) {
+        tic_lane_refill(L);
+        const u32 e = tab[(u32)L.bits & (TIC_LUT_SIZE - 1u)];
+        const u32 len = e >> TIC_LUT_LEN_SHIFT;
+        if (len == 0u || len > L.nbits) return len == 0u ? TIC_ERR_BAD_CODE : TIC_ERR_LANE_OVERRUN;
+        u32 sym = e & TIC_LUT_SYM_MASK;
+        L.bits >>= len;
+        L.nbits -= len;
+        if (sym == esc) { // ESC: the symbol follows in w0 raw bits
+            if (L.nbits < w0) return TIC_ERR_LANE_OVERRUN;
+            sym = (u32)L.bits & (esc - 1u);
+            L.bits >>= w0;
+            L.nbits -= w0;
+        }
+        u64 r = (u64)sym << shift[0];
+#pragma unroll
+        for (u32 p = 1; p < MAXP; p++) {
+            if (p < np) {
+                u64 v = q[p][0];
+                if (two[p]) v |= (u64)q[p][1] << 32;
+                r |= (u64)((u32)(v >> sh[p]) & mask[p]) << shift[p];
+                q[p] += width[p];
+            }
+        }
+        r = (r >> rotate) | ((r & rotate) << (W - 1u));
+        out[first + k * TIC_LANES] = (T)r;
+    }
+    return 0u;
+}
+
+template <u32 MAXP>
+TIC_DEV void tic_planes_decode_body(const u8* __restrict__ buf,
+                                    const ChunkDesc* __restrict__ chunks,
+                                    const PlaneDesc* __restrict__ planes,
+                                    const u16* __restrict__ luts, u32 nluts, u32 nshared,
+                                    const WorkItem* __restrict__ work, u32 nwork,
+                                    u32* __restrict__ status) {
     TIC_DYNAMIC_SHARED(u16, s_lut);
     // Per-plane facts, the same for every lane: kept in shared memory (read
     // as broadcasts) so registers go to the lanes' bit readers.
-    __shared__ PlaneDesc s_pd[TIC_MAX_PLANES];
-    __shared__ const u16* s_tab[TIC_MAX_PLANES];
+    __shared__ PlaneDesc s_pd[MAXP];
+    __shared__ const u16* s_tab[MAXP];
     __shared__ u32 s_ok;
     if (blockIdx.x >= nwork) return;
     const WorkItem wi = work[blockIdx.x];
     const ChunkDesc& c = chunks[wi.chunk];
     if (threadIdx.x == 0) {
         u32 ok = status[wi.chunk] == 0 && c.codec == TIC_CODEC_PLANES && c.nplanes >= 1 &&
-                 c.nplanes <= TIC_MAX_PLANES && (c.elem_size == 1 || c.elem_size == 2 ||
+                 c.nplanes <= MAXP && (c.elem_size == 1 || c.elem_size == 2 ||
                                                  c.elem_size == 4 || c.elem_size == 8);
         u32 hs = 0;
         for (u32 p = 0; ok && p < c.nplanes; p++) {
@@ -278,15 +371,19 @@ extern "C" __global__ void tic_planes_decode(const u8* __restrict__ buf,
     const u32 W = 8u * c.elem_size;
     const u32 rotate = c.rotate;
 
-    TicLane rd[TIC_MAX_PLANES];
+    // The plane facts the loop needs, in registers (unrolled over planes).
+    u32 mode[MAXP], width[MAXP], shift[MAXP];
+    u64 raw_bit[MAXP];
+    TicLane rd[MAXP];
     u32 err = 0;
 #pragma unroll
-    for (u32 p = 0; p < TIC_MAX_PLANES; p++) {
-        rd[p].p = in;
-        rd[p].left = 0;
-        rd[p].nbits = 0;
-        rd[p].bits = 0;
-        if (p < np && s_pd[p].mode == TIC_MODE_HUFFMAN) {
+    for (u32 p = 0; p < MAXP; p++) {
+        mode[p] = p < np ? s_pd[p].mode : TIC_MODE_CONST;
+        width[p] = p < np ? c.width[p] : 0u;
+        shift[p] = p < np ? c.shift[p] : 0u;
+        raw_bit[p] = p < np ? (u64)s_pd[p].body_off * 8u : 0u;
+        tic_lane_start(rd[p], in, 0, 0);
+        if (p < np && mode[p] == TIC_MODE_HUFFMAN) {
             const PlaneDesc& d = s_pd[p];
             const u8* e = in + d.dir_off + (u64)tile * TIC_TILE_ENTRY_BYTES;
             u32 start = tic_rd32(e);
@@ -295,40 +392,49 @@ extern "C" __global__ void tic_planes_decode(const u8* __restrict__ buf,
             // Checked by the parse kernel; checked again so that no
             // descriptor can make a lane read outside its plane.
             if ((u64)start + len > d.area_len) err = TIC_ERR_TILE_DIRECTORY;
-            rd[p].p = in + d.area_off + start;
-            rd[p].left = err ? 0u : len;
+            tic_lane_start(rd[p], in, (u64)d.area_off + start, err ? 0u : len);
         }
     }
+    const u32* in32 = (const u32*)in;
     u8* out = (u8*)c.out_ptr;
-    for (u32 k = 0; k < count && !err; k++) {
+    bool fast = !err && mode[0] == TIC_MODE_HUFFMAN && (W == 16u || W == 32u);
+#pragma unroll
+    for (u32 p = 1; p < MAXP; p++) {
+        if (p < np && mode[p] != TIC_MODE_RAW) fast = false;
+    }
+    if (fast) {
+        const u32 first = tstart + lane;
+        const u32 rot = rotate & 1u;
+        err = W == 16u ? tic_decode_huffman_raw<MAXP, u16>(rd[0], s_tab[0], width, shift, raw_bit,
+                                                         np, in32, first, count, rot, (u16*)out)
+                       : tic_decode_huffman_raw<MAXP, u32>(rd[0], s_tab[0], width, shift, raw_bit,
+                                                         np, in32, first, count, rot, (u32*)out);
+    }
+    for (u32 k = 0; k < count && !err && !fast; k++) {
         const u32 i = tstart + k * TIC_LANES + lane;
         u64 r = 0;
 #pragma unroll
-        for (u32 p = 0; p < TIC_MAX_PLANES; p++) {
+        for (u32 p = 0; p < MAXP; p++) {
             if (p < np) {
-                const u32 w = c.width[p];
-                const u32 mode = s_pd[p].mode;
+                const u32 w = width[p];
                 const u32 mask = (1u << w) - 1u;
                 u32 sym;
-                if (mode == TIC_MODE_CONST) {
+                if (mode[p] == TIC_MODE_CONST) {
                     sym = s_pd[p].value;
-                } else if (mode == TIC_MODE_RAW) {
-                    // body_len == ceil(n*w/8) and i < n, so these bytes exist.
-                    const u64 bit = (u64)i * w;
-                    const u8* b = in + s_pd[p].body_off + (bit >> 3);
-                    const u32 sh = (u32)(bit & 7u);
-                    const u32 nb = (sh + w + 7u) >> 3;
-                    u32 v = b[0];
-                    if (nb > 1) v |= (u32)b[1] << 8;
-                    if (nb > 2) v |= (u32)b[2] << 16;
-                    sym = (v >> sh) & mask;
+                } else if (mode[p] == TIC_MODE_RAW) {
+                    // body_len == ceil(n*w/8) and i < n, so the symbol's
+                    // bytes exist; the aligned words around them lie in
+                    // the batch buffer. The second word is read only when
+                    // the symbol reaches into it.
+                    const u64 bit = raw_bit[p] + (u64)i * w;
+                    const u32 sh = (u32)(bit & 31u);
+                    const u32* q = in32 + (bit >> 5);
+                    u64 v = q[0];
+                    if (sh + w > 32u) v |= (u64)q[1] << 32;
+                    sym = (u32)(v >> sh) & mask;
                 } else {
                     TicLane& L = rd[p];
-                    while (L.nbits <= 56u && L.left != 0) {
-                        L.bits |= (u64)(*L.p++) << L.nbits;
-                        L.nbits += 8u;
-                        L.left--;
-                    }
+                    tic_lane_refill(L);
                     const u32 e = s_tab[p][(u32)L.bits & (TIC_LUT_SIZE - 1u)];
                     const u32 len = e >> TIC_LUT_LEN_SHIFT;
                     if (len == 0) {
@@ -352,7 +458,7 @@ extern "C" __global__ void tic_planes_decode(const u8* __restrict__ buf,
                         L.nbits -= w;
                     }
                 }
-                r |= (u64)sym << c.shift[p];
+                r |= (u64)sym << shift[p];
             }
         }
         if (err) break;
@@ -370,7 +476,7 @@ extern "C" __global__ void tic_planes_decode(const u8* __restrict__ buf,
     if (!err) {
         // A lane may end with at most 7 padding bits.
 #pragma unroll
-        for (u32 p = 0; p < TIC_MAX_PLANES; p++) {
+        for (u32 p = 0; p < MAXP; p++) {
             if (p < np && s_pd[p].mode == TIC_MODE_HUFFMAN &&
                 (u64)rd[p].left * 8u + rd[p].nbits >= 8u) {
                 err = TIC_ERR_LANE_TRAILING;
@@ -379,3 +485,20 @@ extern "C" __global__ void tic_planes_decode(const u8* __restrict__ buf,
     }
     if (err) tic_fail(status, wi.chunk, err);
 }
+
+// The decode kernel in three sizes: registers go with the planes a kernel
+// unrolls for, and fewer registers let more warps share an SM. The planner
+// sends each chunk to the smallest that fits its plane count.
+#define TIC_PLANES_DECODE(name, maxp)                                                          \
+    extern "C" __global__ void name(const u8* __restrict__ buf,                                 \
+                                    const ChunkDesc* __restrict__ chunks,                       \
+                                    const PlaneDesc* __restrict__ planes,                       \
+                                    const u16* __restrict__ luts, u32 nluts, u32 nshared,       \
+                                    const WorkItem* __restrict__ work, u32 nwork,               \
+                                    u32* __restrict__ status) {                                 \
+        tic_planes_decode_body<maxp>(buf, chunks, planes, luts, nluts, nshared, work, nwork,    \
+                                     status);                                                   \
+    }
+TIC_PLANES_DECODE(tic_planes_decode2, 2u)
+TIC_PLANES_DECODE(tic_planes_decode4, 4u)
+TIC_PLANES_DECODE(tic_planes_decode, TIC_MAX_PLANES)

@@ -4,10 +4,6 @@
 
 #define TIC_RAW_SEGMENT 65536u
 
-struct __align__(16) tic_u128 {
-    u64 lo, hi;
-};
-
 extern "C" __global__ void tic_copy_raw(const u8* __restrict__ buf,
                                         const ChunkDesc* __restrict__ chunks,
                                         const RawItem* __restrict__ items, u32 nitems,

@@ -15,7 +15,7 @@ pub enum GpuError {
     NoDriver,
     #[error("CUDA could not open GPU {ordinal} ({detail}); check that `nvidia-smi` lists it and that CUDA_VISIBLE_DEVICES does not hide it")]
     NoDevice { ordinal: usize, detail: String },
-    #[error("NVRTC (libnvrtc.so.12) could not be loaded: install the CUDA toolkit's NVRTC, or run kernels/ci/install_nvrtc.sh and add the directory it prints to LD_LIBRARY_PATH")]
+    #[error("NVRTC could not be loaded (looked for libnvrtc.so and libnvrtc.so.12): add the CUDA toolkit's lib64 directory, which has libnvrtc.so, to LD_LIBRARY_PATH, or run kernels/ci/install_nvrtc.sh and add the directory it prints")]
     NoNvrtc,
     #[error("{arch:?} is not a GPU architecture NVRTC can build machine code for; pass sm_XY (e.g. sm_90), not compute_XY")]
     BadArch { arch: String },
@@ -35,6 +35,9 @@ pub enum GpuError {
     },
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// The API was used in an order it does not allow (a bug in the caller).
+    #[error("tic-kernels was misused: {0}")]
+    Misuse(&'static str),
     #[error("chunk {tag}: {error} (detected while decoding on the GPU)")]
     Stream { tag: u64, error: StreamError },
 }
@@ -43,7 +46,10 @@ impl GpuError {
     /// True when the GPU (driver, device, NVRTC) cannot be used at all, as
     /// opposed to a problem with the data or the request.
     pub fn is_unavailable(&self) -> bool {
-        !matches!(self, GpuError::Plan(_) | GpuError::Stream { .. })
+        !matches!(
+            self,
+            GpuError::Plan(_) | GpuError::Stream { .. } | GpuError::Misuse(_)
+        )
     }
 
     pub(crate) fn driver(what: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> Self {

@@ -130,14 +130,16 @@ impl Gpu {
             let max_shared_tables = ((optin - 2048) / LUT_BYTES).min(8) as u32;
             let dynamic = max_shared_tables as u64 * LUT_BYTES;
             if dynamic > 48 << 10 {
-                functions[&Kernel::PlanesDecode]
-                    .set_attribute(
-                        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        dynamic as i32,
-                    )
-                    .map_err(GpuError::driver(
-                        "raising the decode kernel's shared memory",
-                    ))?;
+                for k in Kernel::ALL.into_iter().filter(|k| k.max_planes() > 0) {
+                    functions[&k]
+                        .set_attribute(
+                            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                            dynamic as i32,
+                        )
+                        .map_err(GpuError::driver(
+                            "raising the decode kernels' shared memory",
+                        ))?;
+                }
             }
             Ok(Gpu {
                 ctx: ctx.clone(),
@@ -191,25 +193,44 @@ impl Gpu {
 /// Sizes of a [`Decoder`]'s buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecoderOptions {
-    /// Bytes of each of the two staging buffers (pinned host memory, and as
-    /// much device memory); raised to fit `largest_chunk`.
+    /// Bytes of each slot's staging buffer (pinned host memory, and as much
+    /// device memory); raised to fit `largest_chunk`.
     pub staging_bytes: u64,
-    /// The largest chunk (bytes placed on the device) that will be pushed.
+    /// Staging slots: while the host fills one, the others are copied to
+    /// the device and decoded. At least 1.
+    pub slots: usize,
+    /// The largest chunk (bytes staged) that will be given to
+    /// [`Decoder::stage`].
     pub largest_chunk: u64,
     /// Chunks per batch.
     pub max_chunks: u32,
     /// Decode tables per batch (8 KiB of device memory each, per slot).
     pub max_lut_slots: u32,
+    /// Tiles (warps) per block of the decode kernels.
+    pub warps_per_block: u32,
+    /// Most decode tables a decode block keeps in shared memory (`None`:
+    /// as many as the GPU allows, up to 8); further ones are read from
+    /// global memory through the caches.
+    pub shared_tables: Option<u32>,
+    /// Fill each output buffer with this byte when it is allocated. `None`
+    /// leaves outputs uninitialised: the kernels write every byte of every
+    /// chunk, and [`Decoder::finish`] hands outputs out only when every
+    /// chunk decoded. A testing aid: a byte left unwritten then shows.
+    pub poison: Option<u8>,
 }
 
 impl Default for DecoderOptions {
     fn default() -> Self {
         let l = Limits::default();
         DecoderOptions {
-            staging_bytes: l.staging_bytes,
+            staging_bytes: 32 << 20,
+            slots: 3,
             largest_chunk: 0,
             max_chunks: l.max_chunks,
             max_lut_slots: l.max_lut_slots,
+            warps_per_block: l.warps_per_block,
+            shared_tables: None,
+            poison: None,
         }
     }
 }
@@ -218,7 +239,7 @@ impl Default for DecoderOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutputId(usize);
 
-/// One chunk for [`Decoder::push`].
+/// One chunk for [`Decoder::stage`].
 #[derive(Clone, Debug)]
 pub struct ChunkInput<'a> {
     /// Reported back in errors (tic: the global chunk index).
@@ -227,9 +248,13 @@ pub struct ChunkInput<'a> {
     pub elem_size: usize,
     /// Bytes the chunk decodes to.
     pub orig_len: u64,
-    /// The stored bytes, checked against their digest; for an encrypted
-    /// chunk the ciphertext without its tag (the tag checked on the host).
-    pub data: &'a [u8],
+    /// Bytes the kernels decode: the stored bytes, or for an encrypted
+    /// chunk the ciphertext without its tag.
+    pub data_len: u64,
+    /// Bytes the caller writes into the chunk's staging region: `data_len`,
+    /// or for an encrypted chunk the ciphertext and its tag (which the
+    /// kernels never read).
+    pub staged_len: u64,
     /// Set for encrypted chunks.
     pub keystream: Option<Keystream>,
     pub output: OutputId,
@@ -247,9 +272,9 @@ struct Slot {
     in_flight: Option<Batch>,
 }
 
-/// Decodes chunks into device buffers through a two-slot pipeline: while
-/// one slot's batch is copied to the device and decoded, the host fills the
-/// other (the source of this module draws the timeline).
+/// Decodes chunks into device buffers through a pipeline of staging slots:
+/// while the host fills one slot, earlier ones are copied to the device and
+/// decoded (the source of this module draws the timeline).
 pub struct Decoder<'g> {
     gpu: &'g Gpu,
     stream: Arc<CudaStream>,
@@ -257,6 +282,7 @@ pub struct Decoder<'g> {
     slots: Vec<Slot>,
     cur: usize,
     builder: BatchBuilder,
+    poison: Option<u8>,
     outputs: Vec<CudaSlice<u8>>,
     out_addrs: Vec<u64>,
 }
@@ -291,8 +317,10 @@ impl<'g> Decoder<'g> {
             staging_bytes: opts.staging_bytes,
             max_chunks: opts.max_chunks,
             max_lut_slots: opts.max_lut_slots,
-            max_shared_tables: gpu.max_shared_tables,
-            ..Limits::default()
+            max_shared_tables: opts
+                .shared_tables
+                .map_or(gpu.max_shared_tables, |n| n.min(gpu.max_shared_tables)),
+            warps_per_block: opts.warps_per_block,
         };
         let overhead = limits.staging_bytes - limits.max_chunk_data().min(limits.staging_bytes);
         limits.staging_bytes = limits
@@ -301,8 +329,8 @@ impl<'g> Decoder<'g> {
             .div_ceil(4096)
             * 4096;
         let builder = BatchBuilder::new(limits)?;
-        let mut slots = Vec::with_capacity(2);
-        for _ in 0..2 {
+        let mut slots = Vec::with_capacity(opts.slots.max(1));
+        for _ in 0..opts.slots.max(1) {
             slots.push(Slot::new(gpu, &stream, &limits)?);
         }
         Ok(Decoder {
@@ -312,6 +340,7 @@ impl<'g> Decoder<'g> {
             slots,
             cur: 0,
             builder,
+            poison: opts.poison,
             outputs: Vec::new(),
             out_addrs: Vec::new(),
         })
@@ -322,78 +351,118 @@ impl<'g> Decoder<'g> {
         &self.stream
     }
 
-    /// Allocates a zeroed device buffer of `len` bytes to decode into. It is
-    /// handed back by [`finish`](Self::finish), in allocation order.
+    /// Allocates a device buffer of `len` bytes to decode into (filled with
+    /// [`DecoderOptions::poison`], or uninitialised). It is handed back by
+    /// [`finish`](Self::finish), in allocation order.
     pub fn alloc_output(&mut self, len: usize) -> Result<OutputId, GpuError> {
         let buf = if len == 0 {
             self.stream.null::<u8>()
         } else {
-            self.stream.alloc_zeros::<u8>(len)
+            #[allow(unsafe_code)]
+            // SAFETY: the buffer starts uninitialised. It is either filled
+            // with the poison byte below, or written whole by the kernels
+            // before `finish` returns it: every chunk staged for it writes
+            // its range, and `finish` fails (dropping every output) unless
+            // every chunk decoded. The caller covers the buffer with chunks
+            // (tic-runtime: a tensor's chunks add up to its length).
+            unsafe {
+                self.stream.alloc::<u8>(len)
+            }
         }
         .map_err(GpuError::driver("allocating an output buffer"))?;
         let addr = {
             let (ptr, _sync) = buf.device_ptr(&self.stream);
             ptr
         };
+        if let (Some(byte), true) = (self.poison, len > 0) {
+            #[allow(unsafe_code)]
+            // SAFETY: `addr` is the start of the live `len`-byte allocation
+            // just made on this stream; the memset is ordered on the same
+            // stream before any kernel that writes it.
+            unsafe {
+                cudarc::driver::result::memset_d8_async(addr, byte, len, self.stream.cu_stream())
+            }
+            .map_err(GpuError::driver("poisoning an output buffer"))?;
+        }
         self.outputs.push(buf);
         self.out_addrs.push(addr);
         Ok(OutputId(self.outputs.len() - 1))
     }
 
-    /// Queues one chunk. Its bytes are copied into pinned staging memory
-    /// before this returns, so `chunk.data` may be reused at once. Returns
-    /// an error found in an earlier batch as soon as it is known.
-    pub fn push(&mut self, chunk: ChunkInput<'_>) -> Result<(), GpuError> {
+    fn job<'c>(&self, chunk: &ChunkInput<'c>) -> Result<ChunkJob<'c>, GpuError> {
+        let bad = |what: String| crate::plan::PlanError::BadChunk {
+            tag: chunk.tag,
+            what,
+        };
         let out_len = self
             .outputs
             .get(chunk.output.0)
             .map(|o| o.len() as u64)
-            .ok_or_else(|| crate::plan::PlanError::BadChunk {
-                tag: chunk.tag,
-                what: "unknown output buffer".into(),
-            })?;
+            .ok_or_else(|| bad("unknown output buffer".into()))?;
         if chunk
             .out_offset
             .checked_add(chunk.orig_len)
             .is_none_or(|end| end > out_len)
         {
-            return Err(crate::plan::PlanError::BadChunk {
-                tag: chunk.tag,
-                what: format!(
-                    "{} bytes at offset {} do not fit an output of {out_len} bytes",
-                    chunk.orig_len, chunk.out_offset
-                ),
-            }
+            return Err(bad(format!(
+                "{} bytes at offset {} do not fit an output of {out_len} bytes",
+                chunk.orig_len, chunk.out_offset
+            ))
             .into());
         }
-        let job = ChunkJob {
+        Ok(ChunkJob {
             tag: chunk.tag,
             codec: chunk.codec,
             elem_size: chunk.elem_size,
             orig_len: chunk.orig_len,
-            data_len: chunk.data.len() as u64,
-            keystream: chunk.keystream,
+            data_len: chunk.data_len,
+            staged_len: chunk.staged_len,
+            keystream: chunk.keystream.clone(),
             out_ptr: self.out_addrs[chunk.output.0] + chunk.out_offset,
-        };
-        if self.builder.is_empty() {
-            self.reclaim(self.cur)?;
+        })
+    }
+
+    /// Starts the next batch with as many of `chunks` as fit (at least one;
+    /// none when `chunks` is empty) and returns their staging regions, in
+    /// order, each `staged_len` bytes of pinned host memory. The caller
+    /// writes each chunk's bytes into its region (from several threads if
+    /// it likes), checks them, and then calls [`submit`](Self::submit), or
+    /// drops the decoder to abandon the load.
+    ///
+    /// Waits until the slot is free, and returns an error found in the
+    /// batch it held before.
+    pub fn stage(&mut self, chunks: &[ChunkInput<'_>]) -> Result<Vec<&mut [u8]>, GpuError> {
+        if !self.builder.is_empty() {
+            return Err(GpuError::Misuse(
+                "Decoder::stage was called again before the staged batch was submitted",
+            ));
         }
-        let off = match self.builder.try_add(&job)? {
-            Some(off) => off,
-            None => {
-                self.submit()?;
-                self.reclaim(self.cur)?;
-                self.builder
-                    .try_add(&job)?
-                    .expect("a chunk that fits a batch fits an empty one")
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.reclaim(self.cur)?;
+        let mut placed = Vec::new();
+        for c in chunks {
+            let job = self.job(c)?;
+            match self.builder.try_add(&job)? {
+                Some(off) => placed.push((off as usize, c.staged_len as usize)),
+                None => break,
             }
-        };
-        let staging = self.slots[self.cur]
+        }
+        let mut rest = self.slots[self.cur]
             .staging
             .as_mut_slice()
             .map_err(GpuError::driver("writing the staging buffer"))?;
-        staging[off as usize..][..chunk.data.len()].copy_from_slice(chunk.data);
-        Ok(())
+        let mut at = 0;
+        let mut regions = Vec::with_capacity(placed.len());
+        for (off, len) in placed {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(off - at);
+            let (region, tail) = tail.split_at_mut(len);
+            regions.push(region);
+            rest = tail;
+            at = off + len;
+        }
+        Ok(regions)
     }
 
     /// Waits for the batch last submitted from slot `k`, if any, and checks
@@ -416,51 +485,51 @@ impl<'g> Decoder<'g> {
         }
     }
 
-    /// Sends the current batch to the GPU and switches to the other slot.
-    fn submit(&mut self) -> Result<(), GpuError> {
+    /// Sends the batch [`stage`](Self::stage)d to the GPU (one copy, then
+    /// the kernels) and moves on to the next slot.
+    pub fn submit(&mut self) -> Result<(), GpuError> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
         let batch = self.builder.finish();
-        let gpu = self.gpu;
-        let Slot {
-            staging,
-            status,
-            dev,
-            luts,
-            copied,
-            done,
-            in_flight,
-        } = &mut self.slots[self.cur];
         let total = batch.total_len as usize;
-        let host = staging
+        let cur = self.cur;
+        let host = self.slots[cur]
+            .staging
             .as_mut_slice()
             .map_err(GpuError::driver("writing the staging buffer"))?;
         host[batch.tables_off as usize..total].copy_from_slice(&batch.tables);
-
+        let Slot {
+            staging,
+            dev,
+            copied,
+            done,
+            ..
+        } = &mut self.slots[cur];
         // Copy stream: after the slot's previous kernels, one transfer.
         self.copy
             .wait(done)
             .map_err(GpuError::driver("ordering the batch copy"))?;
+        let host = staging
+            .as_slice()
+            .map_err(GpuError::driver("reading the staging buffer"))?;
         self.copy
             .memcpy_htod(&host[..total], &mut dev.slice_mut(..total))
             .map_err(GpuError::driver("copying a batch to the GPU"))?;
         copied
             .record(&self.copy)
             .map_err(GpuError::driver("recording the batch copy"))?;
-
-        // Decode stream: after the copy, the planned launches.
         self.stream
             .wait(copied)
             .map_err(GpuError::driver("ordering the decode after the copy"))?;
-        let base = {
-            let (ptr, _sync) = dev.device_ptr(&self.stream);
-            ptr
-        };
-        let lut_base = {
-            let (ptr, _sync) = luts.device_ptr(&self.stream);
-            ptr
-        };
-        for launch in &batch.launches {
-            launch_one(gpu, &self.stream, launch, base, lut_base)?;
-        }
+        self.launch_batch(cur, &batch)?;
+        let Slot {
+            status,
+            dev,
+            done,
+            in_flight,
+            ..
+        } = &mut self.slots[cur];
         let n = 4 * batch.tags.len();
         let status_off = batch.status_off() as usize;
         let status_host = status
@@ -475,21 +544,108 @@ impl<'g> Decoder<'g> {
         done.record(&self.stream)
             .map_err(GpuError::driver("recording the batch end"))?;
         *in_flight = Some(batch);
-        self.cur = 1 - self.cur;
+        self.cur = (cur + 1) % self.slots.len();
         Ok(())
     }
 
-    /// Submits what is queued, waits for every batch, checks their status
+    /// Queues a batch's planned launches on the decode stream.
+    fn launch_batch(&self, slot: usize, batch: &Batch) -> Result<(), GpuError> {
+        let Slot { dev, luts, .. } = &self.slots[slot];
+        let base = {
+            let (ptr, _sync) = dev.device_ptr(&self.stream);
+            ptr
+        };
+        let lut_base = {
+            let (ptr, _sync) = luts.device_ptr(&self.stream);
+            ptr
+        };
+        for launch in &batch.launches {
+            launch_one(self.gpu, &self.stream, launch, base, lut_base)?;
+        }
+        Ok(())
+    }
+
+    /// A benchmark aid: runs the kernels of the batch [`stage`](Self::stage)d
+    /// `runs` times on the device, with the batch already there, and
+    /// returns each run's milliseconds by CUDA events on the decode stream.
+    /// The batch's bytes are restored from a device copy before each run,
+    /// outside the timed span (decryption works in place). Afterwards the
+    /// outputs hold the decoded chunks, as after [`submit`](Self::submit);
+    /// a decode error is returned as from [`finish`](Self::finish).
+    pub fn time_staged(&mut self, runs: usize) -> Result<Vec<f32>, GpuError> {
+        if self.builder.is_empty() || runs == 0 {
+            return Ok(Vec::new());
+        }
+        let batch = self.builder.finish();
+        let total = batch.total_len as usize;
+        let cur = self.cur;
+        self.reclaim(cur)?;
+        let timing = || {
+            self.gpu
+                .ctx
+                .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(GpuError::driver("creating a timing event"))
+        };
+        let (start, end) = (timing()?, timing()?);
+        let pristine = {
+            let Slot { staging, dev, .. } = &mut self.slots[cur];
+            let host = staging
+                .as_mut_slice()
+                .map_err(GpuError::driver("writing the staging buffer"))?;
+            host[batch.tables_off as usize..total].copy_from_slice(&batch.tables);
+            self.stream
+                .memcpy_htod(&host[..total], &mut dev.slice_mut(..total))
+                .map_err(GpuError::driver("copying a batch to the GPU"))?;
+            self.stream
+                .clone_dtod(&dev.slice(..total))
+                .map_err(GpuError::driver("copying a batch on the GPU"))?
+        };
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let dev = &mut self.slots[cur].dev;
+            self.stream
+                .memcpy_dtod(&pristine, &mut dev.slice_mut(..total))
+                .map_err(GpuError::driver("restoring a batch on the GPU"))?;
+            start
+                .record(&self.stream)
+                .map_err(GpuError::driver("recording a timing event"))?;
+            self.launch_batch(cur, &batch)?;
+            end.record(&self.stream)
+                .map_err(GpuError::driver("recording a timing event"))?;
+            times.push(
+                start
+                    .elapsed_ms(&end)
+                    .map_err(GpuError::driver("reading a timing event"))?,
+            );
+        }
+        let status = self
+            .stream
+            .clone_dtoh(
+                &self.slots[cur]
+                    .dev
+                    .slice(batch.status_off() as usize..)
+                    .slice(..4 * batch.tags.len()),
+            )
+            .map_err(GpuError::driver("reading back the decode status"))?;
+        match batch.first_error(&status) {
+            Some((tag, error)) => Err(GpuError::Stream { tag, error }),
+            None => Ok(times),
+        }
+    }
+
+    /// Submits what is staged, waits for every batch, checks their status
     /// and returns the outputs in allocation order. On error the outputs
     /// are dropped: nothing from a failed decode is handed out.
     pub fn finish(mut self) -> Result<Vec<CudaSlice<u8>>, GpuError> {
-        if !self.builder.is_empty() {
-            self.submit()?;
+        self.submit()?;
+        let mut first = Ok(());
+        for k in 0..self.slots.len() {
+            let r = self.reclaim(k);
+            if first.is_ok() {
+                first = r;
+            }
         }
-        let first = self.reclaim(self.cur);
-        let second = self.reclaim(1 - self.cur);
         first?;
-        second?;
         self.stream
             .synchronize()
             .map_err(GpuError::driver("finishing the decode"))?;
@@ -513,11 +669,12 @@ impl Slot {
         #[allow(unsafe_code)]
         // SAFETY: cudarc marks pinned allocations unsafe because their bytes
         // start uninitialised; both are zeroed below before anything reads
-        // them. The staging buffer is write-combined (the host only writes
-        // it); the status buffer is not, as the host reads it.
+        // them. Neither is write-combined: the host reads the staging
+        // buffer back (chunk digests and tags are checked where the chunk
+        // was read to) and reads the status words.
         let (mut staging, mut status) = unsafe {
             (
-                ctx.alloc_pinned::<u8>(staging_len)
+                ctx.alloc_pinned_with_flags::<u8>(staging_len, 0)
                     .map_err(GpuError::driver("allocating pinned staging memory"))?,
                 ctx.alloc_pinned_with_flags::<u8>(status_len, 0)
                     .map_err(GpuError::driver("allocating pinned status memory"))?,

@@ -208,9 +208,13 @@ pub struct ChunkJob<'a> {
     pub elem_size: usize,
     /// Bytes the chunk decodes to.
     pub orig_len: u64,
-    /// Bytes placed in the batch buffer: the stored bytes, or for an
-    /// encrypted chunk the ciphertext without its tag.
+    /// Bytes the kernels read: the stored bytes, or for an encrypted chunk
+    /// the ciphertext without its tag.
     pub data_len: u64,
+    /// Bytes reserved for the chunk in the batch buffer, at least
+    /// `data_len`: an encrypted chunk's tag is staged after its ciphertext
+    /// (and checked on the host there) but never read by a kernel.
+    pub staged_len: u64,
     /// Set for encrypted chunks.
     pub keystream: Option<Keystream>,
     /// Device address of the chunk's first output byte.
@@ -368,14 +372,21 @@ pub enum Kernel {
     Chacha20Xor,
     CopyRaw,
     PlanesParse,
+    /// Chunks of up to 2 planes (BF16 and F16 layouts).
+    PlanesDecode2,
+    /// Chunks of 3 or 4 planes (F32 layouts).
+    PlanesDecode4,
+    /// Any chunk (up to 8 planes).
     PlanesDecode,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 4] = [
+    pub const ALL: [Kernel; 6] = [
         Kernel::Chacha20Xor,
         Kernel::CopyRaw,
         Kernel::PlanesParse,
+        Kernel::PlanesDecode2,
+        Kernel::PlanesDecode4,
         Kernel::PlanesDecode,
     ];
     /// The `extern "C"` name in the CUBIN.
@@ -384,8 +395,31 @@ impl Kernel {
             Kernel::Chacha20Xor => "tic_chacha20_xor",
             Kernel::CopyRaw => "tic_copy_raw",
             Kernel::PlanesParse => "tic_planes_parse",
+            Kernel::PlanesDecode2 => "tic_planes_decode2",
+            Kernel::PlanesDecode4 => "tic_planes_decode4",
             Kernel::PlanesDecode => "tic_planes_decode",
         }
+    }
+}
+
+impl Kernel {
+    /// The most planes a decode kernel handles (0 for the other kernels).
+    pub fn max_planes(self) -> u32 {
+        match self {
+            Kernel::PlanesDecode2 => 2,
+            Kernel::PlanesDecode4 => 4,
+            Kernel::PlanesDecode => MAX_PLANES as u32,
+            _ => 0,
+        }
+    }
+}
+
+/// The decode kernel for chunks of `planes` planes.
+fn decode_kernel(planes: usize) -> Kernel {
+    match planes {
+        0..=2 => Kernel::PlanesDecode2,
+        3..=4 => Kernel::PlanesDecode4,
+        _ => Kernel::PlanesDecode,
     }
 }
 
@@ -501,6 +535,12 @@ impl BatchBuilder {
         if job.data_len > u32::MAX as u64 {
             return Err(bad(format!("{} stored bytes is too many", job.data_len)));
         }
+        if job.staged_len < job.data_len || job.staged_len - job.data_len > 4096 {
+            return Err(bad(format!(
+                "{} staged bytes for {} stored bytes",
+                job.staged_len, job.data_len
+            )));
+        }
         let n = job.orig_len / e;
         let mut add = Tables {
             chunks: 1,
@@ -534,7 +574,7 @@ impl BatchBuilder {
             }
         }
         let in_off = align(self.payload_end, 16);
-        let payload_end = in_off + job.data_len;
+        let payload_end = in_off + job.staged_len;
         let tables = Tables {
             chunks: self.tables.chunks + add.chunks,
             planes: self.tables.planes + add.planes,
@@ -628,8 +668,9 @@ impl BatchBuilder {
                     }
                     parse.push(ci);
                     let wpb = self.limits.warps_per_block;
+                    let group = decode_kernel(p.widths.len());
                     for first in (0..c.tiles).step_by(wpb as usize) {
-                        work.push((ci, first));
+                        work.push((group, ci, first));
                     }
                     max_capable = max_capable.max(p.huffman_capable() as u32);
                 }
@@ -642,7 +683,10 @@ impl BatchBuilder {
                 total_blocks += c.data_len.div_ceil(64);
             }
         }
-        for (i, (ci, first)) in work.iter().enumerate() {
+        // Work items grouped by decode kernel (each sized for its plane
+        // count: fewer registers, more warps per SM), chunk order kept.
+        work.sort_by_key(|w| w.0 as u8);
+        for (i, (_, ci, first)) in work.iter().enumerate() {
             let at = (layout.work + i as u64 * WORK_ITEM_BYTES) as usize;
             put32(&mut t, at, *ci);
             put32(&mut t, at + 4, *first);
@@ -719,24 +763,32 @@ impl BatchBuilder {
                     status,
                 ],
             });
-            let nshared = max_capable.min(self.limits.max_shared_tables);
-            launches.push(Launch {
-                kernel: Kernel::PlanesDecode,
-                grid: grid(work.len() as u64),
-                block: LANES * self.limits.warps_per_block,
-                shared_bytes: nshared * LUT_BYTES as u32,
-                args: vec![
-                    Arg::Batch(0),
-                    at(layout.chunks),
-                    at(layout.planes),
-                    Arg::Luts,
-                    Arg::U32(lut_slots),
-                    Arg::U32(nshared),
-                    at(layout.work),
-                    Arg::U32(work.len() as u32),
-                    status,
-                ],
-            });
+            let mut start = 0;
+            while start < work.len() {
+                let kernel = work[start].0;
+                let end = start + work[start..].iter().take_while(|w| w.0 == kernel).count();
+                let nshared = max_capable
+                    .min(self.limits.max_shared_tables)
+                    .min(kernel.max_planes());
+                launches.push(Launch {
+                    kernel,
+                    grid: grid((end - start) as u64),
+                    block: LANES * self.limits.warps_per_block,
+                    shared_bytes: nshared * LUT_BYTES as u32,
+                    args: vec![
+                        Arg::Batch(0),
+                        at(layout.chunks),
+                        at(layout.planes),
+                        Arg::Luts,
+                        Arg::U32(lut_slots),
+                        Arg::U32(nshared),
+                        at(layout.work + start as u64 * WORK_ITEM_BYTES),
+                        Arg::U32((end - start) as u32),
+                        status,
+                    ],
+                });
+                start = end;
+            }
         }
         Batch {
             tags: chunks.iter().map(|c| c.tag).collect(),
@@ -853,6 +905,7 @@ mod tests {
             elem_size: e,
             orig_len: orig,
             data_len: data,
+            staged_len: data,
             keystream: None,
             out_ptr: out,
         }
@@ -897,6 +950,77 @@ mod tests {
         );
         assert!(Codec::from_spec(CODEC_RAW, &[0], 2).is_err());
         assert_eq!(Codec::from_spec(CODEC_RAW, &[], 2), Ok(Codec::Raw));
+    }
+
+    /// Chunks go to the decode kernel sized for their plane count; each
+    /// launch covers one contiguous run of work items.
+    #[test]
+    fn decode_work_is_grouped_by_plane_count() {
+        let two = Codec::from_spec(CODEC_PLANES, &[1, 2, 10, 6], 2).unwrap();
+        let four = Codec::from_spec(CODEC_PLANES, &[1, 4, 9, 7, 8, 8], 4).unwrap();
+        let eight = Codec::from_spec(CODEC_PLANES, &[0, 8, 8, 8, 8, 8, 8, 8, 8, 8], 8).unwrap();
+        let mut b = BatchBuilder::new(Limits::default()).unwrap();
+        // (codec, element size, tiles), in the order added.
+        let chunks = [(&two, 2, 3), (&eight, 8, 1), (&two, 2, 5), (&four, 4, 2)];
+        for (tag, &(codec, e, tiles)) in chunks.iter().enumerate() {
+            let orig = tiles * TILE_SYMBOLS * e as u64;
+            let out = 1 << 30 | (tag as u64) << 26;
+            b.try_add(&job(tag as u64, codec, e, orig, 1000, out))
+                .unwrap()
+                .unwrap();
+        }
+        let batch = b.finish();
+        let t = &batch.tables;
+        let decodes: Vec<&Launch> = batch
+            .launches
+            .iter()
+            .filter(|l| l.kernel.max_planes() > 0)
+            .collect();
+        let kinds: Vec<Kernel> = decodes.iter().map(|l| l.kernel).collect();
+        assert_eq!(
+            kinds,
+            [
+                Kernel::PlanesDecode2,
+                Kernel::PlanesDecode4,
+                Kernel::PlanesDecode
+            ]
+        );
+        let work_at = |a: &Arg| match *a {
+            Arg::Batch(off) => off - batch.tables_off,
+            ref other => panic!("work argument {other:?}"),
+        };
+        let mut next = batch.layout.work;
+        for l in &decodes {
+            assert_eq!(
+                work_at(&l.args[6]),
+                next,
+                "{:?} starts where the last ended",
+                l.kernel
+            );
+            let Arg::U32(n) = l.args[7] else { panic!() };
+            assert_eq!(l.grid, n);
+            for i in 0..n as u64 {
+                let chunk = get32(t, next + i * WORK_ITEM_BYTES) as usize;
+                let planes = match chunks[chunk].0 {
+                    Codec::Planes(p) => p.widths.len() as u32,
+                    Codec::Raw => panic!(),
+                };
+                assert!(
+                    planes <= l.kernel.max_planes(),
+                    "chunk {chunk} in {:?}",
+                    l.kernel
+                );
+                assert!(
+                    planes > l.kernel.max_planes() / 2,
+                    "chunk {chunk} in {:?}",
+                    l.kernel
+                );
+            }
+            next += n as u64 * WORK_ITEM_BYTES;
+        }
+        // Every tile in exactly one work item: 3 + 5 tiles of 2 planes in
+        // blocks of 4 (1 + 2 items), 2 tiles of 4 planes (1), 1 of 8 (1).
+        assert_eq!(next, batch.layout.work + 5 * WORK_ITEM_BYTES);
     }
 
     #[test]
@@ -1004,7 +1128,8 @@ mod tests {
                 Kernel::Chacha20Xor,
                 Kernel::CopyRaw,
                 Kernel::PlanesParse,
-                Kernel::PlanesDecode
+                // The chunk has 3 planes.
+                Kernel::PlanesDecode4
             ]
         );
         let ch = &batch.launches[0];

@@ -300,6 +300,18 @@ impl Artifact {
         buf: &mut Vec<u8>,
     ) -> Result<(), RuntimeError> {
         buf.resize(c.stored_len as usize, 0);
+        self.read_checked(index, c, tensor, buf)
+    }
+
+    /// Reads chunk `index` (entry `c`, of `tensor`) into `buf`, exactly
+    /// `c.stored_len` bytes, and checks them against the signed digest.
+    pub(crate) fn read_checked(
+        &self,
+        index: u64,
+        c: &ChunkEntry,
+        tensor: &TensorEntry,
+        buf: &mut [u8],
+    ) -> Result<(), RuntimeError> {
         self.file
             .read_exact_at(buf, self.head.preamble.payload_offset() + c.offset)
             .map_err(|source| RuntimeError::Io {

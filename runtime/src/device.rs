@@ -82,6 +82,12 @@ pub struct LoadOptions {
     /// fail with [`RuntimeError::DeviceUnavailable`]: for a service that
     /// must not silently run on host memory.
     pub fallback_to_cpu: bool,
+    /// Fill each GPU output buffer with this byte before decoding into it
+    /// (`None`, the default: outputs start uninitialised, since the kernels
+    /// write every byte of a tensor before `load` returns it). A testing
+    /// aid: a byte the decoder failed to write then shows up as a digest
+    /// mismatch instead of hiding behind a zero.
+    pub poison: Option<u8>,
 }
 
 impl LoadOptions {
@@ -93,6 +99,7 @@ impl LoadOptions {
             verify: true,
             staging_bytes: None,
             fallback_to_cpu: true,
+            poison: None,
         }
     }
 }
@@ -101,6 +108,17 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions::new(Device::Cpu)
     }
+}
+
+/// Launch shape of the GPU decode kernels, for
+/// [`Artifact::time_gpu_decode`]; `None` fields keep the defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuTuning {
+    /// Tiles (warps) per block (default 4).
+    pub warps_per_block: Option<u32>,
+    /// Most decode tables per block kept in shared memory (default: as many
+    /// as the GPU allows, up to 8).
+    pub shared_tables: Option<u32>,
 }
 
 /// Where a loaded tensor's bytes live.
@@ -219,18 +237,7 @@ impl Artifact {
         names: Option<&[&str]>,
         opts: &LoadOptions,
     ) -> Result<Vec<DeviceTensor>, RuntimeError> {
-        let tensors: Vec<&TensorEntry> = match names {
-            Some(names) => names
-                .iter()
-                .map(|n| self.tensor(n))
-                .collect::<Result<_, _>>()?,
-            None => self
-                .header()
-                .tensors
-                .iter()
-                .filter(|t| !t.name.is_empty())
-                .collect(),
-        };
+        let tensors = self.select(names)?;
         self.need_key()?;
         match opts.device {
             Device::Cpu => self.load_on_cpu(&tensors),
@@ -257,6 +264,56 @@ impl Artifact {
         }
     }
 
+    /// A benchmark aid: decodes the named tensors (all when `None`) on GPU
+    /// `ordinal` `runs` times with the kernels alone on the clock. Every
+    /// chunk is read, checked and copied to the device once, in one batch
+    /// (so the GPU needs room for the stored and the decoded model); each
+    /// run then launches the decode (and decryption) kernels over all of
+    /// it, timed with CUDA events. The decoded tensors are checked against
+    /// their SHA-256 afterwards. Returns each run's milliseconds and the
+    /// bytes one run decodes. Never falls back to the CPU.
+    /// `tuning` changes the decode kernels' launch shape (for tuning).
+    pub fn time_gpu_decode(
+        &self,
+        names: Option<&[&str]>,
+        ordinal: usize,
+        runs: usize,
+        tuning: GpuTuning,
+    ) -> Result<(Vec<f32>, u64), RuntimeError> {
+        let tensors = self.select(names)?;
+        self.need_key()?;
+        #[cfg(feature = "cuda")]
+        {
+            cuda::time_decode(self, &tensors, ordinal, runs, tuning).map_err(|f| match f {
+                cuda::Failure::Error(e) => e,
+                cuda::Failure::Unavailable(why) => RuntimeError::DeviceUnavailable {
+                    device: Device::Cuda(ordinal).to_string(),
+                    why,
+                },
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (tensors, runs, tuning);
+            Err(RuntimeError::DeviceUnavailable {
+                device: Device::Cuda(ordinal).to_string(),
+                why: "tic-runtime was built without its `cuda` feature".into(),
+            })
+        }
+    }
+
+    fn select(&self, names: Option<&[&str]>) -> Result<Vec<&TensorEntry>, RuntimeError> {
+        match names {
+            Some(names) => names.iter().map(|n| self.tensor(n)).collect(),
+            None => Ok(self
+                .header()
+                .tensors
+                .iter()
+                .filter(|t| !t.name.is_empty())
+                .collect()),
+        }
+    }
+
     fn load_on_cpu(&self, tensors: &[&TensorEntry]) -> Result<Vec<DeviceTensor>, RuntimeError> {
         use rayon::prelude::*;
         tensors
@@ -280,7 +337,9 @@ mod cuda {
     use rayon::prelude::*;
     use tic_format::{ChunkEntry, TensorEntry};
     use tic_kernels::cudarc::driver::CudaSlice;
-    use tic_kernels::{ChunkInput, Codec, DecoderOptions, Gpu, GpuError, Keystream};
+    use tic_kernels::{
+        ChunkInput, Codec, Decoder, DecoderOptions, Gpu, GpuError, Keystream, OutputId,
+    };
 
     use super::{DeviceTensor, LoadOptions, TensorBuffer};
     use crate::artifact::{display_name, Artifact};
@@ -336,20 +395,61 @@ mod cuda {
             .map(|k| Box::new(PayloadCipher(k)) as Box<dyn ChunkCipher>)
     }
 
-    /// Most stored bytes read ahead per window (the window is read and
-    /// hashed in parallel, then staged while the GPU works on earlier ones).
-    const WINDOW_BYTES: u64 = 64 << 20;
-
     fn unavailable(e: GpuError) -> Failure {
         Failure::Unavailable(e.to_string())
     }
 
-    pub(super) fn load(
-        art: &Artifact,
-        tensors: &[&TensorEntry],
-        ordinal: usize,
+    /// One chunk to decode: its tensor (index into the load's list), its
+    /// global index, its entry and where its bytes go in the tensor.
+    type Job<'h> = (usize, u64, &'h ChunkEntry, u64);
+
+    /// The opened decoder with every output allocated, ready for chunks.
+    struct Prepared<'a, 'g> {
+        dec: Decoder<'g>,
+        codecs: Vec<Codec>,
+        outputs: Vec<Option<OutputId>>,
+        jobs: Vec<Job<'a>>,
+    }
+
+    impl<'g> Prepared<'_, 'g> {
+        /// The decoder and, borrowing the rest, every chunk's input.
+        fn split<'s>(
+            &'s mut self,
+            art: &Artifact,
+            tensors: &[&TensorEntry],
+            cipher: Option<&dyn ChunkCipher>,
+        ) -> (&'s mut Decoder<'g>, Vec<ChunkInput<'s>>) {
+            let last_index = (art.header().chunks.len() as u64).saturating_sub(1);
+            let tag_len = match cipher {
+                Some(_) => tic_format::crypto::TAG_LEN as u64,
+                None => 0,
+            };
+            let inputs = self
+                .jobs
+                .iter()
+                .map(|&(ti, i, c, off)| ChunkInput {
+                    tag: i,
+                    codec: &self.codecs[ti],
+                    elem_size: tensors[ti].dtype.size(),
+                    orig_len: c.orig_len,
+                    data_len: c.stored_len - tag_len,
+                    staged_len: c.stored_len,
+                    keystream: cipher.map(|k| k.keystream(i, i == last_index)),
+                    output: self.outputs[ti].expect("a tensor with chunks has bytes"),
+                    out_offset: off,
+                })
+                .collect();
+            (&mut self.dec, inputs)
+        }
+    }
+
+    fn prepare<'a, 'g>(
+        art: &'a Artifact,
+        tensors: &[&'a TensorEntry],
+        gpu: &'g Gpu,
         opts: &LoadOptions,
-    ) -> Result<Vec<DeviceTensor>, Failure> {
+        dopts: DecoderOptions,
+    ) -> Result<(Prepared<'a, 'g>, Option<Box<dyn ChunkCipher + 'a>>), Failure> {
         let h = art.header();
         let cipher = if h.is_encrypted() {
             Some(gpu_cipher(art).ok_or_else(|| {
@@ -367,36 +467,18 @@ mod cuda {
                     .map_err(|e| Failure::Unavailable(format!("tensor {}: {e}", display_name(t))))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let gpu = Gpu::shared(ordinal).map_err(unavailable)?;
-        tracing::debug!(
-            "decoding {} tensors on cuda:{ordinal}, {} ({})",
-            tensors.len(),
-            gpu.name(),
-            gpu.arch()
-        );
-
-        let tag_len = if cipher.is_some() {
-            tic_format::crypto::TAG_LEN as u64
-        } else {
-            0
-        };
-        // Every chunk to decode: (tensor, global index, entry, output offset).
-        let mut chunks: Vec<(usize, u64, &ChunkEntry, u64)> = Vec::new();
+        let mut jobs: Vec<Job<'a>> = Vec::new();
         for (ti, t) in tensors.iter().enumerate() {
             let mut off = 0;
             for (i, c) in h.tensor_chunks(t) {
-                chunks.push((ti, i, c, off));
+                jobs.push((ti, i, c, off));
                 off += c.orig_len;
             }
         }
-        let largest = chunks
-            .iter()
-            .map(|(_, _, c, _)| c.stored_len - tag_len)
-            .max()
-            .unwrap_or(0);
         let mut dopts = DecoderOptions {
-            largest_chunk: largest,
-            ..DecoderOptions::default()
+            largest_chunk: jobs.iter().map(|j| j.2.stored_len).max().unwrap_or(0),
+            poison: opts.poison,
+            ..dopts
         };
         if let Some(s) = opts.staging_bytes {
             dopts.staging_bytes = s;
@@ -404,8 +486,8 @@ mod cuda {
         let mut dec = gpu
             .decoder(opts.stream.clone(), dopts)
             .map_err(unavailable)?;
-        // Empty tensors get no decoder output (CUDA refuses 0-byte allocations
-        // on some drivers); see below.
+        // Empty tensors get no decoder output (CUDA refuses 0-byte
+        // allocations on some drivers); see `collect`.
         let outputs = tensors
             .iter()
             .map(|t| match t.orig_len {
@@ -414,91 +496,174 @@ mod cuda {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable)?;
-        let stream = dec.stream().clone();
+        Ok((
+            Prepared {
+                dec,
+                codecs,
+                outputs,
+                jobs,
+            },
+            cipher,
+        ))
+    }
 
-        let last_index = (h.chunks.len() as u64).saturating_sub(1);
-        let mut start = 0;
-        while start < chunks.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < chunks.len() && (end == start || bytes < WINDOW_BYTES) {
-                bytes += chunks[end].2.stored_len;
-                end += 1;
-            }
-            let window = &chunks[start..end];
-            let stored: Vec<Vec<u8>> = window
-                .par_iter()
-                .map(|&(ti, i, _, _)| {
-                    let s = art.read_stored_chunk(i, tensors[ti])?;
-                    if let Some(cipher) = &cipher {
-                        if !cipher.verify_tag(i, i == last_index, &s) {
-                            return Err(RuntimeError::Decrypt {
-                                path: art.path().to_path_buf(),
-                                tensor: display_name(tensors[ti]),
-                                chunk: i,
-                            });
-                        }
-                    }
-                    Ok(s)
-                })
-                .collect::<Result<_, RuntimeError>>()?;
-            for (&(ti, i, c, off), s) in window.iter().zip(&stored) {
-                let t = tensors[ti];
-                let pushed = dec.push(ChunkInput {
-                    tag: i,
-                    codec: &codecs[ti],
-                    elem_size: t.dtype.size(),
-                    orig_len: c.orig_len,
-                    data: &s[..s.len() - tag_len as usize],
-                    keystream: cipher.as_ref().map(|k| k.keystream(i, i == last_index)),
-                    output: outputs[ti].expect("a tensor with chunks has bytes"),
-                    out_offset: off,
-                });
-                if let Err(e) = pushed {
-                    return Err(gpu_error(art, tensors, &chunks, e, cipher.is_some()));
-                }
-            }
-            start = end;
-        }
-        let buffers = dec
-            .finish()
-            .map_err(|e| gpu_error(art, tensors, &chunks, e, cipher.is_some()))?;
-
-        let mut buffers = buffers.into_iter();
-        let mut loaded = Vec::with_capacity(tensors.len());
-        for (t, out) in tensors.iter().zip(&outputs) {
-            let buffer = match out {
-                Some(_) => {
-                    let buf = buffers.next().expect("one buffer per output");
-                    if opts.verify && tic_format::sha256(&copy_back(&buf, &t.name)?) != t.sha256 {
-                        return Err(Failure::Error(RuntimeError::TensorDigest {
+    /// Reads chunks straight into the staging region `dec` gave them, in
+    /// parallel, each checked against its signed digest (and, encrypted,
+    /// its Poly1305 tag over the ciphertext) before the batch is submitted.
+    fn fill(
+        art: &Artifact,
+        tensors: &[&TensorEntry],
+        jobs: &[Job<'_>],
+        regions: Vec<&mut [u8]>,
+        cipher: Option<&(dyn ChunkCipher + '_)>,
+    ) -> Result<(), RuntimeError> {
+        let last_index = (art.header().chunks.len() as u64).saturating_sub(1);
+        regions
+            .into_par_iter()
+            .zip(jobs)
+            .try_for_each(|(region, &(ti, i, c, _))| {
+                art.read_checked(i, c, tensors[ti], region)?;
+                match cipher {
+                    Some(k) if !k.verify_tag(i, i == last_index, region) => {
+                        Err(RuntimeError::Decrypt {
                             path: art.path().to_path_buf(),
-                            tensor: display_name(t),
-                        }));
+                            tensor: display_name(tensors[ti]),
+                            chunk: i,
+                        })
                     }
-                    TensorBuffer::Cuda(buf)
+                    _ => Ok(()),
                 }
-                // An empty tensor: an empty device slice where the driver
-                // allows one, else an empty host buffer (no bytes either way).
-                None => match stream.null::<u8>() {
-                    Ok(s) => TensorBuffer::Cuda(s),
-                    Err(_) => TensorBuffer::Host(Vec::new()),
-                },
-            };
-            if opts.verify && out.is_none() && tic_format::sha256(&[]) != t.sha256 {
-                return Err(Failure::Error(RuntimeError::TensorDigest {
-                    path: art.path().to_path_buf(),
-                    tensor: display_name(t),
-                }));
-            }
-            loaded.push(DeviceTensor {
-                name: t.name.clone(),
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-                buffer,
-            });
+            })
+    }
+
+    pub(super) fn load(
+        art: &Artifact,
+        tensors: &[&TensorEntry],
+        ordinal: usize,
+        opts: &LoadOptions,
+    ) -> Result<Vec<DeviceTensor>, Failure> {
+        let gpu = Gpu::shared(ordinal).map_err(unavailable)?;
+        tracing::debug!(
+            "decoding {} tensors on cuda:{ordinal}, {} ({})",
+            tensors.len(),
+            gpu.name(),
+            gpu.arch()
+        );
+        let (mut p, cipher) = prepare(art, tensors, &gpu, opts, DecoderOptions::default())?;
+        let jobs = p.jobs.clone();
+        let failed = |e| gpu_error(art, tensors, &jobs, e, cipher.is_some());
+        let (dec, inputs) = p.split(art, tensors, cipher.as_deref());
+        let mut next = 0;
+        while next < inputs.len() {
+            let regions = dec.stage(&inputs[next..]).map_err(failed)?;
+            let n = regions.len();
+            fill(
+                art,
+                tensors,
+                &jobs[next..next + n],
+                regions,
+                cipher.as_deref(),
+            )?;
+            dec.submit().map_err(failed)?;
+            next += n;
+        }
+        let stream = p.dec.stream().clone();
+        let buffers = p.dec.finish().map_err(failed)?;
+        collect(art, tensors, &p.outputs, buffers, &stream, opts.verify)
+    }
+
+    /// Pairs the decoded buffers with their tensors, checking each
+    /// tensor's SHA-256 (copied back, in parallel) when `verify` is set.
+    fn collect(
+        art: &Artifact,
+        tensors: &[&TensorEntry],
+        outputs: &[Option<OutputId>],
+        buffers: Vec<CudaSlice<u8>>,
+        stream: &std::sync::Arc<tic_kernels::cudarc::driver::CudaStream>,
+        verify: bool,
+    ) -> Result<Vec<DeviceTensor>, Failure> {
+        let mut buffers = buffers.into_iter();
+        let loaded: Vec<DeviceTensor> = tensors
+            .iter()
+            .zip(outputs)
+            .map(|(t, out)| {
+                let buffer = match out {
+                    Some(_) => TensorBuffer::Cuda(buffers.next().expect("one buffer per output")),
+                    // An empty tensor: an empty device slice where the driver
+                    // allows one, else an empty host buffer (no bytes either way).
+                    None => match stream.null::<u8>() {
+                        Ok(s) => TensorBuffer::Cuda(s),
+                        Err(_) => TensorBuffer::Host(Vec::new()),
+                    },
+                };
+                DeviceTensor {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    buffer,
+                }
+            })
+            .collect();
+        if verify {
+            loaded.par_iter().zip(tensors).try_for_each(|(d, t)| {
+                match d.sha256()? == t.sha256 {
+                    true => Ok(()),
+                    false => Err(RuntimeError::TensorDigest {
+                        path: art.path().to_path_buf(),
+                        tensor: display_name(t),
+                    }),
+                }
+            })?;
         }
         Ok(loaded)
+    }
+
+    /// Timings of the GPU kernels alone; see [`Artifact::time_gpu_decode`].
+    pub(super) fn time_decode(
+        art: &Artifact,
+        tensors: &[&TensorEntry],
+        ordinal: usize,
+        runs: usize,
+        tuning: super::GpuTuning,
+    ) -> Result<(Vec<f32>, u64), Failure> {
+        let gpu = Gpu::shared(ordinal).map_err(unavailable)?;
+        let stored: u64 = tensors
+            .iter()
+            .flat_map(|t| art.header().tensor_chunks(t))
+            .map(|(_, c)| c.stored_len)
+            .sum();
+        let chunks: u64 = tensors.iter().map(|t| t.chunk_count as u64).sum();
+        // One batch holding every chunk: the kernels see the whole model.
+        let dopts = DecoderOptions {
+            staging_bytes: stored + (chunks + 64) * 4096,
+            slots: 1,
+            max_chunks: u32::try_from(chunks + 1).unwrap_or(u32::MAX),
+            max_lut_slots: u32::try_from(8 * chunks + 8).unwrap_or(u32::MAX),
+            warps_per_block: tuning
+                .warps_per_block
+                .unwrap_or(DecoderOptions::default().warps_per_block),
+            shared_tables: tuning.shared_tables,
+            ..DecoderOptions::default()
+        };
+        let opts = LoadOptions::new(super::Device::Cuda(ordinal));
+        let (mut p, cipher) = prepare(art, tensors, &gpu, &opts, dopts)?;
+        let jobs = p.jobs.clone();
+        let failed = |e| gpu_error(art, tensors, &jobs, e, cipher.is_some());
+        let (dec, inputs) = p.split(art, tensors, cipher.as_deref());
+        let regions = dec.stage(&inputs).map_err(failed)?;
+        if regions.len() != inputs.len() {
+            return Err(Failure::Error(RuntimeError::Internal(format!(
+                "the timing batch holds {} of {} chunks",
+                regions.len(),
+                inputs.len()
+            ))));
+        }
+        fill(art, tensors, &jobs, regions, cipher.as_deref())?;
+        let times = dec.time_staged(runs).map_err(failed)?;
+        let stream = p.dec.stream().clone();
+        let buffers = p.dec.finish().map_err(failed)?;
+        let loaded = collect(art, tensors, &p.outputs, buffers, &stream, true)?;
+        Ok((times, loaded.iter().map(|t| t.len() as u64).sum()))
     }
 
     /// Turns a decoder error into a fallback or an error. A stream error on
@@ -508,7 +673,7 @@ mod cuda {
     fn gpu_error(
         art: &Artifact,
         tensors: &[&TensorEntry],
-        chunks: &[(usize, u64, &ChunkEntry, u64)],
+        chunks: &[Job<'_>],
         e: GpuError,
         encrypted: bool,
     ) -> Failure {

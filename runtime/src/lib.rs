@@ -32,7 +32,7 @@ mod stream;
 pub mod writeback;
 
 pub use artifact::{Artifact, Head, OpenOptions, SignatureStatus, Trust};
-pub use device::{probe_cuda, Device, DeviceTensor, LoadOptions, TensorBuffer};
+pub use device::{probe_cuda, Device, DeviceTensor, GpuTuning, LoadOptions, TensorBuffer};
 pub use error::{ErrorKind, RuntimeError};
 pub use extract::{is_tic_temporary, ExtractReport};
 pub use keys::{

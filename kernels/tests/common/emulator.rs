@@ -93,6 +93,7 @@ pub fn run(chunks: &[TestChunk], limits: Limits) -> Outcome {
             elem_size: c.elem_size,
             orig_len: c.orig_len,
             data_len: c.data.len() as u64,
+            staged_len: c.data.len() as u64,
             keystream: c.keystream.clone(),
             out_ptr: out_off,
         };
@@ -168,7 +169,9 @@ fn run_batch(
             Kernel::Chacha20Xor => 0u32,
             Kernel::CopyRaw => 1,
             Kernel::PlanesParse => 2,
-            Kernel::PlanesDecode => 3,
+            Kernel::PlanesDecode2 => 3,
+            Kernel::PlanesDecode4 => 4,
+            Kernel::PlanesDecode => 5,
         };
         for v in [id, l.grid, l.block, l.shared_bytes, l.args.len() as u32] {
             file.extend_from_slice(&v.to_le_bytes());

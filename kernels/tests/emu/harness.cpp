@@ -144,14 +144,22 @@ int main(int argc, char** argv) {
                                w(6), reinterpret_cast<u32*>(v(7)));
                 break;
             case 3:
-                check_signature("tic_planes_decode", args, "ppppwwpwp");
-                tic_emu_launch(tic_planes_decode, grid, block, smem, (const u8*)p8(0),
+            case 4:
+            case 5: {
+                // The decode kernel in its three sizes (same signature).
+                const char* names[] = {"tic_planes_decode2", "tic_planes_decode4",
+                                       "tic_planes_decode"};
+                decltype(&tic_planes_decode) fns[] = {tic_planes_decode2, tic_planes_decode4,
+                                                      tic_planes_decode};
+                check_signature(names[kernel - 3], args, "ppppwwpwp");
+                tic_emu_launch(fns[kernel - 3], grid, block, smem, (const u8*)p8(0),
                                reinterpret_cast<const ChunkDesc*>(v(1)),
                                reinterpret_cast<const PlaneDesc*>(v(2)),
                                reinterpret_cast<const u16*>(v(3)), w(4), w(5),
                                reinterpret_cast<const WorkItem*>(v(6)), w(7),
                                reinterpret_cast<u32*>(v(8)));
                 break;
+            }
             default:
                 Reader::die("unknown kernel");
         }
