@@ -249,23 +249,49 @@ TIC_DEV void tic_lane_refill(TicLane& L) {
 }
 
 // The common layout, decoded with fewer instructions per element (the
-// decode kernels are bound by instructions issued): plane 0 Huffman, every
-// other plane raw, elements of type T. A raw plane's symbols for one step
-// of a warp (32 consecutive elements) span exactly w words, so each lane
-// keeps its word pointer and bit offset and steps by w words. Returns the
-// lane's first error, or 0.
-template <u32 MAXP, typename T>
-TIC_DEV u32 tic_decode_huffman_raw(TicLane& L, const u16* tab, const u32* width,
-                                   const u32* shift, const u64* raw_bit, u32 np,
-                                   const u32* in32, u32 first, u32 count, u32 rotate,
-                                   T* out) {
+// decode kernels are bound by instructions issued): NP planes, plane 0
+// Huffman with its table in shared memory, every other plane raw, elements
+// of type T.
+//
+// Plane 0's lane is read through a 64-bit window over two aligned words
+// (`cur`, `nxt`): one funnel shift peeks a code, the same window serves the
+// escaped value after it (at most 12 + 10 bits from a bit offset below 32),
+// and one word boundary at most is crossed per element. The word after the
+// window is loaded on crossing; it is needed only when a code starts in the
+// last 11 bits of `cur`. Only words holding a byte of the lane are loaded
+// (others read as 0), so no load leaves the batch buffer. Bytes of the
+// neighbouring lane in the last word are not masked: instead the bits
+// consumed are counted, and consuming a bit past the lane's end is an
+// overrun, checked once at the end. The error is the same as the general
+// loop's first error: a code without an entry (length 0) consumes nothing,
+// so the lane stays on it and never overruns afterwards; after an overrun
+// the position is past the end, so the overrun is what is reported.
+//
+// A raw plane's symbols for one step of a warp (32 consecutive elements)
+// span exactly w words, so each lane keeps its word pointer and bit offset
+// and steps by w words.
+//
+// Returns the lane's first error, or 0 (the trailing-bytes check included).
+template <u32 NP, typename T>
+TIC_DEV u32 tic_decode_huffman_raw(const u32* lane_words, u32 lane_bit0, u32 lane_bits,
+                                   const u16* tab, const u32* width, const u32* shift,
+                                   const u64* raw_bit, const u32* in32, u32 first, u32 count,
+                                   u32 rotate, T* out) {
     const u32 W = 8u * (u32)sizeof(T);
     const u32 w0 = width[0];
     const u32 esc = 1u << w0;
-    const u32* q[MAXP];
-    u32 sh[MAXP], two[MAXP], mask[MAXP];
+    // Words [0, wend) of lane_words hold the lane's bits [lane_bit0, end).
+    const u32 end = lane_bit0 + lane_bits;
+    const u32 wend = (end + 31u) >> 5;
+    u32 cur = 0u < wend ? lane_words[0] : 0u;
+    u32 nxt = 1u < wend ? lane_words[1] : 0u;
+    u32 widx = 0; // the word in `cur`
+    u32 off = lane_bit0;
+    u32 bad = 0;
+    const u32* q[NP];
+    u32 sh[NP], two[NP], mask[NP];
 #pragma unroll
-    for (u32 p = 1; p < MAXP; p++) {
+    for (u32 p = 1; p < NP; p++) {
         // body_len == ceil(n*w/8) and every element index is < n, so the
         // word holding a symbol's first bit exists, and the next one does
         // whenever the symbol reaches into it (the same for every step).
@@ -275,33 +301,41 @@ TIC_DEV u32 tic_decode_huffman_raw(TicLane& L, const u16* tab, const u32* width,
         two[p] = sh[p] + width[p] > 32u;
         mask[p] = (1u << width[p]) - 1u;
     }
+    T* o = out + first;
     for (u32 k = 0; k < count; k++) {
-        tic_lane_refill(L);
-        const u32 e = tab[(u32)L.bits & (TIC_LUT_SIZE - 1u)];
+        const u64 win = ((u64)nxt << 32) | cur;
+        const u32 e = tab[(u32)(win >> off) & (TIC_LUT_SIZE - 1u)];
         const u32 len = e >> TIC_LUT_LEN_SHIFT;
-        if (len == 0u || len > L.nbits) return len == 0u ? TIC_ERR_BAD_CODE : TIC_ERR_LANE_OVERRUN;
         u32 sym = e & TIC_LUT_SYM_MASK;
-        L.bits >>= len;
-        L.nbits -= len;
+        bad |= len == 0u;
+        off += len;
         if (sym == esc) { // ESC: the symbol follows in w0 raw bits
-            if (L.nbits < w0) return TIC_ERR_LANE_OVERRUN;
-            sym = (u32)L.bits & (esc - 1u);
-            L.bits >>= w0;
-            L.nbits -= w0;
+            sym = (u32)(win >> off) & (esc - 1u);
+            off += w0;
         }
-        u64 r = (u64)sym << shift[0];
+        if (off >= 32u) {
+            off -= 32u;
+            cur = nxt;
+            widx++;
+            nxt = widx + 1u < wend ? lane_words[widx + 1u] : 0u;
+        }
+        u32 r = sym << shift[0];
 #pragma unroll
-        for (u32 p = 1; p < MAXP; p++) {
-            if (p < np) {
-                u64 v = q[p][0];
-                if (two[p]) v |= (u64)q[p][1] << 32;
-                r |= (u64)((u32)(v >> sh[p]) & mask[p]) << shift[p];
-                q[p] += width[p];
-            }
+        for (u32 p = 1; p < NP; p++) {
+            u64 v = q[p][0];
+            if (two[p]) v |= (u64)q[p][1] << 32;
+            r |= ((u32)(v >> sh[p]) & mask[p]) << shift[p];
+            q[p] += width[p];
         }
         r = (r >> rotate) | ((r & rotate) << (W - 1u));
-        out[first + k * TIC_LANES] = (T)r;
+        *o = (T)r;
+        o += TIC_LANES;
     }
+    const u64 pos = (u64)widx * 32u + off;
+    if (pos > end) return TIC_ERR_LANE_OVERRUN;
+    if (bad) return TIC_ERR_BAD_CODE;
+    // A lane may end with at most 7 padding bits.
+    if (end - pos >= 8u) return TIC_ERR_LANE_TRAILING;
     return 0u;
 }
 
@@ -375,6 +409,8 @@ TIC_DEV void tic_planes_decode_body(const u8* __restrict__ buf,
     u32 mode[MAXP], width[MAXP], shift[MAXP];
     u64 raw_bit[MAXP];
     TicLane rd[MAXP];
+    u64 lane0_off = 0; // plane 0's lane (Huffman): byte offset from `in`, length
+    u32 lane0_len = 0;
     u32 err = 0;
 #pragma unroll
     for (u32 p = 0; p < MAXP; p++) {
@@ -393,11 +429,19 @@ TIC_DEV void tic_planes_decode_body(const u8* __restrict__ buf,
             // descriptor can make a lane read outside its plane.
             if ((u64)start + len > d.area_len) err = TIC_ERR_TILE_DIRECTORY;
             tic_lane_start(rd[p], in, (u64)d.area_off + start, err ? 0u : len);
+            if (p == 0) {
+                lane0_off = (u64)d.area_off + start;
+                lane0_len = len;
+            }
         }
     }
     const u32* in32 = (const u32*)in;
     u8* out = (u8*)c.out_ptr;
-    bool fast = !err && mode[0] == TIC_MODE_HUFFMAN && (W == 16u || W == 32u);
+    // (Plane 0's table must be in shared memory: the first table copied.)
+    // (Exactly MAXP planes: the 2-plane kernel's and the 4-plane kernel's
+    // usual case; plane 0's table is in shared memory, the first copied.)
+    bool fast = !err && MAXP <= 4u && np == MAXP && nshared != 0u &&
+                mode[0] == TIC_MODE_HUFFMAN && (W == 16u || W == 32u);
 #pragma unroll
     for (u32 p = 1; p < MAXP; p++) {
         if (p < np && mode[p] != TIC_MODE_RAW) fast = false;
@@ -405,10 +449,16 @@ TIC_DEV void tic_planes_decode_body(const u8* __restrict__ buf,
     if (fast) {
         const u32 first = tstart + lane;
         const u32 rot = rotate & 1u;
-        err = W == 16u ? tic_decode_huffman_raw<MAXP, u16>(rd[0], s_tab[0], width, shift, raw_bit,
-                                                         np, in32, first, count, rot, (u16*)out)
-                       : tic_decode_huffman_raw<MAXP, u32>(rd[0], s_tab[0], width, shift, raw_bit,
-                                                         np, in32, first, count, rot, (u32*)out);
+        const u32* words = in32 + (lane0_off >> 2);
+        const u32 bit0 = (u32)(lane0_off & 3u) * 8u;
+        const u32 bits = lane0_len * 8u;
+        const u16* tab = s_lut; // addressed as shared memory: LDS, not a generic load
+        err = W == 16u ? tic_decode_huffman_raw<MAXP, u16>(words, bit0, bits, tab, width, shift,
+                                                         raw_bit, in32, first, count, rot,
+                                                         (u16*)out)
+                       : tic_decode_huffman_raw<MAXP, u32>(words, bit0, bits, tab, width, shift,
+                                                         raw_bit, in32, first, count, rot,
+                                                         (u32*)out);
     }
     for (u32 k = 0; k < count && !err && !fast; k++) {
         const u32 i = tstart + k * TIC_LANES + lane;
@@ -473,7 +523,7 @@ TIC_DEV void tic_planes_decode_body(const u8* __restrict__ buf,
             ((u64*)out)[i] = r;
         }
     }
-    if (!err) {
+    if (!err && !fast) {
         // A lane may end with at most 7 padding bits.
 #pragma unroll
         for (u32 p = 0; p < MAXP; p++) {
