@@ -2,18 +2,20 @@
 //!
 //! # The pipeline
 //!
-//! A [`Decoder`] owns two *slots*. Each slot is a pinned (page-locked)
-//! host staging buffer, a device batch buffer of the same size, device
-//! scratch for decode tables and a small pinned status buffer. The caller
-//! [`push`](Decoder::push)es chunks (already read and checked against their
-//! SHA-256 on the host) and the decoder copies each into the current slot's
-//! staging buffer at the offset the planner gives. When a batch is full it
-//! is submitted, and filling continues in the other slot:
+//! A [`Decoder`] owns a ring of *slots* (default 3). Each slot is a pinned
+//! (page-locked) host staging buffer, a device batch buffer of the same
+//! size, device scratch for decode tables and a small pinned status buffer.
+//! For each batch the caller [`stage`](Decoder::stage)s chunks (the decoder
+//! plans as many as fit and hands back each one's region of the slot's
+//! staging buffer), writes and checks the chunks' bytes in their regions
+//! (tic-runtime reads them there from the artifact and checks their SHA-256
+//! and tag, in parallel), and [`submit`](Decoder::submit)s the batch;
+//! filling goes on in the next slot:
 //!
 //! ```text
-//! host:         fill A(0) | fill B(1) | wait A, fill A(2) | wait B, fill B(3) ...
-//! copy stream:            | H2D A(0)  |  H2D B(1)         |  H2D A(2)  ...
-//! decode stream:          |           | kernels A(0)      |  kernels B(1) ...
+//! host:         fill A(0) | fill B(1) | fill C(2)    | wait A, fill A(3) ...
+//! copy stream:            | H2D A(0)  | H2D B(1)     | H2D C(2)  ...
+//! decode stream:          | kernels A(0) | kernels B(1) | kernels C(2) ...
 //! ```
 //!
 //! - copy stream: waits until the slot's previous kernels are done, copies
@@ -23,12 +25,12 @@
 //!   launches ChaCha20 XOR, raw copy, plane parse and plane decode as
 //!   planned, copies the status words back, records `done`;
 //! - the host reuses a slot only after `done`: it then checks that batch's
-//!   status words, so a corrupt chunk is reported at most two batches
-//!   later, and always before [`finish`](Decoder::finish) returns.
+//!   status words, so a corrupt chunk is reported a few batches later, and
+//!   always before [`finish`](Decoder::finish) returns.
 //!
-//! So while the GPU copies and decodes batch i, the host reads, hashes and
-//! stages batch i+1, and the copy of batch i+1 overlaps the kernels of
-//! batch i. Host memory in use is bounded by the two staging buffers.
+//! So while the GPU copies and decodes earlier batches, the host reads,
+//! hashes and stages the next. Host memory in use is bounded by the
+//! staging buffers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

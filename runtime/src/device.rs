@@ -2,13 +2,15 @@
 //! used, on the CPU otherwise, with identical bytes either way.
 //!
 //! On the GPU path ([`Device::Cuda`], feature `cuda`):
-//! - every chunk is read and checked against its signed SHA-256 on the host
-//!   ([`Artifact::read_stored_chunk`]) before any byte of it is copied;
-//! - checked chunks go through pinned staging buffers to the device, where
-//!   `tic-kernels` decodes them straight into each tensor's buffer (see
-//!   `kernels/README.md` for the kernels and the copy/decode pipeline);
-//! - for encrypted artifacts the Poly1305 tag is to be checked on the host
-//!   over the ciphertext and the ChaCha20 keystream XORed on the device, so
+//! - every chunk is read from the artifact straight into pinned staging
+//!   memory and checked there against its signed SHA-256, in parallel,
+//!   before any byte of it is copied to the device;
+//! - checked chunks are copied to the device in batches, where `tic-kernels`
+//!   decodes them straight into each tensor's buffer while the host reads
+//!   the next batches (see `kernels/README.md` for the kernels and the
+//!   pipeline);
+//! - for encrypted artifacts the Poly1305 tag is checked on the host over
+//!   the ciphertext and the ChaCha20 keystream XORed on the device, so
 //!   plaintext never exists in host memory;
 //! - with [`LoadOptions::verify`] (the default) every tensor is copied back
 //!   and checked against its SHA-256 before it is returned.
@@ -73,8 +75,8 @@ pub struct LoadOptions {
     /// SHA-256 against the header before returning it (the CPU path always
     /// checks). Chunk digests are checked either way.
     pub verify: bool,
-    /// Bytes of each of the GPU path's two pinned staging buffers (and as
-    /// much device memory); `None` for the default (128 MiB). Raised as
+    /// Bytes of each of the GPU path's three pinned staging buffers (and as
+    /// much device memory each); `None` for the default (32 MiB). Raised as
     /// needed to fit the artifact's largest chunk.
     pub staging_bytes: Option<u64>,
     /// When the GPU asked for cannot be used, decode on the CPU (the
