@@ -285,6 +285,9 @@ pub struct Decoder<'g> {
     cur: usize,
     builder: BatchBuilder,
     poison: Option<u8>,
+    /// Set by any error: the decoder then refuses further work, and
+    /// `finish` hands no output out (some may never have been written).
+    failed: bool,
     outputs: Vec<CudaSlice<u8>>,
     out_addrs: Vec<u64>,
 }
@@ -324,10 +327,9 @@ impl<'g> Decoder<'g> {
                 .map_or(gpu.max_shared_tables, |n| n.min(gpu.max_shared_tables)),
             warps_per_block: opts.warps_per_block,
         };
-        let overhead = limits.staging_bytes - limits.max_chunk_data().min(limits.staging_bytes);
         limits.staging_bytes = limits
             .staging_bytes
-            .max(opts.largest_chunk + overhead)
+            .max(opts.largest_chunk + limits.chunk_overhead())
             .div_ceil(4096)
             * 4096;
         let builder = BatchBuilder::new(limits)?;
@@ -343,6 +345,7 @@ impl<'g> Decoder<'g> {
             cur: 0,
             builder,
             poison: opts.poison,
+            failed: false,
             outputs: Vec::new(),
             out_addrs: Vec::new(),
         })
@@ -434,27 +437,34 @@ impl<'g> Decoder<'g> {
     /// Waits until the slot is free, and returns an error found in the
     /// batch it held before.
     pub fn stage(&mut self, chunks: &[ChunkInput<'_>]) -> Result<Vec<&mut [u8]>, GpuError> {
+        self.usable()?;
         if !self.builder.is_empty() {
-            return Err(GpuError::Misuse(
+            return Err(self.fail(GpuError::Misuse(
                 "Decoder::stage was called again before the staged batch was submitted",
-            ));
+            )));
         }
         if chunks.is_empty() {
             return Ok(Vec::new());
         }
-        self.reclaim(self.cur)?;
-        let mut placed = Vec::new();
-        for c in chunks {
-            let job = self.job(c)?;
-            match self.builder.try_add(&job)? {
-                Some(off) => placed.push((off as usize, c.staged_len as usize)),
-                None => break,
+        let placed = match self.plan(chunks) {
+            Ok(placed) => placed,
+            Err(e) => return Err(self.fail(e)),
+        };
+        let Decoder {
+            slots,
+            cur,
+            builder,
+            failed,
+            ..
+        } = self;
+        let mut rest = match slots[*cur].staging.as_mut_slice() {
+            Ok(staging) => staging,
+            Err(e) => {
+                *failed = true;
+                let _ = builder.finish();
+                return Err(GpuError::driver("writing the staging buffer")(e));
             }
-        }
-        let mut rest = self.slots[self.cur]
-            .staging
-            .as_mut_slice()
-            .map_err(GpuError::driver("writing the staging buffer"))?;
+        };
         let mut at = 0;
         let mut regions = Vec::with_capacity(placed.len());
         for (off, len) in placed {
@@ -465,6 +475,38 @@ impl<'g> Decoder<'g> {
             at = off + len;
         }
         Ok(regions)
+    }
+
+    /// Waits for the current slot and plans as many of `chunks` as fit
+    /// into its batch: each one's offset and staged length.
+    fn plan(&mut self, chunks: &[ChunkInput<'_>]) -> Result<Vec<(usize, usize)>, GpuError> {
+        self.reclaim(self.cur)?;
+        let mut placed = Vec::new();
+        for c in chunks {
+            let job = self.job(c)?;
+            match self.builder.try_add(&job)? {
+                Some(off) => placed.push((off as usize, c.staged_len as usize)),
+                None => break,
+            }
+        }
+        Ok(placed)
+    }
+
+    /// Records a failure: the batch being planned is thrown away and the
+    /// decoder refuses further work.
+    fn fail(&mut self, e: GpuError) -> GpuError {
+        self.failed = true;
+        let _ = self.builder.finish();
+        e
+    }
+
+    fn usable(&self) -> Result<(), GpuError> {
+        match self.failed {
+            true => Err(GpuError::Misuse(
+                "the decoder was used after an error; its outputs are not handed out",
+            )),
+            false => Ok(()),
+        }
     }
 
     /// Waits for the batch last submitted from slot `k`, if any, and checks
@@ -490,10 +532,15 @@ impl<'g> Decoder<'g> {
     /// Sends the batch [`stage`](Self::stage)d to the GPU (one copy, then
     /// the kernels) and moves on to the next slot.
     pub fn submit(&mut self) -> Result<(), GpuError> {
+        self.usable()?;
         if self.builder.is_empty() {
             return Ok(());
         }
         let batch = self.builder.finish();
+        self.submit_batch(batch).map_err(|e| self.fail(e))
+    }
+
+    fn submit_batch(&mut self, batch: Batch) -> Result<(), GpuError> {
         let total = batch.total_len as usize;
         let cur = self.cur;
         let host = self.slots[cur]
@@ -575,10 +622,15 @@ impl<'g> Decoder<'g> {
     /// outputs hold the decoded chunks, as after [`submit`](Self::submit);
     /// a decode error is returned as from [`finish`](Self::finish).
     pub fn time_staged(&mut self, runs: usize) -> Result<Vec<f32>, GpuError> {
+        self.usable()?;
         if self.builder.is_empty() || runs == 0 {
             return Ok(Vec::new());
         }
         let batch = self.builder.finish();
+        self.time_batch(batch, runs).map_err(|e| self.fail(e))
+    }
+
+    fn time_batch(&mut self, batch: Batch, runs: usize) -> Result<Vec<f32>, GpuError> {
         let total = batch.total_len as usize;
         let cur = self.cur;
         self.reclaim(cur)?;
@@ -648,6 +700,7 @@ impl<'g> Decoder<'g> {
             }
         }
         first?;
+        self.usable()?;
         self.stream
             .synchronize()
             .map_err(GpuError::driver("finishing the decode"))?;

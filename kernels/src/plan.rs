@@ -30,6 +30,8 @@
 //! (`tic_planes_parse`). Everything the host knows from the signed header
 //! (element counts, codec parameters, lengths) is checked here.
 
+use std::collections::HashMap;
+
 use thiserror::Error;
 
 /// Symbols per tile (the codec's `TILE_SYMBOLS`).
@@ -268,7 +270,14 @@ impl Limits {
 
     /// The largest `data_len` a chunk may have to fit an empty batch.
     pub fn max_chunk_data(&self) -> u64 {
-        // One planes chunk with the most tiles and tables a chunk can have.
+        self.staging_bytes.saturating_sub(self.chunk_overhead())
+    }
+
+    /// The most batch-buffer bytes one chunk can need besides its data: its
+    /// alignment and its share of the tables, for a chunk with the most
+    /// tiles and tables a chunk can have. A batch of `k` chunks fits in
+    /// the sum of their staged bytes plus `k` times this.
+    pub fn chunk_overhead(&self) -> u64 {
         let t = Tables {
             chunks: 1,
             planes: MAX_PLANES as u64,
@@ -277,8 +286,7 @@ impl Limits {
             parse: 1,
             keys: 1,
         };
-        self.staging_bytes
-            .saturating_sub(align(t.size(), 256) + 256)
+        align(t.size(), 256) + 256
     }
 }
 
@@ -640,7 +648,8 @@ impl BatchBuilder {
         let mut parse = Vec::new();
         let mut keys = Vec::new();
         let mut total_blocks = 0u64;
-        let mut max_capable = 0u32;
+        // Per decode kernel, the most tables one of its chunks may need.
+        let mut max_capable: HashMap<Kernel, u32> = HashMap::new();
         for (ci, c) in chunks.iter().enumerate() {
             let ci = ci as u32;
             let d = &mut t[(layout.chunks + ci as u64 * CHUNK_DESC_BYTES) as usize..]
@@ -672,7 +681,8 @@ impl BatchBuilder {
                     for first in (0..c.tiles).step_by(wpb as usize) {
                         work.push((group, ci, first));
                     }
-                    max_capable = max_capable.max(p.huffman_capable() as u32);
+                    let cap = max_capable.entry(group).or_default();
+                    *cap = (*cap).max(p.huffman_capable() as u32);
                 }
             }
             for (i, s) in c.lut_slots.iter().enumerate() {
@@ -767,7 +777,7 @@ impl BatchBuilder {
             while start < work.len() {
                 let kernel = work[start].0;
                 let end = start + work[start..].iter().take_while(|w| w.0 == kernel).count();
-                let nshared = max_capable
+                let nshared = max_capable[&kernel]
                     .min(self.limits.max_shared_tables)
                     .min(kernel.max_planes());
                 launches.push(Launch {
@@ -1021,6 +1031,69 @@ mod tests {
         // Every tile in exactly one work item: 3 + 5 tiles of 2 planes in
         // blocks of 4 (1 + 2 items), 2 tiles of 4 planes (1), 1 of 8 (1).
         assert_eq!(next, batch.layout.work + 5 * WORK_ITEM_BYTES);
+        // Shared memory for the tables of each kernel's own chunks: every
+        // plane of these layouts is narrow enough for Huffman coding.
+        let shared: Vec<u32> = decodes.iter().map(|l| l.shared_bytes).collect();
+        assert_eq!(shared, [2 * 8192, 4 * 8192, 8 * 8192]);
+    }
+
+    /// `chunk_overhead` bounds what a chunk adds to a batch besides its
+    /// bytes, whatever the chunks: a batch sized as the sum of the chunks'
+    /// bytes plus that per chunk (and 16 for alignment) takes them all.
+    #[test]
+    fn chunk_overhead_bounds_every_batch() {
+        let wide = Codec::from_spec(CODEC_PLANES, &[0, 8, 8, 8, 8, 8, 8, 8, 8, 8], 8).unwrap();
+        let bf16 = Codec::from_spec(CODEC_PLANES, &[1, 2, 10, 6], 2).unwrap();
+        let key = Keystream {
+            key: [1; 32],
+            nonce: [2; 12],
+            counter: 1,
+        };
+        /// Codec, element size, original bytes, stored bytes, encrypted.
+        type Chunk<'c> = (&'c Codec, usize, u64, u64, bool);
+        let mixes: [Vec<Chunk>; 4] = [
+            vec![
+                (
+                    &Codec::Raw,
+                    1,
+                    MAX_CHUNK_ORIG_LEN,
+                    MAX_CHUNK_ORIG_LEN,
+                    false
+                );
+                200
+            ],
+            vec![(&wide, 8, MAX_CHUNK_ORIG_LEN, 1, true); 300],
+            vec![(&bf16, 2, 2, 3, false); 1000],
+            (0..500)
+                .map(|i| match i % 3 {
+                    0 => (&Codec::Raw, 4, 4 * (i + 1), 4 * (i + 1), i % 2 == 0),
+                    1 => (&bf16, 2, 1 << 21, 1 << 20, true),
+                    _ => (&wide, 8, 8 * 65537, 7, false),
+                })
+                .collect(),
+        ];
+        for (m, mix) in mixes.iter().enumerate() {
+            let base = Limits::default();
+            let data: u64 = mix.iter().map(|c| c.3).sum();
+            let limits = Limits {
+                staging_bytes: data + mix.len() as u64 * (base.chunk_overhead() + 16),
+                max_chunks: mix.len() as u32,
+                max_lut_slots: 8 * mix.len() as u32,
+                ..base
+            };
+            let mut b = BatchBuilder::new(limits).unwrap();
+            let mut out = 0u64;
+            for (i, &(codec, e, orig, stored, encrypted)) in mix.iter().enumerate() {
+                let mut j = job(i as u64, codec, e, orig, stored, out);
+                j.keystream = encrypted.then(|| key.clone());
+                assert!(
+                    b.try_add(&j).unwrap().is_some(),
+                    "mix {m}: chunk {i} did not fit"
+                );
+                out += orig.next_multiple_of(8);
+            }
+            assert!(b.finish().total_len <= limits.staging_bytes, "mix {m}");
+        }
     }
 
     #[test]

@@ -635,15 +635,34 @@ mod cuda {
             .map(|(_, c)| c.stored_len)
             .sum();
         let chunks: u64 = tensors.iter().map(|t| t.chunk_count as u64).sum();
+        // Decode tables the batch needs: one per plane narrow enough for
+        // Huffman coding, per chunk (what the planner reserves).
+        let tables: u64 = tensors
+            .iter()
+            .map(|t| {
+                let planes = match Codec::from_spec(t.codec.id, &t.codec.params, t.dtype.size()) {
+                    Ok(Codec::Planes(p)) => p.huffman_capable() as u64,
+                    _ => 0,
+                };
+                planes * t.chunk_count as u64
+            })
+            .sum();
+        let warps_per_block = tuning
+            .warps_per_block
+            .unwrap_or(DecoderOptions::default().warps_per_block);
+        let limits = tic_kernels::plan::Limits {
+            warps_per_block,
+            ..Default::default()
+        };
         // One batch holding every chunk: the kernels see the whole model.
+        // Each chunk needs its stored bytes, 16-byte alignment and at most
+        // the planner's per-chunk share of the tables.
         let dopts = DecoderOptions {
-            staging_bytes: stored + (chunks + 64) * 4096,
+            staging_bytes: stored + chunks * (limits.chunk_overhead() + 16),
             slots: 1,
             max_chunks: u32::try_from(chunks + 1).unwrap_or(u32::MAX),
-            max_lut_slots: u32::try_from(8 * chunks + 8).unwrap_or(u32::MAX),
-            warps_per_block: tuning
-                .warps_per_block
-                .unwrap_or(DecoderOptions::default().warps_per_block),
+            max_lut_slots: u32::try_from(tables + 1).unwrap_or(u32::MAX),
+            warps_per_block,
             shared_tables: tuning.shared_tables,
             ..DecoderOptions::default()
         };
