@@ -551,14 +551,23 @@ mod cuda {
             gpu.name(),
             gpu.arch()
         );
+        // Where the time goes, for `debug` logs: setting up (staging
+        // buffers, outputs), waiting for a free slot, reading and checking
+        // chunks, submitting batches, and the final wait.
+        let mut clock = Stages::default();
+        let t = std::time::Instant::now();
         let (mut p, cipher) = prepare(art, tensors, &gpu, opts, DecoderOptions::default())?;
+        clock.prepare = t.elapsed();
         let jobs = p.jobs.clone();
         let failed = |e| gpu_error(art, tensors, &jobs, e, cipher.is_some());
         let (dec, inputs) = p.split(art, tensors, cipher.as_deref());
         let mut next = 0;
         while next < inputs.len() {
+            let t = std::time::Instant::now();
             let regions = dec.stage(&inputs[next..]).map_err(failed)?;
+            clock.stage += t.elapsed();
             let n = regions.len();
+            let t = std::time::Instant::now();
             fill(
                 art,
                 tensors,
@@ -566,12 +575,41 @@ mod cuda {
                 regions,
                 cipher.as_deref(),
             )?;
+            clock.fill += t.elapsed();
+            let t = std::time::Instant::now();
             dec.submit().map_err(failed)?;
+            clock.submit += t.elapsed();
+            clock.batches += 1;
             next += n;
         }
+        let t = std::time::Instant::now();
         let stream = p.dec.stream().clone();
         let buffers = p.dec.finish().map_err(failed)?;
+        clock.finish = t.elapsed();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            "GPU load of {} chunks in {} batches: setup {:.1} ms, waiting for slots {:.1} ms, \
+             reading and checking {:.1} ms, submitting {:.1} ms, final wait {:.1} ms",
+            jobs.len(),
+            clock.batches,
+            ms(clock.prepare),
+            ms(clock.stage),
+            ms(clock.fill),
+            ms(clock.submit),
+            ms(clock.finish)
+        );
         collect(art, tensors, &p.outputs, buffers, &stream, opts.verify)
+    }
+
+    /// Time spent in each stage of a GPU load.
+    #[derive(Default)]
+    struct Stages {
+        prepare: std::time::Duration,
+        stage: std::time::Duration,
+        fill: std::time::Duration,
+        submit: std::time::Duration,
+        finish: std::time::Duration,
+        batches: usize,
     }
 
     /// Pairs the decoded buffers with their tensors, checking each

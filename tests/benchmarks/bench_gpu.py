@@ -124,6 +124,15 @@ def main():
             for t in args.tune:
                 cmd += ["--tune", t]
             r = json.loads(sh(cmd).stdout)
+            # Where a load's time goes (the runtime's debug log), from `tic load`.
+            load_cmd = [args.tic, "load", art, "--trusted-key", f"{w}/k.pub", "--device", "cuda:0"]
+            if "encrypted" in kind:
+                load_cmd += ["--identity", f"{w}/sym.key"]
+            env = dict(os.environ, TIC_LOG="tic_runtime=debug")
+            stages = []
+            for _ in range(2):
+                p = subprocess.run(load_cmd, text=True, capture_output=True, env=env)
+                stages += [l.split("DEBUG", 1)[-1].strip() for l in p.stderr.splitlines() if "GPU load of" in l]
             dec, stored = r["decoded_bytes"], r["stored_bytes"]
             kms = statistics.median(r["kernel_ms"])
             kgbps = dec / kms / 1e6
@@ -140,6 +149,7 @@ def main():
                 "safetensors_load_s": st_med, "safetensors_GBps": size / st_med / 1e9,
                 "tic_over_safetensors": load / st_med, "gpu_open_s": r["gpu_open_s"],
                 "kernel_GBps_by_warps_and_shared_tables": {k: dec / v / 1e6 for k, v in r["kernel_median_ms_by_warps_and_shared_tables"].items()},
+                "tic_load_stages": stages,
                 "raw": r, "safetensors_s": st_s,
             })
             print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("raw",)}), flush=True)
@@ -154,6 +164,10 @@ def main():
                   f"{r['kernel_GBps']:.0f} | {r['ceiling_GBps']:.0f} | {100*r['fraction_of_ceiling']:.0f}% | "
                   f"{1e3*r['tic_load_s']:.0f} ms ({r['tic_load_GBps']:.1f} GB/s) | {1e3*r['safetensors_load_s']:.0f} ms "
                   f"({r['safetensors_GBps']:.1f} GB/s) | {r['tic_over_safetensors']:.2f}x | {1e3*r['tic_load_and_tensor_digests_s']:.0f} ms |")
+    md += ["", "Where a `tic load` process's load stage goes (the runtime's debug log, second run):", ""]
+    for r in rows:
+        if r["tic_load_stages"]:
+            md.append(f"- {r['model']}, {r['artifact']}: {r['tic_load_stages'][-1]}")
     text = "\n".join(md) + "\n"
     os.makedirs(args.out, exist_ok=True)
     with open(f"{args.out}/gpu.md", "w") as f:
