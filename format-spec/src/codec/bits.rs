@@ -151,14 +151,17 @@ fn unpack_w<const W: usize>(data: &[u8], first: usize, out: &mut [u16]) {
             }
         }
     } else if W < 8 {
-        // Eight symbols fit one u64: no 128-bit shifts.
-        let mask = (1u64 << W) - 1;
+        // Eight symbols fit one u64; each half of four is spread into four
+        // 16-bit lanes with two shift-or-mask steps instead of four
+        // extractions.
         for (g, b) in groups {
             let mut a = [0u8; 8];
             a[..W].copy_from_slice(b);
             let v = u64::from_le_bytes(a);
-            for (i, o) in g.iter_mut().enumerate() {
-                *o = ((v >> (i * W)) & mask) as u16;
+            let halves = [spread4::<W>(v), spread4::<W>(v >> (4 * W))];
+            for (o, h) in g.chunks_exact_mut(4).zip(halves) {
+                let lanes: [u16; 4] = std::array::from_fn(|i| (h >> (16 * i)) as u16);
+                o.copy_from_slice(&lanes);
             }
         }
     } else {
@@ -173,6 +176,18 @@ fn unpack_w<const W: usize>(data: &[u8], first: usize, out: &mut [u16]) {
         }
     }
     unpack_slow(data, W as u32, first + 8 * k, &mut out[8 * k..]);
+}
+
+/// The four `W`-bit fields at the bottom of `v` (`W < 8`; higher bits
+/// ignored), one in each 16-bit lane of the result: fields 2 and 3 move up
+/// to bit 32, then fields 1 and 3 up to bits 16 and 48.
+#[inline(always)]
+fn spread4<const W: usize>(v: u64) -> u64 {
+    let pair = (1u64 << (2 * W)) - 1;
+    let one = (1u64 << W) - 1;
+    let v = v & ((1u64 << (4 * W)) - 1);
+    let v = (v | (v << (32 - 2 * W))) & (pair | pair << 32);
+    (v | (v << (16 - W))) & (one * 0x0001_0001_0001_0001)
 }
 
 fn unpack_slow(data: &[u8], w: u32, first: usize, out: &mut [u16]) {
