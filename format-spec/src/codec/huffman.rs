@@ -869,12 +869,27 @@ impl<'a> HuffDecoder<'a> {
     /// one-symbol decoder on the section itself, which reports the precise
     /// error.
     pub(crate) fn decode_tile(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
-        self.decode_tile_with(t, out, true)
+        self.decode_tile_with(t, out, true, true)
+    }
+
+    /// [`Self::decode_tile`], except that the symbols may carry stray bits
+    /// above the plane's width (the fast path writes them so; clearing them
+    /// is a pass over the tile): for a caller that shifts them out anyway,
+    /// as the merge does with the top plane of an element.
+    pub(crate) fn decode_tile_unmasked(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
+        self.decode_tile_with(t, out, true, false)
     }
 
     /// [`Self::decode_tile`], with the fast path or (`fast == false`, for
-    /// tests) the exact decoder alone.
-    fn decode_tile_with(&self, t: usize, out: &mut [u16], fast: bool) -> Result<(), CodecError> {
+    /// tests) the exact decoder alone, and the stray bits of the fast path
+    /// cleared or (`masked == false`) left.
+    fn decode_tile_with(
+        &self,
+        t: usize,
+        out: &mut [u16],
+        fast: bool,
+        masked: bool,
+    ) -> Result<(), CodecError> {
         let m = out.len();
         let e = &self.dir[t * DIR_ENTRY..(t + 1) * DIR_ENTRY];
         let mut starts = [0usize; LANES];
@@ -928,8 +943,10 @@ impl<'a> HuffDecoder<'a> {
                 if m < TILE_SYMBOLS {
                     out.copy_from_slice(&tile_buf[..m]);
                 }
-                let wmask = self.wmask as u16;
-                out.iter_mut().for_each(|x| *x &= wmask);
+                if masked {
+                    let wmask = self.wmask as u16;
+                    out.iter_mut().for_each(|x| *x &= wmask);
+                }
                 for (b, r) in bp.iter_mut().zip(rel) {
                     *b = r + first * 8;
                 }
@@ -1115,14 +1132,19 @@ mod tests {
         let mut failed = false;
         for (t, first) in (0..n).step_by(TILE_SYMBOLS).enumerate() {
             let m = (n - first).min(TILE_SYMBOLS);
-            let (mut a, mut b) = (vec![0u16; m], vec![0u16; m]);
-            let (ra, rb) = (
+            let (mut a, mut b, mut c) = (vec![0u16; m], vec![0u16; m], vec![0u16; m]);
+            let (ra, rb, rc) = (
                 dec.decode_tile(t, &mut a),
-                dec.decode_tile_with(t, &mut b, false),
+                dec.decode_tile_with(t, &mut b, false, true),
+                dec.decode_tile_unmasked(t, &mut c),
             );
             assert_eq!(format!("{ra:?}"), format!("{rb:?}"), "tile {t}");
+            assert_eq!(format!("{ra:?}"), format!("{rc:?}"), "tile {t}");
             if ra.is_ok() {
                 assert!(a == b, "tile {t}: fast and exact decodes differ");
+                let wmask = (1u16 << w) - 1;
+                c.iter_mut().for_each(|x| *x &= wmask);
+                assert!(a == c, "tile {t}: unmasked decode differs below the width");
             }
             failed |= ra.is_err();
             all.extend(a);

@@ -921,14 +921,20 @@ fn merge_tiles<E: Elem>(
         (_, Some(_)) => 1,
         _ => decs.len(),
     };
+    // The merges of 2-plane 16-bit and 4-plane 32-bit elements shift plane
+    // 0 (the top bits) up within the element's width, so they drop any bits
+    // above its symbols: the Huffman decoder need not clear them.
+    let top_shifted_out = matches!((E::SIZE, layout.len()), (2, 2) | (4, 4));
     for (t, out_tile) in out.chunks_mut(TILE_SYMBOLS * E::SIZE).enumerate() {
         let m = out_tile.len() / E::SIZE;
         let first = t * TILE_SYMBOLS;
-        for ((dec, buf), &(_, w)) in decs.iter().zip(bufs.iter_mut()).zip(layout).take(planes) {
+        let planes_in = decs.iter().zip(bufs.iter_mut()).zip(layout).take(planes);
+        for (p, ((dec, buf), &(_, w))) in planes_in.enumerate() {
             let buf = &mut buf[..m];
             match dec {
                 PlaneDec::Raw(body) => bits::unpack(body, w, first, buf),
                 PlaneDec::Const(v) => buf.fill(*v),
+                PlaneDec::Huff(h) if p == 0 && top_shifted_out => h.decode_tile_unmasked(t, buf)?,
                 PlaneDec::Huff(h) => h.decode_tile(t, buf)?,
             }
         }
