@@ -928,16 +928,7 @@ pub fn load(
     let loaded = art.load_with(if names.is_empty() { None } else { Some(&names) }, &opts)?;
     let t_load = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    use rayon::prelude::*;
-    loaded.par_iter().try_for_each(|t| {
-        if t.sha256()? != art.tensor(&t.name)?.sha256 {
-            return Err(tic_runtime::RuntimeError::TensorDigest {
-                path: path.to_path_buf(),
-                tensor: t.name.clone(),
-            });
-        }
-        Ok(())
-    })?;
+    art.check_loaded(&loaded)?;
     let bytes: u64 = loaded.iter().map(|t| t.len() as u64).sum();
     let t_check = t2.elapsed().as_secs_f64();
     let landed = loaded.first().map_or(device, |t| t.device());

@@ -316,6 +316,24 @@ impl Artifact {
         }
     }
 
+    /// Checks every loaded tensor against the SHA-256 its header records
+    /// (copying GPU tensors back to the host), in parallel: what
+    /// [`LoadOptions::verify`] does, for a caller that loaded without it
+    /// and checks as a stage of its own.
+    pub fn check_loaded(&self, loaded: &[DeviceTensor]) -> Result<(), RuntimeError> {
+        use rayon::prelude::*;
+        loaded.par_iter().try_for_each(|d| {
+            let t = self.tensor(&d.name)?;
+            match d.sha256()? == t.sha256 {
+                true => Ok(()),
+                false => Err(RuntimeError::TensorDigest {
+                    path: self.path().to_path_buf(),
+                    tensor: crate::artifact::display_name(t),
+                }),
+            }
+        })
+    }
+
     fn load_on_cpu(&self, tensors: &[&TensorEntry]) -> Result<Vec<DeviceTensor>, RuntimeError> {
         use rayon::prelude::*;
         tensors
@@ -645,15 +663,7 @@ mod cuda {
             })
             .collect();
         if verify {
-            loaded.par_iter().zip(tensors).try_for_each(|(d, t)| {
-                match d.sha256()? == t.sha256 {
-                    true => Ok(()),
-                    false => Err(RuntimeError::TensorDigest {
-                        path: art.path().to_path_buf(),
-                        tensor: display_name(t),
-                    }),
-                }
-            })?;
+            art.check_loaded(&loaded)?;
         }
         Ok(loaded)
     }

@@ -108,6 +108,34 @@ fn a_gpu_load_can_refuse_to_fall_back_to_the_cpu() {
     }
 }
 
+/// `check_loaded` (the `verify` stage that `tic load` runs on its own)
+/// passes what a load gave and names the tensor whose bytes changed.
+#[test]
+fn loaded_tensors_are_checked_against_their_digests() {
+    use tic_runtime::{Device, LoadOptions, TensorBuffer};
+    let dir = tempdir().unwrap();
+    let model = small_model(&dir.path().join("m"), 5);
+    let path = dir.path().join("m.tic");
+    compile(&model, &path, None, Vec::new());
+    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    let mut opts = LoadOptions::new(Device::Cpu);
+    opts.verify = false;
+    let mut loaded = art.load_with(None, &opts).unwrap();
+    assert!(loaded.len() > 1);
+    art.check_loaded(&loaded).unwrap();
+    let last = loaded.last_mut().unwrap();
+    let name = last.name.clone();
+    let TensorBuffer::Host(bytes) = &mut last.buffer else {
+        panic!("a CPU load gives host buffers");
+    };
+    bytes[0] ^= 1;
+    let e = art.check_loaded(&loaded).unwrap_err();
+    assert!(
+        matches!(&e, RuntimeError::TensorDigest { tensor, .. } if tensor.contains(&name)),
+        "{e:?}"
+    );
+}
+
 /// A file that appears in the output directory while a restore runs (a
 /// user, another tic restoring there) is kept and the restore refused,
 /// unless it was asked to replace the contents; a new output directory
