@@ -9,11 +9,23 @@ use super::{CodecSpec, MAX_HUFFMAN_WIDTH};
 pub const SAMPLE_CHUNKS: usize = 4;
 
 /// Sampled chunks of at least `SUBSAMPLE_MIN` elements are histogrammed on
-/// one block of [`SUB_BLOCK`] elements in `SUBSAMPLE` (spread over the
-/// chunk), counts scaled back up.
-const SUBSAMPLE: usize = 4;
+/// one block of [`SUB_BLOCK`] elements in every [`subsample_step`] (spread
+/// over the chunk), counts scaled back up.
 const SUBSAMPLE_MIN: usize = 1 << 16;
+/// At least this many elements are counted per chunk: a smaller sample of
+/// incompressible 10-bit windows looks compressible (an empirical entropy
+/// underestimates by about (bins - 1) / (2 samples ln 2) bits).
+const SUBSAMPLE_ELEMS: usize = 1 << 14;
+/// At most one block in this many is counted.
+const SUBSAMPLE_MAX_STEP: usize = 16;
 const SUB_BLOCK: usize = 4096;
+
+/// One [`SUB_BLOCK`] in this many of an `m`-element chunk is counted: at
+/// least [`SUBSAMPLE_ELEMS`] elements, and at least one block in
+/// [`SUBSAMPLE_MAX_STEP`].
+fn subsample_step(m: usize) -> usize {
+    (m / SUBSAMPLE_ELEMS).clamp(1, SUBSAMPLE_MAX_STEP)
+}
 
 /// The `planes` candidates tried for an element size.
 pub fn candidates(elem_size: usize, float: bool) -> Vec<PlanesParams> {
@@ -124,8 +136,9 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
         // Window histograms of this chunk: ((rotate, shift, width), counts).
         let mut windows: Vec<((bool, u32, u32), Vec<u32>)> = Vec::new();
         let sub: Option<Vec<u8>> = (m >= SUBSAMPLE_MIN).then(|| {
-            let mut v = Vec::with_capacity(chunk.len() / SUBSAMPLE + SUB_BLOCK * elem_size);
-            for b in chunk.chunks(SUB_BLOCK * elem_size).step_by(SUBSAMPLE) {
+            let step = subsample_step(m);
+            let mut v = Vec::with_capacity(chunk.len() / step + SUB_BLOCK * elem_size);
+            for b in chunk.chunks(SUB_BLOCK * elem_size).step_by(step) {
                 v.extend_from_slice(b);
             }
             v

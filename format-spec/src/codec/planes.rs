@@ -14,6 +14,8 @@ pub const MAX_PLANE_WIDTH: u8 = 16;
 pub(crate) const MODE_RAW: u8 = 0;
 pub(crate) const MODE_CONST: u8 = 1;
 pub(crate) const MODE_HUFFMAN: u8 = 2;
+/// Bytes before a plane section's body: u32 length (mode byte included) and mode.
+const SECTION_HEADER: usize = 5;
 
 /// Parameters of codec 1 `planes` (`rotate`, then the plane widths from the
 /// most significant plane down).
@@ -443,15 +445,13 @@ fn swar_fields<const L: u32>(x: u64, rotate: bool, s: u32, w: u32) -> u64 {
 struct EncScratch {
     /// One tile of one plane's symbols.
     tile: Vec<u16>,
-    /// Each plane's section body.
-    bodies: Vec<Vec<u8>>,
-    /// Each Huffman plane's lane scratch space.
-    lanes: Vec<Vec<u8>>,
+    /// A Huffman plane's lane scratch space.
+    lanes: Vec<u8>,
 }
 
 thread_local! {
     static ENC_SCRATCH: std::cell::RefCell<EncScratch> = const {
-        std::cell::RefCell::new(EncScratch { tile: Vec::new(), bodies: Vec::new(), lanes: Vec::new() })
+        std::cell::RefCell::new(EncScratch { tile: Vec::new(), lanes: Vec::new() })
     };
 }
 
@@ -471,20 +471,15 @@ fn for_each_tile(n: usize, mut f: impl FnMut(usize, usize)) {
 }
 
 /// Encodes a chunk with validated parameters. Planes are decided first
-/// (from a sample, then histograms), then written; both passes go tile by
-/// tile through all planes, so a tile's bytes are read from memory once per
-/// pass and stay in cache for the other planes.
+/// (from a sample, then histograms, tile by tile through all planes), then
+/// written one after the other straight into the output.
 pub(crate) fn encode(
     pp: &PlanesParams,
     elem_size: usize,
     data: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
     ENC_SCRATCH.with_borrow_mut(|scratch| {
-        let EncScratch {
-            tile: buf,
-            bodies,
-            lanes,
-        } = scratch;
+        let EncScratch { tile: buf, lanes } = scratch;
         let n = data.len() / elem_size;
         buf.resize(n.clamp(1, TILE_SYMBOLS), 0);
         let srcs: Vec<PlaneSrc> = pp
@@ -549,77 +544,49 @@ pub(crate) fn encode(
                 None => PlaneMode::Raw,
             })
             .collect();
-        // Bodies, tile by tile across the planes.
-        let planes = srcs.len();
-        bodies.resize_with(planes.max(bodies.len()), Vec::new);
-        lanes.resize_with(planes.max(lanes.len()), Vec::new);
-        let bodies = &mut bodies[..planes];
-        for (body, src) in bodies.iter_mut().zip(&srcs) {
-            body.clear();
-            body.reserve(raw_len(src) + 64);
-        }
-        let mut writers: Vec<Option<huffman::BodyWriter>> = modes
-            .iter()
-            .zip(&srcs)
-            .zip(bodies.iter_mut())
-            .zip(lanes.iter_mut())
-            .map(|(((mode, src), body), lanes)| match mode {
-                PlaneMode::Huffman(plan) => Some(huffman::BodyWriter::start(
-                    n,
-                    src.w,
-                    plan,
-                    body,
-                    std::mem::take(lanes),
-                )),
-                _ => None,
-            })
-            .collect();
-        for_each_tile(n, |first, m| {
-            let tile = &mut buf[..m];
-            for (((src, mode), body), wr) in srcs
-                .iter()
-                .zip(&modes)
-                .zip(bodies.iter_mut())
-                .zip(&mut writers)
-            {
-                // Huffman planes have a writer; const planes need no body.
-                match (wr, mode) {
-                    (Some(wr), _) => {
-                        src.extract(first, tile);
-                        wr.tile(first / TILE_SYMBOLS, tile, body);
-                    }
-                    (None, PlaneMode::Raw) => src.pack(first, tile, body),
-                    (None, _) => {}
-                }
-            }
-        });
-        for (wr, lanes) in writers.into_iter().zip(lanes.iter_mut()) {
-            if let Some(wr) = wr {
-                *lanes = wr.into_lanes();
-            }
-        }
-        let mut out = Vec::with_capacity(bodies.iter().map(|b| b.len() + 8).sum());
-        for ((src, mode), body) in srcs.iter().zip(&modes).zip(bodies.iter_mut()) {
+        // Sections, one plane after the other, written in place: a chunk is
+        // small enough to stay in cache between its planes' passes, and no
+        // body is copied into the output afterwards.
+        let mut out =
+            Vec::with_capacity(srcs.iter().map(|src| SECTION_HEADER + raw_len(src)).sum());
+        for (src, mode) in srcs.iter().zip(&modes) {
+            let at = out.len();
+            out.resize(at + SECTION_HEADER, 0);
+            let body_at = out.len();
+            let pack = |out: &mut Vec<u8>, buf: &mut [u16]| {
+                for_each_tile(n, |first, m| src.pack(first, &mut buf[..m], out));
+                MODE_RAW
+            };
             let mode = match mode {
                 PlaneMode::Const(v) => {
-                    body.extend_from_slice(&v.to_le_bytes());
+                    out.extend_from_slice(&v.to_le_bytes());
                     MODE_CONST
                 }
-                // The plan's padding is an estimate: keep raw if it was off.
-                PlaneMode::Huffman(_) if body.len() < raw_len(src) => MODE_HUFFMAN,
-                PlaneMode::Huffman(_) => {
-                    body.clear();
-                    for_each_tile(n, |first, m| src.pack(first, &mut buf[..m], body));
-                    MODE_RAW
+                PlaneMode::Huffman(plan) => {
+                    let taken = std::mem::take(lanes);
+                    let mut wr = huffman::BodyWriter::start(n, src.w, plan, &mut out, taken);
+                    for_each_tile(n, |first, m| {
+                        let tile = &mut buf[..m];
+                        src.extract(first, tile);
+                        wr.tile(first / TILE_SYMBOLS, tile, &mut out);
+                    });
+                    *lanes = wr.into_lanes();
+                    // The plan's padding is an estimate: keep raw if it was off.
+                    if out.len() - body_at < raw_len(src) {
+                        MODE_HUFFMAN
+                    } else {
+                        out.truncate(body_at);
+                        pack(&mut out, buf)
+                    }
                 }
-                PlaneMode::Raw => MODE_RAW,
+                PlaneMode::Raw => pack(&mut out, buf),
             };
-            let section = u32::try_from(body.len() + 1).map_err(|_| CodecError::TooLarge {
-                what: "plane section longer than 2^32-1 bytes",
-            })?;
-            out.extend_from_slice(&section.to_le_bytes());
-            out.push(mode);
-            out.extend_from_slice(body);
+            let section =
+                u32::try_from(out.len() - body_at + 1).map_err(|_| CodecError::TooLarge {
+                    what: "plane section longer than 2^32-1 bytes",
+                })?;
+            out[at..at + 4].copy_from_slice(&section.to_le_bytes());
+            out[at + 4] = mode;
         }
         Ok(out)
     })
