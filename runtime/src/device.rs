@@ -322,8 +322,15 @@ impl Artifact {
     /// and checks as a stage of its own.
     pub fn check_loaded(&self, loaded: &[DeviceTensor]) -> Result<(), RuntimeError> {
         use rayon::prelude::*;
+        // One lookup table, not a search of the header per tensor: models
+        // carry thousands of tensors.
+        let by_name: std::collections::HashMap<&str, &TensorEntry> =
+            self.tensors().map(|t| (t.name.as_str(), t)).collect();
         loaded.par_iter().try_for_each(|d| {
-            let t = self.tensor(&d.name)?;
+            let t = match by_name.get(d.name.as_str()) {
+                Some(t) => *t,
+                None => self.tensor(&d.name)?,
+            };
             match d.sha256()? == t.sha256 {
                 true => Ok(()),
                 false => Err(RuntimeError::TensorDigest {

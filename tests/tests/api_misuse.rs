@@ -6,6 +6,16 @@
 use tic_runtime::{ErrorKind, RuntimeError};
 use tic_tests::*;
 
+/// A small model compiled under `dir` (`m/`, unsigned, into `m.tic`) and
+/// the artifact opened: (model directory, artifact).
+fn small_artifact(dir: &std::path::Path, seed: u64) -> (std::path::PathBuf, tic_runtime::Artifact) {
+    let model = small_model(&dir.join("m"), seed);
+    let path = dir.join("m.tic");
+    compile(&model, &path, None, Vec::new());
+    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    (model, art)
+}
+
 #[test]
 fn entries_from_another_artifact_are_refused_not_read() {
     let dir = tempdir().unwrap();
@@ -58,10 +68,7 @@ fn entries_from_another_artifact_are_refused_not_read() {
 #[test]
 fn plain_files_are_read_by_name_and_kept_apart_from_tensors() {
     let dir = tempdir().unwrap();
-    let model = small_model(&dir.path().join("m"), 4);
-    let path = dir.path().join("m.tic");
-    compile(&model, &path, None, Vec::new());
-    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    let (model, art) = small_artifact(dir.path(), 4);
     assert_eq!(
         art.read_file("config.json").unwrap(),
         std::fs::read(model.join("config.json")).unwrap()
@@ -91,10 +98,7 @@ fn a_gpu_load_can_refuse_to_fall_back_to_the_cpu() {
         return;
     }
     let dir = tempdir().unwrap();
-    let model = small_model(&dir.path().join("m"), 5);
-    let path = dir.path().join("m.tic");
-    compile(&model, &path, None, Vec::new());
-    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    let (_, art) = small_artifact(dir.path(), 5);
     let mut opts = LoadOptions::new(Device::Cuda(0));
     opts.fallback_to_cpu = false;
     let e = art.load_with(None, &opts).unwrap_err();
@@ -114,10 +118,7 @@ fn a_gpu_load_can_refuse_to_fall_back_to_the_cpu() {
 fn loaded_tensors_are_checked_against_their_digests() {
     use tic_runtime::{Device, LoadOptions, TensorBuffer};
     let dir = tempdir().unwrap();
-    let model = small_model(&dir.path().join("m"), 5);
-    let path = dir.path().join("m.tic");
-    compile(&model, &path, None, Vec::new());
-    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    let (_, art) = small_artifact(dir.path(), 5);
     let mut opts = LoadOptions::new(Device::Cpu);
     opts.verify = false;
     let mut loaded = art.load_with(None, &opts).unwrap();
@@ -152,10 +153,7 @@ fn what_appears_in_the_output_during_a_restore_is_kept() {
         }
     }
     let dir = tempdir().unwrap();
-    let model = small_model(&dir.path().join("m"), 6);
-    let path = dir.path().join("m.tic");
-    compile(&model, &path, None, Vec::new());
-    let art = tic_runtime::Artifact::open(&path, &options(&[], true, Vec::new())).unwrap();
+    let (_, art) = small_artifact(dir.path(), 6);
     for existing in [true, false] {
         let out = dir.path().join(format!("out-{existing}"));
         if existing {
