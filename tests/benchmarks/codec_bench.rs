@@ -6,7 +6,10 @@
 //! in-memory API.
 //!
 //! usage: tic-codec-bench FILE [--threads T] [--warmup W] [--repeat R] [--warm]
-//! prints one JSON object: {"size", "compress_s": [..], "decompress_s": [..], "roundtrip"}
+//! prints one JSON object: {"size", "compress_s": [..], "choose_s": [..],
+//! "decompress_s": [..], "roundtrip"}, where "choose_s" is the part of each
+//! compress spent choosing codecs (for A/B runs of the chooser and encoder
+//! apart: a whole compress also varies with the allocator's state)
 //! and with `--warm` also "decompress_warm_s": decoding into one buffer used
 //! again (no page faults: the decoder's own cost, for A/B runs of it).
 
@@ -119,13 +122,18 @@ fn run() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
 
+    let choose_s = std::sync::Mutex::new(Vec::new());
     let compress = || -> Vec<(CodecSpec, Vec<Vec<u8>>)> {
+        let t = Instant::now();
         let specs: Vec<CodecSpec> = tensors
             .par_iter()
             .map(|t| {
                 codec::choose_codec(t.elem, t.float, &file[t.begin..t.end], chunk_elems(t.elem))
             })
             .collect();
+        if let Ok(mut v) = choose_s.lock() {
+            v.push(t.elapsed().as_secs_f64());
+        }
         let jobs: Vec<(usize, &[u8])> = tensors
             .iter()
             .enumerate()
@@ -200,14 +208,18 @@ fn run() -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // The warm-up runs' choose times come first.
+    let choose_s = choose_s.into_inner().unwrap_or_default();
+    let choose_s = &choose_s[choose_s.len().saturating_sub(args.repeat)..];
     let warm = if args.warm {
         format!(", \"decompress_warm_s\": [{}]", list(&warm_s))
     } else {
         String::new()
     };
     println!(
-        "{{\"size\": {size}, \"compress_s\": [{}], \"decompress_s\": [{}]{warm}, \"roundtrip\": {roundtrip}}}",
+        "{{\"size\": {size}, \"compress_s\": [{}], \"choose_s\": [{}], \"decompress_s\": [{}]{warm}, \"roundtrip\": {roundtrip}}}",
         list(&compress_s),
+        list(choose_s),
         list(&decompress_s)
     );
     Ok(())

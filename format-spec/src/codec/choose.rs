@@ -106,10 +106,57 @@ pub(crate) fn plane_cost(hist: &[u32], w: u32, n: usize) -> u64 {
     5 + body
 }
 
+/// A lower bound of [`plane_cost`], for a fraction of its work (no sort,
+/// no code construction): a prefix code spends at least the histogram's
+/// entropy (Gibbs' inequality, as the Kraft sum is at most 1), and its
+/// table holds at least every present symbol.
+pub(crate) fn plane_cost_floor(hist: &[u32], w: u32, n: usize) -> u64 {
+    let raw = (n as u64 * u64::from(w)).div_ceil(8);
+    let (mut distinct, mut total, mut c_log_c) = (0u64, 0u64, 0f64);
+    for &c in hist.iter().filter(|&&c| c > 0) {
+        distinct += 1;
+        total += u64::from(c);
+        c_log_c += f64::from(c) * f64::from(c).log2();
+    }
+    let body = if n > 0 && distinct == 1 {
+        2
+    } else if n > 0 && w <= MAX_HUFFMAN_WIDTH && distinct > 1 {
+        let t = total as f64;
+        // The relative margin covers the rounding of the sums.
+        let bits = ((t * t.log2() - c_log_c) * (1.0 - 1e-9)).max(0.0);
+        let table = 4 + (distinct + 2) / 2;
+        raw.min((bits / 8.0) as u64 + table + huffman::fixed_overhead(n))
+    } else {
+        raw
+    };
+    5 + body
+}
+
+/// One plane of one sampled chunk, as the chooser sizes it.
+struct PlaneSample {
+    hist: Vec<u32>,
+    w: u32,
+    /// Symbols in the chunk.
+    m: usize,
+}
+
 /// Picks the codec whose estimated stored size over a sample of chunks (cut
 /// as the compiler cuts them, each with its own tables) is smallest; `raw`
 /// wins ties and is returned for unsupported element sizes or bad lengths.
 pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usize) -> CodecSpec {
+    choose_with(elem_size, float, data, chunk_elems, true)
+}
+
+/// [`choose_codec`]; with `prune`, candidates are sized in the order of
+/// their cost's lower bound, and those whose bound exceeds the best cost so
+/// far are never sized (the pick is the same: tests compare both).
+pub(crate) fn choose_with(
+    elem_size: usize,
+    float: bool,
+    data: &[u8],
+    chunk_elems: usize,
+    prune: bool,
+) -> CodecSpec {
     let cands = candidates(elem_size, float);
     if cands.is_empty() || data.is_empty() || !data.len().is_multiple_of(elem_size) {
         return CodecSpec::raw();
@@ -126,7 +173,8 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
     };
     let bits = 8 * elem_size as u32;
     let mut raw_cost = 0u64;
-    let mut costs = vec![0u64; cands.len()];
+    // Every candidate's planes over the sampled chunks.
+    let mut planes: Vec<Vec<PlaneSample>> = cands.iter().map(|_| Vec::new()).collect();
     for &k in &picks {
         let start = k * ce * elem_size;
         let end = ((k + 1) * ce).min(n) * elem_size;
@@ -147,7 +195,7 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
             Some(s) => (s.as_slice(), (m as f64 / (s.len() / elem_size) as f64)),
             None => (chunk, 1.0),
         };
-        for (cand, cost) in cands.iter().zip(costs.iter_mut()) {
+        for (cand, samples) in cands.iter().zip(planes.iter_mut()) {
             for (shift, w) in cand.layout() {
                 let hist = match window(bits, shift, w) {
                     Some((ws, ww)) => {
@@ -163,17 +211,29 @@ pub fn choose_codec(elem_size: usize, float: bool, data: &[u8], chunk_elems: usi
                     }
                     None => bits_histogram(elem_size, cand.rotate, chunk, shift, w),
                 };
-                *cost += plane_cost(&hist, w, m);
+                samples.push(PlaneSample { hist, w, m });
             }
         }
     }
-    let mut best = CodecSpec::raw();
+    let sum = |c: usize, f: fn(&[u32], u32, usize) -> u64| -> u64 {
+        planes[c].iter().map(|p| f(&p.hist, p.w, p.m)).sum()
+    };
+    let mut order: Vec<(u64, usize)> = (0..cands.len())
+        .map(|c| (if prune { sum(c, plane_cost_floor) } else { 0 }, c))
+        .collect();
+    order.sort_unstable();
+    // Smallest cost wins; on a tie raw, then the earlier candidate.
+    let mut best: Option<usize> = None;
     let mut best_cost = raw_cost;
-    for (cand, &cost) in cands.iter().zip(&costs) {
-        if cost < best_cost {
+    for (floor, c) in order {
+        if floor > best_cost {
+            break;
+        }
+        let cost = sum(c, plane_cost);
+        if cost < best_cost || (cost == best_cost && best.is_some_and(|b| c < b)) {
+            best = Some(c);
             best_cost = cost;
-            best = cand.spec();
         }
     }
-    best
+    best.map_or_else(CodecSpec::raw, |c| cands[c].spec())
 }

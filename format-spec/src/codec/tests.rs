@@ -401,6 +401,121 @@ fn chooser_on_a_sub_sampled_chunk_picks_a_near_best_candidate() {
 }
 
 #[test]
+fn plane_cost_floor_never_exceeds_plane_cost() {
+    // Peaked, flat, sparse, two-valued and one-valued histograms of every
+    // width the chooser sizes (and wider), over tiny to multi-tile planes.
+    let mut rng = Rng::new(31);
+    for case in 0..600u64 {
+        let w = 1 + (case % 14) as u32;
+        let bins = 1usize << w;
+        let n = [1, 7, 300, TILE_SYMBOLS, 3 * TILE_SYMBOLS + 5, 1 << 19][(case / 14 % 6) as usize];
+        let mut hist = vec![0u32; bins];
+        match case % 5 {
+            0 => hist[rng.below(bins as u64) as usize] = n as u32,
+            1 => (0..n).for_each(|_| hist[rng.below(bins as u64) as usize] += 1),
+            2 => (0..n).for_each(|_| {
+                let x = (rng.normal() * (bins as f64 / 40.0)).abs() as usize;
+                hist[x.min(bins - 1)] += 1;
+            }),
+            3 => {
+                hist[0] = (n as u32).div_ceil(2);
+                hist[bins - 1] = n as u32 / 2;
+            }
+            _ => (0..n).for_each(|_| hist[rng.below(3.min(bins) as u64) as usize] += 1),
+        }
+        let (floor, cost) = (
+            choose::plane_cost_floor(&hist, w, n),
+            choose::plane_cost(&hist, w, n),
+        );
+        assert!(
+            floor <= cost,
+            "case {case} (w {w}, n {n}): floor {floor} > cost {cost}"
+        );
+    }
+}
+
+#[test]
+fn pruned_chooser_picks_what_sizing_every_candidate_picks() {
+    // The chooser skips candidates whose lower bound exceeds the best cost
+    // so far; it must still pick exactly what sizing all of them picks.
+    let mut rng = Rng::new(32);
+    let mut cases: Vec<(usize, bool, Vec<u8>)> = vec![
+        (
+            2,
+            true,
+            bf16_bytes((0..300_000).map(|_| (rng.normal() * 0.02) as f32)),
+        ),
+        (
+            2,
+            true,
+            bf16_bytes((0..700).map(|_| (rng.normal() * 0.5 + 1.0) as f32)),
+        ),
+        (2, true, bf16_bytes((0..40_000).map(|i| (i % 7) as f32))),
+        (2, true, rng.bytes(200_000)),
+        (
+            2,
+            true,
+            (0..=u16::MAX).flat_map(|x| x.to_le_bytes()).collect(),
+        ),
+        (
+            4,
+            true,
+            f32_bytes((0..100_000).map(|_| (rng.normal() * 0.05) as f32)),
+        ),
+        (4, true, f32_bytes((0..5000).map(|i| i as f32))),
+        (
+            8,
+            true,
+            (0..20_000)
+                .flat_map(|_| (rng.normal() * 3.0).to_le_bytes())
+                .collect(),
+        ),
+        (
+            8,
+            false,
+            (0..20_000u64)
+                .flat_map(|_| rng.below(30_000).to_le_bytes())
+                .collect(),
+        ),
+        (
+            1,
+            true,
+            (0..50_000)
+                .map(|_| (rng.normal() * 9.0) as i8 as u8)
+                .collect(),
+        ),
+        (2, true, vec![0; 4096]),
+    ];
+    // Real weights: the example model's tensors, when the checkout has them.
+    let shard = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/model/model-00002-of-00002.safetensors"
+    );
+    if let Ok(file) = std::fs::read(shard) {
+        let hlen = crate::safetensors::header_len(file[..8].try_into().unwrap(), file.len() as u64);
+        let at = 8 + hlen.unwrap() as usize;
+        let parsed = crate::safetensors::parse_header(&file[8..at], (file.len() - at) as u64);
+        for t in parsed.unwrap() {
+            let bytes = file[at + t.begin as usize..at + t.end as usize].to_vec();
+            cases.push((t.dtype.size(), t.dtype.is_float(), bytes));
+        }
+    }
+    let mut picked_planes = 0;
+    for (i, (es, float, data)) in cases.iter().enumerate() {
+        for ce in [1000, 1 << 16, 1 << 19] {
+            let pruned = choose::choose_with(*es, *float, data, ce, true);
+            let full = choose::choose_with(*es, *float, data, ce, false);
+            assert_eq!(pruned, full, "case {i}, {ce}-element chunks");
+            picked_planes += usize::from(pruned.id == CODEC_PLANES);
+        }
+    }
+    assert!(
+        picked_planes > cases.len(),
+        "the cases exercise the candidates"
+    );
+}
+
+#[test]
 fn integer_types_use_byte_planes() {
     let mut rng = Rng::new(8);
     let ids: Vec<u8> = (0..50_000u64)
