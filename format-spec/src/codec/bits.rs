@@ -81,11 +81,13 @@ pub(crate) use by_width;
 
 /// Packs `syms` as `w`-bit values LSB-first (`ceil(len * w / 8)` bytes).
 /// `w` must be in 1..=16.
+#[inline(always)]
 pub(crate) fn pack(syms: &[u16], w: u32, out: &mut Vec<u8>) {
     by_width!(w, pack_w, syms, out)
 }
 
 /// Eight `W`-bit symbols are exactly `W` bytes.
+#[inline(always)]
 fn pack_w<const W: usize>(syms: &[u16], out: &mut Vec<u8>) {
     let mut groups = syms.chunks_exact(8);
     let start = out.len();
@@ -131,6 +133,7 @@ pub(crate) fn pack_group<const W: usize>(sym: impl Fn(usize) -> u64, d: &mut [u8
 
 /// Unpacks `out.len()` symbols of `w` bits (1..=16) starting at symbol
 /// index `first` of a packed bit string. Reads zeros past the end of `data`.
+#[inline(always)]
 pub(crate) fn unpack(data: &[u8], w: u32, first: usize, out: &mut [u16]) {
     if first.is_multiple_of(8) {
         by_width!(w, unpack_w, data, first, out)
@@ -140,6 +143,7 @@ pub(crate) fn unpack(data: &[u8], w: u32, first: usize, out: &mut [u16]) {
 }
 
 /// `first` is a multiple of 8, so symbol groups of 8 start on byte `first / 8 * W`.
+#[inline(always)]
 fn unpack_w<const W: usize>(data: &[u8], first: usize, out: &mut [u16]) {
     let src = data.get(first / 8 * W..).unwrap_or_default();
     let k = (out.len() / 8).min(src.len() / W);

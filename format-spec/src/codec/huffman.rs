@@ -549,6 +549,7 @@ impl BodyWriter {
 
     /// Appends tile `t` (tiles come in order; `tile` holds all its symbols)
     /// and fills in its directory entry.
+    #[inline(always)]
     pub(crate) fn tile(&mut self, t: usize, tile: &[u16], body: &mut Vec<u8>) {
         debug_assert_eq!(tile.len(), (self.n - t * TILE_SYMBOLS).min(TILE_SYMBOLS));
         let offset = (body.len() - self.area_at) as u32;
@@ -668,6 +669,7 @@ impl LaneWriter {
 /// written two at a time in lockstep into scratch buffers (independent
 /// bit-writer chains; four spill the accumulators out of registers),
 /// [`ROWS_PER_FLUSH`] rows per flush, then copied out in lane order.
+#[inline(always)]
 fn encode_tile(
     tile: &[u16],
     enc: &EncTable,
@@ -868,6 +870,7 @@ impl<'a> HuffDecoder<'a> {
     /// whole sections under [`FAST_MIN_SYMBOLS`] go through the exact
     /// one-symbol decoder on the section itself, which reports the precise
     /// error.
+    #[inline(always)]
     pub(crate) fn decode_tile(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
         self.decode_tile_with(t, out, true, true)
     }
@@ -876,6 +879,7 @@ impl<'a> HuffDecoder<'a> {
     /// above the plane's width (the fast path writes them so; clearing them
     /// is a pass over the tile): for a caller that shifts them out anyway,
     /// as the merge does with the top plane of an element.
+    #[inline(always)]
     pub(crate) fn decode_tile_unmasked(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
         self.decode_tile_with(t, out, true, false)
     }
@@ -883,6 +887,7 @@ impl<'a> HuffDecoder<'a> {
     /// [`Self::decode_tile`], with the fast path or (`fast == false`, for
     /// tests) the exact decoder alone, and the stray bits of the fast path
     /// cleared or (`masked == false`) left.
+    #[inline(always)]
     fn decode_tile_with(
         &self,
         t: usize,
@@ -972,7 +977,7 @@ impl<'a> HuffDecoder<'a> {
     /// OR of the entries used: [`INVALID`] set means an unassigned code was
     /// met and the results are void. Symbols are stored with stray bits
     /// above their width: the caller masks the tile.
-    #[inline]
+    #[inline(always)]
     fn decode_group<const MAX: usize, const WIDTH: u32>(
         &self,
         table: &[u32; TABLE_SIZE],
@@ -1029,7 +1034,7 @@ impl<'a> HuffDecoder<'a> {
     /// Exact decode of lane `j`'s symbols `k..cnt`, starting at bit `bp` of
     /// the lane area (`resume = (bp, k)`), then the lane's end checks.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn decode_lane(
         &self,
         t: usize,

@@ -14,6 +14,7 @@
 
 mod bits;
 mod choose;
+mod dispatch;
 mod error;
 mod huffman;
 mod lossy;

@@ -2,6 +2,7 @@
 //! plane stored raw, constant, or Huffman coded.
 
 use super::bits::{self, by_width};
+use super::dispatch;
 use super::huffman::{self, HuffDecoder};
 use super::{CodecError, CodecSpec, CODEC_PLANES, MAX_HUFFMAN_WIDTH, TILE_SYMBOLS};
 
@@ -201,6 +202,7 @@ fn rotr32(x: u32, bits: u32) -> u32 {
 /// `x = rotr16((a << s0) | b, 1)` (rotation optional), stored little-endian;
 /// the low plane comes as a tile buffer or, for a raw 8-bit plane, as the
 /// stored bytes themselves.
+#[inline(always)]
 fn merge2_u16<T: Copy + Into<u16>>(a: &[u16], b: &[T], s0: u32, rotate: bool, out: &mut [u8]) {
     let pairs = out.chunks_exact_mut(2).zip(a.iter().zip(b));
     if rotate {
@@ -218,6 +220,7 @@ fn merge2_u16<T: Copy + Into<u16>>(a: &[u16], b: &[T], s0: u32, rotate: bool, ou
 /// `x = rotr32((a << s0) | (b << s1) | (c << s2) | (d << s3), 1)` (rotation
 /// optional), stored little-endian; the two low planes come as tile buffers
 /// or, for raw 8-bit planes, as the stored bytes themselves.
+#[inline(always)]
 fn merge4_u32<T: Copy + Into<u32>>(
     a: &[u16],
     b: &[u16],
@@ -279,6 +282,7 @@ impl PlaneSrc<'_> {
     /// Appends the raw packing of elements `first..first + tile.len()`
     /// (`tile` is scratch). Tiles hold a multiple of 8 symbols, so the
     /// packings of consecutive tiles concatenate.
+    #[inline(always)]
     fn pack(&self, first: usize, tile: &mut [u16], body: &mut Vec<u8>) {
         let (s, w, rot) = (self.shift, self.w, self.rotate);
         let bytes = |size: usize| &self.data[first * size..(first + tile.len()) * size];
@@ -293,6 +297,7 @@ impl PlaneSrc<'_> {
     }
 
     /// Symbols of elements `first..first + out.len()`.
+    #[inline(always)]
     fn extract(&self, first: usize, out: &mut [u16]) {
         let (s, w, rot) = (self.shift, self.w, self.rotate);
         let bytes = |size: usize| &self.data[first * size..(first + out.len()) * size];
@@ -341,6 +346,7 @@ fn extract<E: Elem>(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) 
 /// [`extract`] for 16- and 32-bit elements (`L` bits): 64 / L of them at a
 /// time in a u64 (SWAR), which compiles to whole-word loads and stores where
 /// per-element byte loads compile to byte gathers.
+#[inline(always)]
 fn extract_swar<const L: u32>(data: &[u8], rotate: bool, s: u32, w: u32, out: &mut [u16]) {
     let one = |x: u64| swar_fields::<L>(x, rotate, s, w);
     let k = (64 / L) as usize;
@@ -368,6 +374,7 @@ fn extract_swar<const L: u32>(data: &[u8], rotate: bool, s: u32, w: u32, out: &m
 /// eight symbols straight from eight elements into `W` packed bytes, with
 /// no round trip through a tile of u16 symbols (`tile` is scratch for a
 /// last group of fewer than eight).
+#[inline(always)]
 fn pack_swar<const W: usize, const L: u32>(
     data: &[u8],
     rotate: bool,
@@ -411,10 +418,12 @@ fn pack_swar<const W: usize, const L: u32>(
     bits::pack(&tile[..k], W as u32, out);
 }
 
+#[inline(always)]
 fn pack16<const W: usize>(d: &[u8], r: bool, s: u32, t: &mut [u16], o: &mut Vec<u8>) {
     pack_swar::<W, 16>(d, r, s, t, o)
 }
 
+#[inline(always)]
 fn pack32<const W: usize>(d: &[u8], r: bool, s: u32, t: &mut [u16], o: &mut Vec<u8>) {
     pack_swar::<W, 32>(d, r, s, t, o)
 }
@@ -464,6 +473,7 @@ enum PlaneMode {
 
 /// Calls `f(first, m)` for each tile of `n` symbols: `m` symbols from
 /// symbol `first`.
+#[inline(always)]
 fn for_each_tile(n: usize, mut f: impl FnMut(usize, usize)) {
     for first in (0..n).step_by(TILE_SYMBOLS) {
         f(first, (n - first).min(TILE_SYMBOLS));
@@ -479,117 +489,158 @@ pub(crate) fn encode(
     data: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
     ENC_SCRATCH.with_borrow_mut(|scratch| {
-        let EncScratch { tile: buf, lanes } = scratch;
-        let n = data.len() / elem_size;
-        buf.resize(n.clamp(1, TILE_SYMBOLS), 0);
-        let srcs: Vec<PlaneSrc> = pp
-            .layout()
-            .into_iter()
-            .map(|(shift, w)| PlaneSrc {
-                data,
-                elem_size,
-                rotate: pp.rotate,
-                shift,
-                w,
-            })
-            .collect();
-        let raw_len = |src: &PlaneSrc| (n * src.w as usize).div_ceil(8);
-        // Which planes are worth a histogram (and a Huffman code)?
-        // A sample of one symbol in 16, when the planes are long enough for
-        // one to say anything.
-        const STEP: usize = 16;
-        let samples = (n >= 64 * STEP).then(|| samples(&srcs, n, STEP));
-        let mut hists: Vec<Option<Histogram>> = Vec::with_capacity(srcs.len());
-        let mut maybe_const = Vec::with_capacity(srcs.len());
-        for (p, src) in srcs.iter().enumerate() {
-            let sample = samples.as_ref().map(|s| s[p].as_slice());
-            let (worth, constant) = screen(src, sample, raw_len(src));
-            hists.push(worth.then(|| Histogram::new(1 << src.w)));
-            maybe_const.push(constant);
-        }
-        // Long planes are counted on one block in HIST_STEP: the code then
-        // has an escape for symbols the sample missed.
-        let sampled = n >= HIST_SAMPLED_FROM;
-        let (block, stride) = if sampled {
-            (HIST_BLOCK, HIST_BLOCK * HIST_STEP)
-        } else {
-            (TILE_SYMBOLS, TILE_SYMBOLS)
-        };
-        let mut counted = 0;
-        if hists.iter().any(Option::is_some) {
-            for first in (0..n).step_by(stride) {
-                let m = block.min(n - first);
-                counted += m;
-                for (src, h) in srcs.iter().zip(&mut hists) {
-                    if let Some(h) = h {
-                        src.extract(first, &mut buf[..m]);
-                        h.add(&buf[..m]);
-                    }
+        dispatch::run(EncodeOp {
+            scratch,
+            pp,
+            elem_size,
+            data,
+        })
+    })
+}
+
+/// [`encode`] as an operation for [`dispatch::run`].
+struct EncodeOp<'a> {
+    scratch: &'a mut EncScratch,
+    pp: &'a PlanesParams,
+    elem_size: usize,
+    data: &'a [u8],
+}
+
+impl pulp::WithSimd for EncodeOp<'_> {
+    type Output = Result<Vec<u8>, CodecError>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Self::Output {
+        encode_with(self.scratch, self.pp, self.elem_size, self.data)
+    }
+}
+
+/// The body of [`encode`], with this thread's scratch buffers.
+#[inline(always)]
+fn encode_with(
+    scratch: &mut EncScratch,
+    pp: &PlanesParams,
+    elem_size: usize,
+    data: &[u8],
+) -> Result<Vec<u8>, CodecError> {
+    let EncScratch { tile: buf, lanes } = scratch;
+    let n = data.len() / elem_size;
+    buf.resize(n.clamp(1, TILE_SYMBOLS), 0);
+    let srcs: Vec<PlaneSrc> = pp
+        .layout()
+        .into_iter()
+        .map(|(shift, w)| PlaneSrc {
+            data,
+            elem_size,
+            rotate: pp.rotate,
+            shift,
+            w,
+        })
+        .collect();
+    let raw_len = |src: &PlaneSrc| (n * src.w as usize).div_ceil(8);
+    // Which planes are worth a histogram (and a Huffman code)?
+    // A sample of one symbol in 16, when the planes are long enough for
+    // one to say anything.
+    const STEP: usize = 16;
+    let samples = (n >= 64 * STEP).then(|| samples(&srcs, n, STEP));
+    let mut hists: Vec<Option<Histogram>> = Vec::with_capacity(srcs.len());
+    let mut maybe_const = Vec::with_capacity(srcs.len());
+    for (p, src) in srcs.iter().enumerate() {
+        let sample = samples.as_ref().map(|s| s[p].as_slice());
+        let (worth, constant) = screen(src, sample, raw_len(src));
+        hists.push(worth.then(|| Histogram::new(1 << src.w)));
+        maybe_const.push(constant);
+    }
+    // Long planes are counted on one block in HIST_STEP: the code then
+    // has an escape for symbols the sample missed.
+    let sampled = n >= HIST_SAMPLED_FROM;
+    let (block, stride) = if sampled {
+        (HIST_BLOCK, HIST_BLOCK * HIST_STEP)
+    } else {
+        (TILE_SYMBOLS, TILE_SYMBOLS)
+    };
+    let mut counted = 0;
+    if hists.iter().any(Option::is_some) {
+        for first in (0..n).step_by(stride) {
+            let m = block.min(n - first);
+            counted += m;
+            for (src, h) in srcs.iter().zip(&mut hists) {
+                if let Some(h) = h {
+                    src.extract(first, &mut buf[..m]);
+                    h.add(&buf[..m]);
                 }
             }
         }
-        let modes: Vec<PlaneMode> = srcs
-            .iter()
-            .zip(hists)
-            .zip(maybe_const)
-            .map(|((src, hist), maybe_const)| match hist {
-                Some(h) => {
-                    let mut hist = h.finish();
-                    if sampled {
-                        scale_counts(&mut hist, n, counted);
-                    }
-                    mode_from_histogram(&hist, src, n, raw_len(src), sampled, buf)
+    }
+    let modes: Vec<PlaneMode> = srcs
+        .iter()
+        .zip(hists)
+        .zip(maybe_const)
+        .map(|((src, hist), maybe_const)| match hist {
+            Some(h) => {
+                let mut hist = h.finish();
+                if sampled {
+                    scale_counts(&mut hist, n, counted);
                 }
-                None if maybe_const => constant(src, buf).map_or(PlaneMode::Raw, PlaneMode::Const),
-                None => PlaneMode::Raw,
-            })
-            .collect();
-        // Sections, one plane after the other, written in place: a chunk is
-        // small enough to stay in cache between its planes' passes, and no
-        // body is copied into the output afterwards.
-        let mut out =
-            Vec::with_capacity(srcs.iter().map(|src| SECTION_HEADER + raw_len(src)).sum());
-        for (src, mode) in srcs.iter().zip(&modes) {
-            let at = out.len();
-            out.resize(at + SECTION_HEADER, 0);
-            let body_at = out.len();
-            let pack = |out: &mut Vec<u8>, buf: &mut [u16]| {
-                for_each_tile(n, |first, m| src.pack(first, &mut buf[..m], out));
-                MODE_RAW
-            };
-            let mode = match mode {
-                PlaneMode::Const(v) => {
-                    out.extend_from_slice(&v.to_le_bytes());
-                    MODE_CONST
-                }
-                PlaneMode::Huffman(plan) => {
-                    let taken = std::mem::take(lanes);
-                    let mut wr = huffman::BodyWriter::start(n, src.w, plan, &mut out, taken);
-                    for_each_tile(n, |first, m| {
+                mode_from_histogram(&hist, src, n, raw_len(src), sampled, buf)
+            }
+            None if maybe_const => constant(src, buf).map_or(PlaneMode::Raw, PlaneMode::Const),
+            None => PlaneMode::Raw,
+        })
+        .collect();
+    // Sections, one plane after the other, written in place: a chunk is
+    // small enough to stay in cache between its planes' passes, and no
+    // body is copied into the output afterwards.
+    let mut out = Vec::with_capacity(srcs.iter().map(|src| SECTION_HEADER + raw_len(src)).sum());
+    for (src, mode) in srcs.iter().zip(&modes) {
+        let at = out.len();
+        out.resize(at + SECTION_HEADER, 0);
+        let body_at = out.len();
+        let mode = match mode {
+            PlaneMode::Const(v) => {
+                out.extend_from_slice(&v.to_le_bytes());
+                MODE_CONST
+            }
+            PlaneMode::Huffman(plan) => {
+                let taken = std::mem::take(lanes);
+                let mut wr = huffman::BodyWriter::start(n, src.w, plan, &mut out, taken);
+                for_each_tile(
+                    n,
+                    #[inline(always)]
+                    |first, m| {
                         let tile = &mut buf[..m];
                         src.extract(first, tile);
                         wr.tile(first / TILE_SYMBOLS, tile, &mut out);
-                    });
-                    *lanes = wr.into_lanes();
-                    // The plan's padding is an estimate: keep raw if it was off.
-                    if out.len() - body_at < raw_len(src) {
-                        MODE_HUFFMAN
-                    } else {
-                        out.truncate(body_at);
-                        pack(&mut out, buf)
-                    }
+                    },
+                );
+                *lanes = wr.into_lanes();
+                // The plan's padding is an estimate: keep raw if it was off.
+                if out.len() - body_at < raw_len(src) {
+                    MODE_HUFFMAN
+                } else {
+                    out.truncate(body_at);
+                    pack_plane(src, &mut out, buf)
                 }
-                PlaneMode::Raw => pack(&mut out, buf),
-            };
-            let section =
-                u32::try_from(out.len() - body_at + 1).map_err(|_| CodecError::TooLarge {
-                    what: "plane section longer than 2^32-1 bytes",
-                })?;
-            out[at..at + 4].copy_from_slice(&section.to_le_bytes());
-            out[at + 4] = mode;
-        }
-        Ok(out)
-    })
+            }
+            PlaneMode::Raw => pack_plane(src, &mut out, buf),
+        };
+        let section = u32::try_from(out.len() - body_at + 1).map_err(|_| CodecError::TooLarge {
+            what: "plane section longer than 2^32-1 bytes",
+        })?;
+        out[at..at + 4].copy_from_slice(&section.to_le_bytes());
+        out[at + 4] = mode;
+    }
+    Ok(out)
+}
+
+/// Appends `src` packed raw (`buf` is tile scratch); returns the mode.
+#[inline(always)]
+fn pack_plane(src: &PlaneSrc, out: &mut Vec<u8>, buf: &mut [u16]) -> u8 {
+    for_each_tile(
+        src.len(),
+        #[inline(always)]
+        |first, m| src.pack(first, &mut buf[..m], out),
+    );
+    MODE_RAW
 }
 
 /// Screens a plane on its sample, if it has one: (worth a histogram and a
@@ -688,6 +739,7 @@ impl Histogram {
     }
 
     /// Counts `syms` (all `< bins`).
+    #[inline(always)]
     pub(crate) fn add(&mut self, syms: &[u16]) {
         let (h0, rest) = self.h.split_at_mut(self.bins);
         let (h1, rest) = rest.split_at_mut(self.bins);
@@ -848,8 +900,33 @@ fn merge<E: Elem>(
                 b.resize(cap, 0);
             }
         }
-        merge_tiles::<E>(pp, layout, decs, out, &mut bufs[..decs.len()])
+        dispatch::run(MergeOp::<E> {
+            pp,
+            layout,
+            decs,
+            out,
+            bufs: &mut bufs[..decs.len()],
+            elem: std::marker::PhantomData,
+        })
     })
+}
+
+/// [`merge_tiles`] as an operation for [`dispatch::run`].
+struct MergeOp<'a, 'd, E> {
+    pp: &'a PlanesParams,
+    layout: &'a [(u32, u32)],
+    decs: &'a [PlaneDec<'d>],
+    out: &'a mut [u8],
+    bufs: &'a mut [Vec<u16>],
+    elem: std::marker::PhantomData<E>,
+}
+
+impl<E: Elem> pulp::WithSimd for MergeOp<'_, '_, E> {
+    type Output = Result<(), CodecError>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Self::Output {
+        merge_tiles::<E>(self.pp, self.layout, self.decs, self.out, self.bufs)
+    }
 }
 
 thread_local! {
@@ -857,6 +934,7 @@ thread_local! {
     static MERGE_BUFS: std::cell::RefCell<Vec<Vec<u16>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+#[inline(always)]
 fn merge_tiles<E: Elem>(
     pp: &PlanesParams,
     layout: &[(u32, u32)],

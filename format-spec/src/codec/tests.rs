@@ -401,6 +401,58 @@ fn chooser_on_a_sub_sampled_chunk_picks_a_near_best_candidate() {
 }
 
 #[test]
+fn baseline_and_detected_instruction_sets_give_the_same_bytes() {
+    // The hot loops run in a build for the instruction set the CPU has
+    // (AVX2 and BMI2 on most x86-64) or in the baseline build: the same
+    // source, which must write the same stored bytes and decode them back.
+    let mut rng = Rng::new(33);
+    let cases: Vec<(usize, Vec<u8>)> = vec![
+        (
+            2,
+            bf16_bytes((0..150_001).map(|_| (rng.normal() * 0.02) as f32)),
+        ),
+        (
+            2,
+            (0..=u16::MAX).rev().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
+        (
+            4,
+            f32_bytes((0..70_003).map(|_| (rng.normal() * 0.05) as f32)),
+        ),
+        (
+            8,
+            (0..9_001)
+                .flat_map(|_| (rng.normal() * 3.0).to_le_bytes())
+                .collect(),
+        ),
+        (
+            1,
+            (0..50_000)
+                .map(|_| (rng.normal() * 9.0) as i8 as u8)
+                .collect(),
+        ),
+        (2, vec![0x3f; 2 * 5000]),
+    ];
+    for (es, data) in &cases {
+        for spec in all_specs(*es) {
+            let fast = encode_chunk(&spec, *es, data).unwrap();
+            let base = dispatch::baseline(|| encode_chunk(&spec, *es, data)).unwrap();
+            assert!(
+                fast == base,
+                "{} ({es}-byte elements): stored bytes differ",
+                spec.name()
+            );
+            let mut out = vec![0u8; data.len()];
+            dispatch::baseline(|| decode_chunk(&spec, *es, &fast, &mut out)).unwrap();
+            assert!(&out == data, "{}: the baseline decode differs", spec.name());
+            out.fill(0);
+            decode_chunk(&spec, *es, &fast, &mut out).unwrap();
+            assert!(&out == data, "{}: the detected decode differs", spec.name());
+        }
+    }
+}
+
+#[test]
 fn plane_cost_floor_never_exceeds_plane_cost() {
     // Peaked, flat, sparse, two-valued and one-valued histograms of every
     // width the chooser sizes (and wider), over tiny to multi-tile planes.
