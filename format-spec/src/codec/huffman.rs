@@ -21,9 +21,15 @@ const BLOCK_ROWS: usize = 128;
 /// valid tile needs (65536 symbols × 22 bits), plus 8 zero bytes of slack.
 const SCRATCH_BYTES: usize = 1 << 18;
 
-/// Per-thread scratch of the fast path: lane area copy and a whole tile of
-/// output (for the last, partial tile of a chunk).
-type Scratch = (Box<[u8; SCRATCH_BYTES + 8]>, Box<[u16; TILE_SYMBOLS]>);
+/// Scratch of the fast path: lane area copy and a whole tile of output (for
+/// the last, partial tile of a chunk).
+pub(crate) type Scratch = (Box<[u8; SCRATCH_BYTES + 8]>, Box<[u16; TILE_SYMBOLS]>);
+
+/// Runs `f` with this thread's decoder scratch. Taken outside the decode
+/// loops, so that they inline whole into [`super::dispatch::run`].
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(f)
+}
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new((
@@ -871,8 +877,13 @@ impl<'a> HuffDecoder<'a> {
     /// one-symbol decoder on the section itself, which reports the precise
     /// error.
     #[inline(always)]
-    pub(crate) fn decode_tile(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
-        self.decode_tile_with(t, out, true, true)
+    pub(crate) fn decode_tile(
+        &self,
+        t: usize,
+        out: &mut [u16],
+        sc: &mut Scratch,
+    ) -> Result<(), CodecError> {
+        self.decode_tile_with(t, out, sc, true, true)
     }
 
     /// [`Self::decode_tile`], except that the symbols may carry stray bits
@@ -880,18 +891,24 @@ impl<'a> HuffDecoder<'a> {
     /// is a pass over the tile): for a caller that shifts them out anyway,
     /// as the merge does with the top plane of an element.
     #[inline(always)]
-    pub(crate) fn decode_tile_unmasked(&self, t: usize, out: &mut [u16]) -> Result<(), CodecError> {
-        self.decode_tile_with(t, out, true, false)
+    pub(crate) fn decode_tile_unmasked(
+        &self,
+        t: usize,
+        out: &mut [u16],
+        sc: &mut Scratch,
+    ) -> Result<(), CodecError> {
+        self.decode_tile_with(t, out, sc, true, false)
     }
 
-    /// [`Self::decode_tile`], with the fast path or (`fast == false`, for
-    /// tests) the exact decoder alone, and the stray bits of the fast path
-    /// cleared or (`masked == false`) left.
+    /// [`Self::decode_tile`], with the fast path (scratch `sc`) or
+    /// (`fast == false`, for tests) the exact decoder alone, and the stray
+    /// bits of the fast path cleared or (`masked == false`) left.
     #[inline(always)]
     fn decode_tile_with(
         &self,
         t: usize,
         out: &mut [u16],
+        sc: &mut Scratch,
         fast: bool,
         masked: bool,
     ) -> Result<(), CodecError> {
@@ -917,7 +934,7 @@ impl<'a> HuffDecoder<'a> {
         // Lane counts fall with the lane index: the last lane's is smallest.
         let rows = lane_count(m, LANES - 1);
         if let (Some(area), Some(table), true) = (area, &self.fast, fast && rows > 0) {
-            let fast_ok = SCRATCH.with_borrow_mut(|sc| {
+            let fast_ok = 'fast: {
                 let (lane_buf, tile_buf) = (&mut sc.0, &mut sc.1);
                 lane_buf[..area.len()].copy_from_slice(area);
                 lane_buf[area.len()..area.len() + 8].fill(0);
@@ -943,7 +960,7 @@ impl<'a> HuffDecoder<'a> {
                     }
                 }
                 if bad & INVALID != 0 {
-                    return false;
+                    break 'fast false;
                 }
                 if m < TILE_SYMBOLS {
                     out.copy_from_slice(&tile_buf[..m]);
@@ -956,7 +973,7 @@ impl<'a> HuffDecoder<'a> {
                     *b = r + first * 8;
                 }
                 true
-            });
+            };
             if !fast_ok {
                 (bp, idx) = (start_bp, start_idx);
             }
@@ -1138,11 +1155,13 @@ mod tests {
         for (t, first) in (0..n).step_by(TILE_SYMBOLS).enumerate() {
             let m = (n - first).min(TILE_SYMBOLS);
             let (mut a, mut b, mut c) = (vec![0u16; m], vec![0u16; m], vec![0u16; m]);
-            let (ra, rb, rc) = (
-                dec.decode_tile(t, &mut a),
-                dec.decode_tile_with(t, &mut b, false, true),
-                dec.decode_tile_unmasked(t, &mut c),
-            );
+            let (ra, rb, rc) = with_scratch(|sc| {
+                (
+                    dec.decode_tile(t, &mut a, sc),
+                    dec.decode_tile_with(t, &mut b, sc, false, true),
+                    dec.decode_tile_unmasked(t, &mut c, sc),
+                )
+            });
             assert_eq!(format!("{ra:?}"), format!("{rb:?}"), "tile {t}");
             assert_eq!(format!("{ra:?}"), format!("{rc:?}"), "tile {t}");
             if ra.is_ok() {

@@ -900,13 +900,16 @@ fn merge<E: Elem>(
                 b.resize(cap, 0);
             }
         }
-        dispatch::run(MergeOp::<E> {
-            pp,
-            layout,
-            decs,
-            out,
-            bufs: &mut bufs[..decs.len()],
-            elem: std::marker::PhantomData,
+        huffman::with_scratch(|scratch| {
+            dispatch::run(MergeOp::<E> {
+                pp,
+                layout,
+                decs,
+                out,
+                bufs: &mut bufs[..decs.len()],
+                scratch,
+                elem: std::marker::PhantomData,
+            })
         })
     })
 }
@@ -918,6 +921,7 @@ struct MergeOp<'a, 'd, E> {
     decs: &'a [PlaneDec<'d>],
     out: &'a mut [u8],
     bufs: &'a mut [Vec<u16>],
+    scratch: &'a mut huffman::Scratch,
     elem: std::marker::PhantomData<E>,
 }
 
@@ -925,7 +929,16 @@ impl<E: Elem> pulp::WithSimd for MergeOp<'_, '_, E> {
     type Output = Result<(), CodecError>;
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) -> Self::Output {
-        merge_tiles::<E>(self.pp, self.layout, self.decs, self.out, self.bufs)
+        let Self {
+            pp,
+            layout,
+            decs,
+            out,
+            bufs,
+            scratch,
+            ..
+        } = self;
+        merge_tiles::<E>(pp, layout, decs, out, bufs, scratch)
     }
 }
 
@@ -941,6 +954,7 @@ fn merge_tiles<E: Elem>(
     decs: &[PlaneDec<'_>],
     out: &mut [u8],
     bufs: &mut [Vec<u16>],
+    scratch: &mut huffman::Scratch,
 ) -> Result<(), CodecError> {
     let n = out.len() / E::SIZE;
     let bits = 8 * E::SIZE as u32;
@@ -979,8 +993,10 @@ fn merge_tiles<E: Elem>(
             match dec {
                 PlaneDec::Raw(body) => bits::unpack(body, w, first, buf),
                 PlaneDec::Const(v) => buf.fill(*v),
-                PlaneDec::Huff(h) if p == 0 && top_shifted_out => h.decode_tile_unmasked(t, buf)?,
-                PlaneDec::Huff(h) => h.decode_tile(t, buf)?,
+                PlaneDec::Huff(h) if p == 0 && top_shifted_out => {
+                    h.decode_tile_unmasked(t, buf, scratch)?
+                }
+                PlaneDec::Huff(h) => h.decode_tile(t, buf, scratch)?,
             }
         }
         if let ([(s0, _), _], 2) = (layout, E::SIZE) {
