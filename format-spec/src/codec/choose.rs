@@ -218,6 +218,8 @@ pub(crate) fn choose_with(
     let sum = |c: usize, f: fn(&[u32], u32, usize) -> u64| -> u64 {
         planes[c].iter().map(|p| f(&p.hist, p.w, p.m)).sum()
     };
+    // A lone candidate is sized anyway: its bound would be work for nothing.
+    let prune = prune && cands.len() > 1;
     let mut order: Vec<(u64, usize)> = (0..cands.len())
         .map(|c| (if prune { sum(c, plane_cost_floor) } else { 0 }, c))
         .collect();
