@@ -347,14 +347,17 @@ impl Artifact {
     }
 
     /// Decodes a run of chunks of one tensor into `out` (their concatenated
-    /// original bytes), in parallel, reading stored chunks into buffers of
-    /// `stored_bufs` (the caller decides how long they are kept).
+    /// original bytes), reading stored chunks into buffers of `stored_bufs`
+    /// (the caller decides how long they are kept). The chunks are pool
+    /// tasks when `parallel`, else decoded one after the other by the
+    /// caller (a restore's windows: see `restore_file`).
     pub(crate) fn decode_chunks_into(
         &self,
         tensor: &TensorEntry,
         chunks: &[(u64, &ChunkEntry)],
         out: &mut [u8],
         stored_bufs: &BufferPool,
+        parallel: bool,
     ) -> Result<(), RuntimeError> {
         let mut slices = Vec::with_capacity(chunks.len());
         let mut rest = out;
@@ -368,16 +371,18 @@ impl Artifact {
                 "chunk lengths do not fill the output".into(),
             ));
         }
-        slices
-            .into_par_iter()
-            .with_max_len(1)
-            .try_for_each(|(i, c, out)| {
-                let mut stored = stored_bufs.take();
-                self.read_stored_chunk_into(i, c, tensor, &mut stored)?;
-                self.decode_chunk(i, &mut stored, tensor, out)?;
-                stored_bufs.give([stored]);
-                Ok(())
-            })
+        let one = |(i, c, out): (u64, &ChunkEntry, &mut [u8])| {
+            let mut stored = stored_bufs.take();
+            self.read_stored_chunk_into(i, c, tensor, &mut stored)?;
+            self.decode_chunk(i, &mut stored, tensor, out)?;
+            stored_bufs.give([stored]);
+            Ok(())
+        };
+        if parallel {
+            slices.into_par_iter().with_max_len(1).try_for_each(one)
+        } else {
+            slices.into_iter().try_for_each(one)
+        }
     }
 
     /// Reads one tensor into `out` (exactly its original length): every
@@ -399,7 +404,7 @@ impl Artifact {
         let chunks: Vec<_> = self.head.header.tensor_chunks(tensor).collect();
         let stored = BufferPool::default();
         let r = self
-            .decode_chunks_into(tensor, &chunks, out, &stored)
+            .decode_chunks_into(tensor, &chunks, out, &stored, true)
             .and_then(|_| {
                 if tic_format::sha256(out) != tensor.sha256 {
                     return Err(RuntimeError::TensorDigest {

@@ -209,7 +209,12 @@ impl Artifact {
         progress.advance(f.st_header.len() as u64);
 
         // Windows of chunks across the file's tensors, each decoded by one
-        // pool task (its tensors' chunks in parallel).
+        // pool task, its chunks one after the other. Windows in parallel
+        // are enough: chunks as tasks of their own (rayon's nested join)
+        // let a worker waiting on a stolen chunk of window 0 take up
+        // windows 1, 2, ... meanwhile, so window 0, which the serial write
+        // and digest wait for, came last (two threads restored a 4.5 MB
+        // shard in 10.5-12 ms with them, 8 ms without).
         let mut windows: Vec<Window> = Vec::new();
         let mut cur: Window = Vec::new();
         let mut cur_bytes = 0u64;
@@ -237,14 +242,12 @@ impl Artifact {
         // A decoded run of chunks: its buffer and how much of it is used.
         type Decoded = (Vec<u8>, usize);
         let decode = |w: &Window| -> Result<Vec<Decoded>, RuntimeError> {
-            use rayon::prelude::*;
-            w.par_iter()
-                .with_max_len(1)
+            w.iter()
                 .map(|(t, chunks)| {
                     let len: u64 = chunks.iter().map(|(_, c)| c.orig_len).sum();
                     let len = len as usize;
                     let mut buf = spare.take_at_least(len);
-                    self.decode_chunks_into(t, chunks, &mut buf[..len], stored)?;
+                    self.decode_chunks_into(t, chunks, &mut buf[..len], stored, false)?;
                     Ok((buf, len))
                 })
                 .collect()
