@@ -194,6 +194,24 @@ fn spread4<const W: usize>(v: u64) -> u64 {
     (v | (v << (16 - W))) & (one * 0x0001_0001_0001_0001)
 }
 
+/// The inverse of [`spread4`]: the `W`-bit fields in the four 16-bit lanes
+/// of `v` (`W < 8`; the rest of each lane zero), side by side in the low
+/// `4 W` bits: fields 1 and 3 move down next to 0 and 2, then the pair
+/// at bit 32 down next to the pair at bit 0.
+#[inline(always)]
+pub(crate) fn gather4<const W: usize>(v: u64) -> u64 {
+    let pair = (1u64 << (2 * W)) - 1;
+    let v = v | (v >> (16 - W));
+    (v & pair) | ((v >> (32 - 2 * W)) & (pair << (2 * W)))
+}
+
+/// [`gather4`] for two 32-bit lanes: their `W`-bit fields side by side
+/// in the low `2 W` bits.
+#[inline(always)]
+pub(crate) fn gather2<const W: usize>(v: u64) -> u64 {
+    (v | (v >> (32 - W))) & ((1u64 << (2 * W)) - 1)
+}
+
 fn unpack_slow(data: &[u8], w: u32, first: usize, out: &mut [u16]) {
     let mask = (1u64 << w) - 1;
     let mut bp = first * w as usize;

@@ -407,24 +407,13 @@ fn pack_swar<const W: usize, const L: u32>(
     if W < 8 {
         // Eight symbols of under 8 bits fit one u64: each word's fields,
         // already at the bottom of their slots, are moved together by
-        // shifts (pairs, then pairs of pairs), with no per-symbol work.
-        let two = (1u64 << (2 * W)) - 1;
+        // shifts, with no per-symbol work.
         for (d, g) in out[start..].chunks_exact_mut(W).zip(&mut groups) {
             let word = |j: usize| swar_fields::<L>(bits::load_u64(g, 8 * j), rotate, s, W as u32);
             let v = if L == 16 {
-                // Four 16-bit slots a word: 4W bits.
-                let four = |x: u64| {
-                    let t = x | (x >> (16 - W));
-                    (t & two) | ((t >> (32 - 2 * W)) & (two << (2 * W)))
-                };
-                four(word(0)) | (four(word(1)) << (4 * W))
+                bits::gather4::<W>(word(0)) | (bits::gather4::<W>(word(1)) << (4 * W))
             } else {
-                // Two 32-bit slots a word: 2W bits.
-                let pair = |x: u64| (x | (x >> (32 - W))) & two;
-                pair(word(0))
-                    | (pair(word(1)) << (2 * W))
-                    | (pair(word(2)) << (4 * W))
-                    | (pair(word(3)) << (6 * W))
+                (0..4).fold(0, |v, j| v | (bits::gather2::<W>(word(j)) << (2 * W * j)))
             };
             d.copy_from_slice(&v.to_le_bytes()[..W]);
         }
