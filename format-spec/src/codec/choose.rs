@@ -67,13 +67,15 @@ fn window(bits: u32, shift: u32, w: u32) -> Option<(u32, u32)> {
         .find(|&(s, width)| s <= shift && shift + w <= s + width)
 }
 
-/// Histogram of plane (`shift`, `w`) summed out of window (`ws`, `hist`).
-fn derived_hist(ws: u32, hist: &[u32], shift: u32, w: u32) -> Vec<u32> {
+/// Histogram of plane (`shift`, `w`) summed out of the nonzero bins
+/// `(value, count)` of window (`ws`, ..): a small tensor's window has far
+/// fewer of them than its 1024 bins.
+fn derived_hist(ws: u32, bins: &[(u32, u32)], shift: u32, w: u32) -> Vec<u32> {
     let s = shift - ws;
     let mask = (1usize << w) - 1;
     let mut out = vec![0u32; 1 << w];
-    for (x, &c) in hist.iter().enumerate() {
-        out[(x >> s) & mask] += c;
+    for &(x, c) in bins {
+        out[(x as usize >> s) & mask] += c;
     }
     out
 }
@@ -106,6 +108,22 @@ pub(crate) fn plane_cost(hist: &[u32], w: u32, n: usize) -> u64 {
     5 + body
 }
 
+/// `c log2 c`.
+fn c_log2_c(c: u32) -> f64 {
+    match c {
+        0 => 0.0,
+        _ => f64::from(c) * f64::from(c).log2(),
+    }
+}
+
+/// [`c_log2_c`] of the counts below its length: most bins of a small
+/// tensor's histograms, where a `log2` call costs about as much as the
+/// rest of [`plane_cost_floor`]'s work on a bin.
+fn c_log2_c_table() -> &'static [f64; 1024] {
+    static TABLE: std::sync::OnceLock<[f64; 1024]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| std::array::from_fn(|c| c_log2_c(c as u32)))
+}
+
 /// A lower bound of [`plane_cost`], for a fraction of its work (no sort,
 /// no code construction): a prefix code spends at least the histogram's
 /// entropy (Gibbs' inequality, as the Kraft sum is at most 1), and its
@@ -113,10 +131,14 @@ pub(crate) fn plane_cost(hist: &[u32], w: u32, n: usize) -> u64 {
 pub(crate) fn plane_cost_floor(hist: &[u32], w: u32, n: usize) -> u64 {
     let raw = (n as u64 * u64::from(w)).div_ceil(8);
     let (mut distinct, mut total, mut c_log_c) = (0u64, 0u64, 0f64);
+    let table = c_log2_c_table();
     for &c in hist.iter().filter(|&&c| c > 0) {
         distinct += 1;
         total += u64::from(c);
-        c_log_c += f64::from(c) * f64::from(c).log2();
+        c_log_c += table
+            .get(c as usize)
+            .copied()
+            .unwrap_or_else(|| c_log2_c(c));
     }
     let body = if n > 0 && distinct == 1 {
         2
@@ -131,6 +153,9 @@ pub(crate) fn plane_cost_floor(hist: &[u32], w: u32, n: usize) -> u64 {
     };
     5 + body
 }
+
+/// A window histogram's (rotate, shift, width).
+type WindowKey = (bool, u32, u32);
 
 /// One plane of one sampled chunk, as the chooser sizes it.
 struct PlaneSample {
@@ -181,8 +206,9 @@ pub(crate) fn choose_with(
         let chunk = &data[start..end];
         let m = chunk.len() / elem_size;
         raw_cost += chunk.len() as u64;
-        // Window histograms of this chunk: ((rotate, shift, width), counts).
-        let mut windows: Vec<((bool, u32, u32), Vec<u32>)> = Vec::new();
+        // Window histograms of this chunk: ((rotate, shift, width), nonzero
+        // bins as (value, count)).
+        let mut windows: Vec<(WindowKey, Vec<(u32, u32)>)> = Vec::new();
         let sub: Option<Vec<u8>> = (m >= SUBSAMPLE_MIN).then(|| {
             let step = subsample_step(m);
             let mut v = Vec::with_capacity(chunk.len() / step + SUB_BLOCK * elem_size);
@@ -204,7 +230,8 @@ pub(crate) fn choose_with(
                         let i = i.unwrap_or_else(|| {
                             let mut h = bits_histogram(elem_size, cand.rotate, hist_src, ws, ww);
                             scale(&mut h, k);
-                            windows.push((key, h));
+                            let bins = (0u32..).zip(h).filter(|&(_, c)| c > 0).collect();
+                            windows.push((key, bins));
                             windows.len() - 1
                         });
                         derived_hist(ws, &windows[i].1, shift, w)
