@@ -245,6 +245,38 @@ def sha256_floor(data: bytes, stored: int, repeat: int) -> dict:
     return out
 
 
+def two_core_check(rounds: int = 15, mb: int = 8) -> dict | None:
+    """Whether this machine runs two busy threads as fast as one: each round
+    hashes an `mb` MB buffer on one thread, then two such buffers on two
+    threads at once (hashlib drops the GIL), after 50 ms of idling, the
+    gaps between the benchmark's runs. On some VMs a core that has been idle
+    comes back late (the host has given its time away), which costs short
+    multi-thread runs, such as the example shards' 10-15 ms, whatever the
+    program: slowdown = two-thread time / one-thread time, 1.0 ideally."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return None
+    import threading
+    bufs = [os.urandom(mb << 20), os.urandom(mb << 20)]
+    one, two = [], []
+    for _ in range(rounds):
+        time.sleep(0.05)
+        t0 = time.perf_counter()
+        hashlib.sha256(bufs[0]).digest()
+        one.append(time.perf_counter() - t0)
+        time.sleep(0.05)
+        threads = [threading.Thread(target=lambda b=b: hashlib.sha256(b).digest()) for b in bufs]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        two.append(time.perf_counter() - t0)
+    base = statistics.median(one)
+    slow = sorted(t / base for t in two)
+    return {"rounds": rounds, "mb_per_thread": mb, "one_thread_ms": round(base * 1e3, 2),
+            "slowdown_median": round(statistics.median(slow), 3), "slowdown_max": round(slow[-1], 3)}
+
+
 class ZipNN:
     """zipnn's Python API on the file's bytes, in process, the way zipnn's own
     file scripts use it (ZipNN(is_streaming=True, bytearray_dtype=...)), with
@@ -474,6 +506,14 @@ def render_text(table: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def two_core_md(tc: dict | None) -> str:
+    if not tc:
+        return ""
+    return (f" Two-core check: two threads hashing {tc['mb_per_thread']} MB each after 50 ms idle took "
+            f"{tc['slowdown_median']:.2f}x the time of one (median of {tc['rounds']}; worst "
+            f"{tc['slowdown_max']:.2f}x; 1.00 = two full cores).")
+
+
 def render_md(report: dict) -> str:
     m = report["machine"]
     table = fmt_table(report["results"])
@@ -481,7 +521,7 @@ def render_md(report: dict) -> str:
            f"Machine: {m['cpu_model']}, nproc {m['nproc']} ({m['usable_cpus']} usable), "
            f"RAM {m['ram_gib']} GiB, kernel {m['kernel']}, Python {m['python']}; "
            f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end; "
-           f"repo {m['repo_revision']}.", "",
+           f"repo {m['repo_revision']}." + two_core_md(m.get("two_core_check")), "",
            f"Median of {report['settings']['repeat']} timed rounds after {report['settings']['warmup']} "
            f"warm-up round(s), every tool and thread count running once per round (so a slow phase of the "
            f"machine hits all alike); MB = 10^6 bytes of the original file; size % = compressed / original.", "",
@@ -536,6 +576,7 @@ def main() -> int:
             return 1
 
     machine = machine_info()
+    machine["two_core_check"] = two_core_check()
     all_t = max(1, args.threads)
     peer_threads = sorted({1, all_t})
     tic_threads = sorted({1, all_t} | ({2} if all_t >= 2 else set()))
@@ -580,6 +621,10 @@ def main() -> int:
     work = pick_workdir(args.workdir, max(f.stat().st_size for f in files))
     print(f"machine: {machine['cpu_model']}, nproc {machine['nproc']} ({machine['usable_cpus']} usable), "
           f"RAM {machine['ram_gib']} GiB, load {machine['loadavg_start'][0]:.2f}")
+    tc = machine["two_core_check"]
+    if tc:
+        print(f"two-core check: two threads of {tc['mb_per_thread']} MB SHA-256 each take "
+              f"{tc['slowdown_median']:.2f}x (median; worst {tc['slowdown_max']:.2f}x) the time of one")
     print(f"work dir: {work}; {args.warmup} warm-up + {args.repeat} timed rounds (every tool once per round), "
           "median; "
           f"threads: tic {tic_threads}, peers {peer_threads}")
@@ -654,6 +699,11 @@ def main() -> int:
         notes.append(f"the machine was busy (1-minute load average up to {busy:.1f} on "
                      f"{machine['usable_cpus']} usable CPUs): other processes competed for the cores, so "
                      "timings, multi-thread ones above all, are noisy; rerun on an idle machine for figures to quote")
+    if tc and tc["slowdown_median"] > 1.15:
+        notes.append(f"two busy threads ran {tc['slowdown_median']:.2f}x (worst {tc['slowdown_max']:.2f}x) "
+                     "as long as one after a short idle (two-core check, before the runs): the second core "
+                     "comes back late, so short two-thread runs (the example shards above all) scale less "
+                     "than the program allows")
     targets = evaluate_targets(results, tic_error)
     report = {
         "machine": machine,
