@@ -92,37 +92,49 @@ fn decode_tables(
         } else {
             entry(s as u32, l32, 1, 0)
         };
+        // Every peek whose low l bits are the reversed code: r, r + 2^l, ...
         let r = reverse(c, l) as usize;
-        for k in 0..1usize << (MAX_CODE_LEN - l32) {
-            single[r | (k << l)] = e;
+        for slot in single.iter_mut().skip(r).step_by(1 << l) {
+            *slot = e;
         }
     }
     if !with_fast {
         return (single, None);
     }
-    // Append plain codes that fit entirely in the rest of the peek: a code's
-    // entry depends only on its own bits, so the lookup of the shifted peek
-    // is exact when that code is short enough.
-    let (max, width) = multi_layout(w);
-    let mut fast = single.clone();
-    for (p, t) in fast.iter_mut().enumerate() {
-        if *t & (INVALID | ESC_FLAG) != 0 {
-            continue;
-        }
-        let (mut syms, mut used, mut count) = (*t & 0xff_ffff, *t >> 28, 1);
-        while count < max {
-            let e = single[p >> used];
-            let l = e >> 28;
-            if e & (INVALID | ESC_FLAG) != 0 || used + l > MAX_CODE_LEN {
-                break;
-            }
-            syms |= (e & 0xff_ffff) << (width * count);
-            used += l;
-            count += 1;
-        }
-        *t = entry(syms, used, count, 0);
+    let mut fast = Box::new([0; TABLE_SIZE]);
+    match multi_layout(w) {
+        (3, 8) => fill_fast::<3, 8>(&single, &mut fast),
+        _ => fill_fast::<2, 10>(&single, &mut fast),
     }
     (single, Some(fast))
+}
+
+/// The fast table from the exact one: each plain code's entry gets the
+/// plain codes that follow it within the peek appended (up to `MAX`
+/// symbols of `WIDTH` bits): a code's entry depends only on its own bits,
+/// so the lookup of the shifted peek is exact when that code is short
+/// enough. Escapes and unassigned peeks stay as they are. Branch-free per
+/// entry: how many codes fit varies from peek to peek and mispredicted.
+fn fill_fast<const MAX: u32, const WIDTH: u32>(single: &DecodeTable, fast: &mut DecodeTable) {
+    for (p, (f, &t)) in fast.iter_mut().zip(single.iter()).enumerate() {
+        let plain = t & (INVALID | ESC_FLAG) == 0;
+        let (mut syms, mut used, mut count) = (t & 0xff_ffff, t >> 28, 1);
+        let mut more = plain;
+        for _ in 1..MAX {
+            let e = single[(p >> used) & (TABLE_SIZE - 1)];
+            let l = e >> 28;
+            more &= e & (INVALID | ESC_FLAG) == 0 && used + l <= MAX_CODE_LEN;
+            let k = u32::from(more);
+            syms |= ((e & 0xff_ffff) << (WIDTH * count)) * k;
+            used += l * k;
+            count += k;
+        }
+        *f = if plain {
+            entry(syms, used, count, 0)
+        } else {
+            t
+        };
+    }
 }
 
 /// Optimal code lengths limited to `limit` bits for `weights` (ascending, all
