@@ -542,10 +542,10 @@ impl Header {
                 self.tensors.len(),
             )?;
             let ts = &self.tensors[run];
-            let data: u64 = ts
+            // None: the lengths add up past u64 (a damaged or forged header).
+            let total = ts
                 .iter()
-                .try_fold(0u64, |a, t| a.checked_add(t.orig_len))
-                .unwrap_or(u64::MAX);
+                .try_fold(f.st_header.len() as u64, |a, t| a.checked_add(t.orig_len));
             match f.kind {
                 FileKind::Blob => {
                     if ts.len() != 1
@@ -583,12 +583,11 @@ impl Header {
                     }
                 }
             }
-            if (f.st_header.len() as u64).checked_add(data) != Some(f.size) {
+            if total != Some(f.size) {
+                let sum = total.map_or("more than 2^64 bytes".into(), |n| n.to_string());
                 return bad(format!(
-                    "file {:?} has size {} but its header bytes and tensors add up to {}",
-                    f.path,
-                    f.size,
-                    f.st_header.len() as u64 + data
+                    "file {:?} has size {} but its header bytes and tensors add up to {sum}",
+                    f.path, f.size
                 ));
             }
         }

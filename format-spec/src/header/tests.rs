@@ -242,6 +242,11 @@ fn rule_3_file_size_is_header_plus_tensors() {
     let mut h = base();
     h.files[1].size += 1;
     inconsistent(&h, "has size");
+    // Tensor lengths whose sum passes u64 (found by the parse_artifact
+    // fuzzer: the message's own sum overflowed and panicked).
+    let mut h = base();
+    h.tensors[1].orig_len = u64::MAX - 8;
+    inconsistent(&h, "add up to more than 2^64 bytes");
 }
 
 #[test]
