@@ -157,6 +157,12 @@ fn claim_run(
     Ok(first as usize..*next as usize)
 }
 
+/// A sum of lengths from a header for a message: `None` is one that
+/// passed `u64` (a damaged or forged header).
+fn bytes_sum(sum: Option<u64>) -> String {
+    sum.map_or("more than 2^64 bytes".into(), |n| format!("{n} bytes"))
+}
+
 fn limit(what: &'static str, value: u64, limit: u64) -> Result<(), FormatError> {
     if value > limit {
         return Err(FormatError::LimitExceeded { what, value, limit });
@@ -584,10 +590,11 @@ impl Header {
                 }
             }
             if total != Some(f.size) {
-                let sum = total.map_or("more than 2^64 bytes".into(), |n| n.to_string());
                 return bad(format!(
-                    "file {:?} has size {} but its header bytes and tensors add up to {sum}",
-                    f.path, f.size
+                    "file {:?} has size {} but its header bytes and tensors add up to {}",
+                    f.path,
+                    f.size,
+                    bytes_sum(total)
                 ));
             }
         }
@@ -657,7 +664,7 @@ impl Header {
                 self.chunks.len(),
             )?;
             let cs = &self.chunks[run];
-            let mut sum = 0u64;
+            let mut sum = Some(0u64);
             for c in cs {
                 if c.orig_len == 0 || c.orig_len % t.dtype.size() as u64 != 0 {
                     return bad(format!(
@@ -665,12 +672,14 @@ impl Header {
                         t.name, c.orig_len
                     ));
                 }
-                sum += c.orig_len;
+                sum = sum.and_then(|s| s.checked_add(c.orig_len));
             }
-            if sum != t.orig_len {
+            if sum != Some(t.orig_len) {
                 return bad(format!(
-                    "tensor `{}`: its chunks decode to {} bytes, not {}",
-                    t.name, sum, t.orig_len
+                    "tensor `{}`: its chunks decode to {}, not {} bytes",
+                    t.name,
+                    bytes_sum(sum),
+                    t.orig_len
                 ));
             }
         }

@@ -311,6 +311,12 @@ fn rule_5_tensors_own_consecutive_runs_of_whole_chunks() {
     let mut h = base();
     h.chunks[w].orig_len -= 2;
     inconsistent(&h, "its chunks decode to");
+    // Chunk lengths whose sum passes u64 (found by the parse_artifact
+    // fuzzer, like the file sizes of rule 3).
+    let mut h = base();
+    h.chunks[w].orig_len = u64::MAX - 1;
+    h.chunks[w + 1].orig_len = u64::MAX - 1;
+    inconsistent(&h, "decode to more than 2^64 bytes");
 
     // A chunk over 64 MiB, in a blob whose sizes all agree.
     let mut h = base();
