@@ -18,6 +18,8 @@ pub mod codec;
 pub mod crypto;
 pub mod dtype;
 pub mod error;
+#[cfg(test)]
+mod fuzz_seeds;
 pub mod header;
 pub mod limits;
 pub mod path;
