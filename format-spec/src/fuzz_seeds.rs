@@ -10,7 +10,8 @@
 //! - `parse_artifact`: the preamble, header, signature and recipients
 //!   sections of the artifact test vectors, and the example's safetensors
 //!   headers;
-//! - `key_files`: the key files of the artifact test vectors.
+//! - `key_files`: the key files of the artifact test vectors;
+//! - `open_artifact`: the signed artifact vector's header and payload.
 
 use std::path::{Path, PathBuf};
 
@@ -130,6 +131,13 @@ fn write_fuzz_seeds() {
                     section(at, len),
                 );
             }
+        }
+        if p.recipients_len == 0 {
+            // open_artifact: a u32 header length, the header, the payload.
+            let mut seed = (p.header_len as u32).to_le_bytes().to_vec();
+            seed.extend_from_slice(section(p.header_offset(), p.header_len));
+            seed.extend_from_slice(section(p.payload_offset(), p.payload_len));
+            write("open_artifact", name, &seed);
         }
     }
     for name in [

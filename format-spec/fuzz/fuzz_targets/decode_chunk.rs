@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let params = data[2..2 + plen].to_vec();
     let stream = &data[2 + plen..];
     for id in [0u16, 1, 2, 3] {
-        let spec = CodecSpec { id, params: params.clone() };
+        let spec = CodecSpec {
+            id,
+            params: params.clone(),
+        };
         if spec.validate(elem).is_ok() {
             // Original length: a few plausible sizes, bounded; 70 000
             // elements is two tiles, where the 32-lane fast decoder runs
