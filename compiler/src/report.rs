@@ -427,17 +427,16 @@ impl<'a> Report<'a> {
             )?;
         }
         writeln!(w)?;
-        // Lossy codec names are long: widen the column to the longest.
-        let cw = h
-            .tensors
-            .iter()
-            .map(|t| t.codec.name().len())
-            .max()
-            .unwrap_or(0)
-            .max(22);
+        // Lossy codec names and some dtype names (F8_E4M3FNUZ) are long:
+        // widen those columns to the longest.
+        let width = |f: fn(&TensorEntry) -> usize, min: usize| {
+            h.tensors.iter().map(f).max().unwrap_or(0).max(min)
+        };
+        let cw = width(|t| t.codec.name().len(), 22);
+        let dw = width(|t| t.dtype.name().len(), 8);
         writeln!(
             w,
-            "{:<52} {:<8} {:<16} {:<cw$} {:>11} {:>11} {:>7}",
+            "{:<52} {:<dw$} {:<16} {:<cw$} {:>11} {:>11} {:>7}",
             "tensor", "dtype", "shape", "codec", "original", "stored", "ratio"
         )?;
         let (mut to, mut ts) = (0u64, 0u64);
@@ -447,7 +446,7 @@ impl<'a> Report<'a> {
             ts += s;
             writeln!(
                 w,
-                "{:<52} {:<8} {:<16} {:<cw$} {:>11} {:>11} {:>6.2}%{}",
+                "{:<52} {:<dw$} {:<16} {:<cw$} {:>11} {:>11} {:>6.2}%{}",
                 printable(&t.name),
                 t.dtype.name(),
                 format!("{:?}", t.shape),

@@ -608,7 +608,7 @@ impl Header {
             let elems = t.elements().ok_or_else(|| {
                 FormatError::Inconsistent(format!("tensor `{}`: shape product overflows", t.name))
             })?;
-            if elems.checked_mul(t.dtype.size() as u64) != Some(t.orig_len) {
+            if t.dtype.byte_len(elems) != Some(t.orig_len) {
                 return bad(format!(
                     "tensor `{}`: shape {:?} of {} does not make {} bytes",
                     t.name, t.shape, t.dtype, t.orig_len
@@ -668,7 +668,7 @@ impl Header {
             for c in cs {
                 if c.orig_len == 0 || c.orig_len % t.dtype.size() as u64 != 0 {
                     return bad(format!(
-                        "tensor `{}`: a chunk of {} bytes is empty or not whole elements",
+                        "tensor `{}`: a chunk of {} bytes is empty or not whole units of its dtype",
                         t.name, c.orig_len
                     ));
                 }

@@ -1182,11 +1182,18 @@ PARAMS_MAX = 4096
 ST_HEADER_MAX = 100_000_008
 SIG_CONTEXT = b"tic artifact signature v1\x00"   # SPEC §5, 26 bytes
 
-# SPEC §4.6: code -> (name, bytes)
-DTYPES = {0: ("BOOL", 1), 1: ("U8", 1), 2: ("I8", 1), 3: ("U16", 2), 4: ("I16", 2),
-          5: ("F16", 2), 6: ("BF16", 2), 7: ("U32", 4), 8: ("I32", 4), 9: ("F32", 4),
-          10: ("U64", 8), 11: ("I64", 8), 12: ("F64", 8), 13: ("F8_E4M3", 1),
-          14: ("F8_E5M2", 1), 15: ("F8_E8M0", 1), 16: ("C64", 8)}
+# SPEC §4.6: code -> (name, bits per element)
+DTYPES = {0: ("BOOL", 8), 1: ("U8", 8), 2: ("I8", 8), 3: ("U16", 16), 4: ("I16", 16),
+          5: ("F16", 16), 6: ("BF16", 16), 7: ("U32", 32), 8: ("I32", 32), 9: ("F32", 32),
+          10: ("U64", 64), 11: ("I64", 64), 12: ("F64", 64), 13: ("F8_E4M3", 8),
+          14: ("F8_E5M2", 8), 15: ("F8_E8M0", 8), 16: ("C64", 64), 17: ("F4", 4),
+          18: ("F6_E2M3", 6), 19: ("F6_E3M2", 6), 20: ("F8_E4M3FNUZ", 8),
+          21: ("F8_E5M2FNUZ", 8)}
+
+
+def dtype_unit(code):
+    """SPEC §4.6 'unit': bytes the codecs and chunks work in (1 for packed dtypes)."""
+    return (DTYPES[code][1] + 7) // 8
 
 
 class Preamble:
@@ -1377,7 +1384,7 @@ def parse_header(buf: bytes, pre: Preamble, st_json: bool = True) -> Header:
         # SPEC §9: an unknown codec id is rejected at parse time; params are
         # validated for the dtype here too (SPEC §7 rule 4).
         try:
-            t.codec = Codec(t.codec_id, t.codec_params, DTYPES[t.dtype][1])
+            t.codec = Codec(t.codec_id, t.codec_params, dtype_unit(t.dtype))
         except CodecError as e:
             raise TicError(f"tensor {t.name!r}: {e}") from None
         h.tensors.append(t)
@@ -1473,9 +1480,9 @@ def check_consistency(h: Header, st_json: bool = True) -> None:
             prod *= d
             if prod > 0xFFFFFFFFFFFFFFFF:
                 raise TicError(f"tensor {t.name!r}: shape product overflows u64")
-        nbytes = prod * DTYPES[t.dtype][1]
-        if nbytes > 0xFFFFFFFFFFFFFFFF or nbytes != t.orig_len:
-            raise TicError(f"tensor {t.name!r}: shape x dtype size {nbytes} != orig_len {t.orig_len}")
+        nbits = prod * DTYPES[t.dtype][1]
+        if nbits > 0xFFFFFFFFFFFFFFFF or nbits % 8 or nbits // 8 != t.orig_len:
+            raise TicError(f"tensor {t.name!r}: shape x dtype bits {nbits} is not 8 x orig_len {t.orig_len}")
         lossy_codec = t.codec.lossy is not None
         if lossy_codec != (t.lossy_record is not None):
             raise TicError(f"tensor {t.name!r}: lossy record present iff the codec is lossy")
@@ -1503,7 +1510,7 @@ def check_consistency(h: Header, st_json: bool = True) -> None:
         nc += t.chunk_count
         if nc > len(h.chunks):
             raise TicError(f"tensor {t.name!r}: chunk run past the chunk table")
-        E = DTYPES[t.dtype][1]
+        E = dtype_unit(t.dtype)
         total = 0
         for c in h.chunks[t.first_chunk:t.first_chunk + t.chunk_count]:
             if c.orig_len == 0 or c.orig_len > CHUNK_ORIG_MAX or c.orig_len % E:

@@ -72,10 +72,10 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor whose data is `pseudo_random(seed, ...)` of the right size.
     pub fn random(name: &str, dtype: &'static str, shape: &[u64], seed: u64) -> Tensor {
-        let elem = tic_format::DType::from_name(dtype)
+        let n = tic_format::DType::from_name(dtype)
             .expect("known dtype")
-            .size();
-        let n = shape.iter().product::<u64>() as usize * elem;
+            .byte_len(shape.iter().product())
+            .expect("whole bytes") as usize;
         Tensor {
             name: name.to_string(),
             dtype,

@@ -261,6 +261,21 @@ fn unknown_dtype() {
     fails_raw(j, 1, &["bad.safetensors", "tensor `a`", "\"Q4_K\"", "BF16"]);
 }
 
+/// Packed dtypes fill whole bytes: 3 F4 elements are a byte and a half.
+#[test]
+fn packed_dtype_elements_that_do_not_fill_whole_bytes() {
+    let j = r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#;
+    fails_raw(
+        j,
+        2,
+        &[
+            "bad.safetensors",
+            "tensor `a`",
+            "3 elements of F4 (4 bits each) do not fill whole bytes",
+        ],
+    );
+}
+
 #[test]
 fn shape_product_overflows() {
     let j = r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,2],"data_offsets":[0,4]}}"#;

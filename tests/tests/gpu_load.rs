@@ -124,8 +124,10 @@ fn tensor(name: impl Into<String>, dtype: &'static str, shape: &[u64], data: Vec
         data,
     };
     let elems: u64 = t.shape.iter().product();
-    let size = DType::from_name(dtype).expect("known dtype").size() as u64;
-    assert_eq!(elems * size, t.data.len() as u64, "test data of {}", t.name);
+    let bytes = DType::from_name(dtype)
+        .expect("known dtype")
+        .byte_len(elems);
+    assert_eq!(bytes, Some(t.data.len() as u64), "test data of {}", t.name);
     t
 }
 
@@ -260,7 +262,7 @@ fn gpu_tensors() -> Vec<Tensor> {
     v.push(tensor("f32.scalar", "F32", &[], le32([0xc2f7_0000])));
 
     // Every 8-bit pattern, in order, and scrambled over two chunks.
-    for dt in ["F8_E4M3", "F8_E5M2", "F8_E8M0", "U8", "I8", "BOOL"] {
+    for dt in DType::all().filter(|d| d.bits() == 8).map(DType::name) {
         let name = dt.to_lowercase();
         v.push(tensor(
             format!("{name}.all_patterns"),
@@ -278,6 +280,23 @@ fn gpu_tensors() -> Vec<Tensor> {
         ));
     }
     v.push(tensor("u8.random_31", "U8", &[31], pseudo_random(7, 31)));
+    // Packed sub-byte dtypes: their bytes are the codec's units, and a
+    // chunk may end inside an element.
+    let nibbles: Vec<u8> = (0..65_537).map(|_| (rng.next() % 4) as u8 * 0x11).collect();
+    v.push(tensor("f4.small_131074", "F4", &[2, 65_537], nibbles));
+    v.push(tensor("f4.random_2", "F4", &[2], pseudo_random(8, 1)));
+    v.push(tensor(
+        "f6_e2m3.random_87384",
+        "F6_E2M3",
+        &[87_384],
+        pseudo_random(9, 65_538),
+    ));
+    v.push(tensor(
+        "f6_e3m2.random_4",
+        "F6_E3M2",
+        &[4],
+        pseudo_random(10, 3),
+    ));
 
     // Integers: small values (compressible), ramps and random bits.
     let small: Vec<u16> = (0..65_537).map(|_| (rng.next() % 7) as u16).collect();
@@ -503,6 +522,26 @@ fn adversarial_round_trip(protection: Protection) {
 
 // ---------------------------------------------------------------------------
 // 1. Adversarial tensors of every dtype, plaintext and encrypted.
+
+/// Runs without a GPU: the tensors the GPU tests use are valid, cover what
+/// [`check_coverage`] asks, and the CPU load (the bytes every GPU load is
+/// compared with) gives them back exactly.
+#[test]
+fn gpu_test_tensors_cover_every_dtype_and_load_exact_on_the_cpu() {
+    let want = gpu_tensors();
+    let c = compile_tensors(&want, Protection::Plain);
+    let art = c.open();
+    check_coverage(&art, &want);
+    let cpu = art.load_with(None, &cpu_options()).unwrap();
+    assert_eq!(cpu.len(), want.len());
+    for (c, w) in cpu.iter().zip(&want) {
+        assert_eq!(
+            (c.name.as_str(), c.dtype.name()),
+            (w.name.as_str(), w.dtype)
+        );
+        assert_same_bytes("CPU load", &w.name, &c.to_host().unwrap(), &w.data, None);
+    }
+}
 
 #[test]
 fn every_dtype_and_bit_pattern_decodes_bit_exact_on_the_gpu() {

@@ -75,17 +75,7 @@ fn measure_throughput() {
 }
 
 fn dtype_info(dtype: &str) -> Option<(usize, bool)> {
-    Some(match dtype {
-        "BF16" | "F16" => (2, true),
-        "F32" => (4, true),
-        "F64" => (8, true),
-        "F8_E4M3" | "F8_E5M2" => (1, true),
-        "I8" | "U8" | "BOOL" => (1, false),
-        "I16" | "U16" => (2, false),
-        "I32" | "U32" => (4, false),
-        "I64" | "U64" => (8, false),
-        _ => return None,
-    })
+    crate::DType::from_name(dtype).map(|d| (d.size(), d.is_float()))
 }
 
 fn measure_file(path: &str) {

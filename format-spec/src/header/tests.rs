@@ -266,6 +266,44 @@ fn rule_4_shapes_codecs_and_lossy_records() {
     h.chunks[bias].orig_len = 4;
     h.files[1].size -= 28;
     h.check().unwrap();
+    // Packed dtypes: 4-byte units become 1-byte ones, and the element
+    // count times the bits must fill whole bytes: 4 bytes hold 8 F4 or
+    // (16/3 of) F6 elements.
+    h.tensors[2].codec = crate::codec::CodecSpec::raw();
+    for (dtype, shape, ok) in [
+        (DType::F4, vec![2, 4], true),
+        (DType::F4, vec![7], false),
+        (DType::F6E2M3, vec![5], false),
+        (DType::F6E3M2, vec![4], false),
+        (DType::F8E4M3Fnuz, vec![4], true),
+    ] {
+        h.tensors[2].dtype = dtype;
+        h.tensors[2].shape = shape;
+        if ok {
+            h.check().unwrap();
+        } else {
+            inconsistent(&h, "does not make");
+        }
+    }
+    // A chunk of a packed tensor may end inside an element: 3 bytes of F6
+    // are 4 elements, and the tensor's first chunk is not a multiple of 3
+    // bytes. (Its last chunk loses a byte to make the whole a multiple.)
+    let mut h = base();
+    let w = h.tensors[1].first_chunk as usize;
+    let cut = h.tensors[1].orig_len % 3;
+    h.chunks[w + 1].orig_len -= cut;
+    h.tensors[1].orig_len -= cut;
+    h.files[1].size -= cut;
+    h.tensors[1].dtype = DType::F6E2M3;
+    h.tensors[1].shape = vec![h.tensors[1].orig_len / 3 * 4];
+    h.tensors[1].codec = crate::codec::CodecSpec::raw();
+    assert_ne!(
+        h.chunks[w].orig_len % 3,
+        0,
+        "{} bytes",
+        h.chunks[w].orig_len
+    );
+    h.check().unwrap();
 
     let mut h = base();
     h.tensors[1].codec.id = 99;
@@ -306,7 +344,7 @@ fn rule_5_tensors_own_consecutive_runs_of_whole_chunks() {
     for bad in [0, 3] {
         let mut h = base();
         h.chunks[w].orig_len = bad;
-        inconsistent(&h, "empty or not whole elements");
+        inconsistent(&h, "empty or not whole units");
     }
     let mut h = base();
     h.chunks[w].orig_len -= 2;

@@ -144,9 +144,39 @@ pub fn adversarial_tensors() -> Vec<NamedTensor> {
     d.extend((0..10_000).map(|_| rng.normal(1.0).to_bits()));
     v.push(("f64.mixed".into(), "F64", vec![d.len() as u64], u64s(d)));
     let all8: Vec<u8> = (0..768).map(|i| (i % 256) as u8).collect();
-    for dt in ["F8_E4M3", "F8_E5M2", "F8_E8M0", "U8", "I8"] {
+    // Every one-byte dtype (BOOL too: tic stores its bytes as they are).
+    for dt in tic_format::DType::all().filter(|d| d.bits() == 8) {
+        let dt = dt.name();
         v.push((format!("{dt}.all_values"), dt, vec![3, 256], all8.clone()));
     }
+    // Packed sub-byte dtypes: byte lengths that are not a multiple of the
+    // tile, values skewed (compressible) then every byte.
+    let skewed = |n: usize, rng: &mut Rng| -> Vec<u8> {
+        (0..n)
+            .map(|i| match i % 5 {
+                0 => rng.next() as u8,
+                _ => (rng.next() % 3) as u8 * 0x11,
+            })
+            .collect()
+    };
+    v.push((
+        "f4.packed".into(),
+        "F4",
+        vec![2, 70_001],
+        skewed(70_001, &mut rng),
+    ));
+    v.push((
+        "f6_e2m3.packed".into(),
+        "F6_E2M3",
+        vec![4, 30_001],
+        skewed(90_003, &mut rng),
+    ));
+    v.push((
+        "f6_e3m2.all_bytes".into(),
+        "F6_E3M2",
+        vec![1024],
+        all8.clone(),
+    ));
     v.push((
         "bool.mask".into(),
         "BOOL",
