@@ -959,8 +959,13 @@ pub fn load(
         outln!("  open + signature: {:8.2} ms", t_open * 1e3)?;
         if let tic_runtime::Device::Cuda(_) = device {
             outln!(
-                "  GPU + kernels:    {:8.2} ms  (open the device, compile the kernels with NVRTC; once per process)",
-                t_gpu * 1e3
+                "  GPU + kernels:    {:8.2} ms  ({})",
+                t_gpu * 1e3,
+                if landed == device {
+                    "open the device, compile the kernels with NVRTC; once per process"
+                } else {
+                    "looking for a usable GPU, in vain"
+                }
             )?;
         }
         outln!(

@@ -2581,3 +2581,82 @@ fn names_with_control_characters_are_printed_escaped() {
     assert!(files.contains(&file), "{files:?}");
     assert_eq!(v["tensor_list"][0]["name"], tensor);
 }
+
+/// `tic load` loads every tensor (or the named ones), checks each against
+/// its SHA-256 and reports each stage; it lands on the CPU, and says so,
+/// when the GPU it was asked for cannot be used.
+#[test]
+fn load_reports_each_stage_and_the_device_it_landed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model(d, 6);
+    let (key, pubk) = keygen(d, "signer");
+    let art = compile_signed(d, &m, &key, "m.tic");
+
+    let o = tic(&[&"load", &art, &"--trusted-key", &pubk, &"--device", &"cpu"]);
+    expect_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("loaded 2 tensors (0.00 MB) onto cpu\n"),
+        "{out}"
+    );
+    assert!(out.contains(&fingerprint(&pubk)), "{out}");
+    for stage in ["open + signature:", "load:", "check digests:"] {
+        assert!(out.contains(stage), "{stage} missing: {out}");
+    }
+    assert!(!out.contains("GPU + kernels"), "{out}");
+
+    // The default device is cuda:0: on a machine without a usable GPU the
+    // load falls back, warns, and the report says where it went.
+    let o = tic(&[
+        &"load",
+        &art,
+        &"--trusted-key",
+        &pubk,
+        &"--json",
+        &"--tensor",
+        &"b.bias",
+    ]);
+    expect_code(&o, 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (v["tensors"].as_u64(), v["bytes"].as_u64()),
+        (Some(1), Some(8))
+    );
+    assert_eq!(v["device_requested"], "cuda:0");
+    assert_eq!(v["signature"]["status"], "verified");
+    let o = tic(&[&"load", &art, &"--trusted-key", &pubk]);
+    expect_code(&o, 0);
+    let out = stdout(&o);
+    if v["device"] == "cpu" {
+        assert!(
+            stderr(&o).contains("decoding on the CPU instead"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(
+            out.contains("onto cpu (asked for cuda:0; see the warning above)"),
+            "{out}"
+        );
+        assert!(out.contains("looking for a usable GPU, in vain"), "{out}");
+    } else {
+        assert_eq!(v["device"], "cuda:0");
+        assert!(out.contains("compile the kernels with NVRTC"), "{out}");
+    }
+
+    // A name the artifact does not hold: a usage error that says where to look.
+    let o = tic(&[
+        &"load",
+        &art,
+        &"--trusted-key",
+        &pubk,
+        &"--tensor",
+        &"c.weight",
+    ]);
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("no tensor named \"c.weight\"") && err.contains("tic inspect"),
+        "{err}"
+    );
+}

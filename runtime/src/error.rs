@@ -73,7 +73,7 @@ pub enum RuntimeError {
         file: String,
         why: String,
     },
-    #[error("no tensor named {name:?} in {path}")]
+    #[error("no tensor named {name:?} in {path}; `tic inspect {path}` lists its tensors (names are the safetensors header's, e.g. `model.layers.0.mlp.up_proj.weight`)")]
     TensorNotFound { path: PathBuf, name: String },
     #[error("{path}: tensor entry {tensor} is not one of this artifact's (taken from another artifact, or changed); look it up with `Artifact::tensor(name)`")]
     ForeignEntry { path: PathBuf, tensor: String },
@@ -83,7 +83,7 @@ pub enum RuntimeError {
         index: u64,
         chunks: usize,
     },
-    #[error("no file {name:?} in {path}")]
+    #[error("no file {name:?} in {path}; `tic inspect {path}` lists its files (paths relative to the model directory)")]
     FileNotFound { path: PathBuf, name: String },
     #[error("cannot decode on {device}: {why}; set `LoadOptions::fallback_to_cpu` to decode on the CPU instead")]
     DeviceUnavailable { device: String, why: String },
