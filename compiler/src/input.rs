@@ -590,9 +590,18 @@ fn check_file(path: PathBuf, rel: String) -> Result<InputFile, CompileError> {
 }
 
 fn read_safetensors_header(f: &File, path: &Path, size: u64) -> Result<InputKind, CompileError> {
-    let bad = |source| CompileError::BadSafetensors {
-        path: path.to_path_buf(),
-        source,
+    let bad = |source: safetensors::StError| {
+        if source.is_tic_limit() {
+            CompileError::Unsupported {
+                path: path.to_path_buf(),
+                what: source.to_string(),
+            }
+        } else {
+            CompileError::BadSafetensors {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
     };
     let mut first8 = [0u8; 8];
     if size >= 8 {
@@ -628,12 +637,25 @@ fn read_safetensors_header(f: &File, path: &Path, size: u64) -> Result<InputKind
     f.read_exact_at(&mut st_header, 0).map_err(io(path))?;
     let tensors = safetensors::parse_header(&st_header[8..], size - 8 - n).map_err(bad)?;
     for t in &tensors {
-        if t.name.is_empty() || t.name.len() > tic_format::limits::MAX_NAME_LEN {
-            return Err(CompileError::Unsupported {
-                path: path.to_path_buf(),
-                what: format!("tensor name of {} bytes (must be 1 to 65535)", t.name.len()),
-            });
-        }
+        let limit = tic_format::limits::MAX_NAME_LEN;
+        let what = if t.name.is_empty() {
+            "a tensor with an empty name; safetensors allows it, but a tic artifact keeps \
+             the empty name for whole non-weight files (SPEC.md §4.2): rename the tensor"
+                .to_string()
+        } else if t.name.len() > limit {
+            let start: String = t.name.chars().take(40).collect();
+            format!(
+                "a tensor name of {} bytes (`{start}...`); safetensors allows it, but a tic \
+                 artifact holds names of at most {limit} bytes (SPEC.md §10): rename the tensor",
+                t.name.len()
+            )
+        } else {
+            continue;
+        };
+        return Err(CompileError::Unsupported {
+            path: path.to_path_buf(),
+            what,
+        });
     }
     Ok(InputKind::Safetensors { st_header, tensors })
 }

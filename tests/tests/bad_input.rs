@@ -276,6 +276,44 @@ fn packed_dtype_elements_that_do_not_fill_whole_bytes() {
     );
 }
 
+/// Valid safetensors over tic's own limits: the message says it is tic's
+/// limit, not a broken file, and what to change.
+#[test]
+fn valid_safetensors_over_tics_limits() {
+    let j =
+        r#"{"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}}"#;
+    let msg = fails_raw(
+        j,
+        1,
+        &[
+            "bad.safetensors",
+            "tensor `a` has 17 dimensions",
+            "at most 16",
+            "reshape",
+        ],
+    );
+    assert!(!msg.contains("not a valid safetensors file"), "{msg}");
+    let long = "n".repeat(65_536);
+    let j = format!(r#"{{"{long}":{{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}}}"#);
+    let msg = fails_raw(
+        &j,
+        1,
+        &[
+            "bad.safetensors",
+            &format!("a tensor name of 65536 bytes (`{}...`)", &long[..40]),
+            "at most 65535",
+            "rename",
+        ],
+    );
+    assert!(!msg.contains("not a valid safetensors file"), "{msg}");
+    let j = r#"{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+    fails_raw(
+        j,
+        1,
+        &["bad.safetensors", "an empty name", "rename the tensor"],
+    );
+}
+
 #[test]
 fn shape_product_overflows() {
     let j = r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,2],"data_offsets":[0,4]}}"#;
