@@ -2113,11 +2113,13 @@ def _artifact_tests(st: SelfTest, vdir: str) -> None:
     pub = load_ed25519_public(os.path.join(art, "signing.pub"))
     symkey = load_symkey(os.path.join(art, "recipient.symkey"))
     age_ids = load_age_identities(os.path.join(art, "recipient.agekey"))
-    model = {}
-    for fn in sorted(os.listdir(os.path.join(art, "small-model"))):
-        model[fn] = open(os.path.join(art, "small-model", fn), "rb").read()
+    def load_model(folder):
+        return {fn: open(os.path.join(art, folder, fn), "rb").read()
+                for fn in sorted(os.listdir(os.path.join(art, folder)))}
 
-    def compare(name, res, rep):
+    small = load_model("small-model")
+
+    def compare(name, res, rep, model=small, folder="small-model"):
         exp = expected[name]
         _expect(rep["signer"] == exp["signer"], f"signer {rep['signer']}")
         _expect(rep["signed_message"] == exp["signed_message"], "signed message")
@@ -2129,10 +2131,10 @@ def _artifact_tests(st: SelfTest, vdir: str) -> None:
         tensors = [{k: t[k] for k in ("codec", "dtype", "name", "sha256", "shape")}
                    for t in rep["tensors"] if t["name"]]
         _expect(tensors == exp["tensors"], "tensors differ from expected.json")
-        _expect(sorted(res.file_data) == sorted(model), "file set differs from small-model/")
+        _expect(sorted(res.file_data) == sorted(model), f"file set differs from {folder}/")
         for p, data in res.file_data.items():
             _expect(hashlib.sha256(data).digest() == hashlib.sha256(model[p]).digest(),
-                    f"{p} differs from small-model/{p}")
+                    f"{p} differs from {folder}/{p}")
         with tempfile.TemporaryDirectory() as tmp:
             write_files(res, tmp)
             for p in model:
@@ -2143,6 +2145,15 @@ def _artifact_tests(st: SelfTest, vdir: str) -> None:
         compare("small-signed.tic", res, report(res))
         return "verified, all digests checked, restores small-model/ byte for byte"
     st.check("artifacts/small-signed.tic", signed)
+
+    def packed():
+        res = read_artifact(os.path.join(art, "packed-signed.tic"), [pub], False, [], [])
+        compare("packed-signed.tic", res, report(res), load_model("packed-model"), "packed-model")
+        names = sorted({DTYPES[t.dtype][0] for t in res.header.tensors})
+        _expect(names == ["F4", "F6_E2M3", "F6_E3M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ"],
+                f"dtypes {names}")
+        return "packed F4/F6 and FNUZ tensors restore packed-model/ byte for byte"
+    st.check("artifacts/packed-signed.tic", packed)
 
     def enc_sym():
         res = read_artifact(os.path.join(art, "small-encrypted.tic"), [pub], False, [symkey], [])
