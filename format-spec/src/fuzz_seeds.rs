@@ -112,7 +112,11 @@ fn write_fuzz_seeds() {
         "no tensor of {SEED_ELEMS} elements in examples/model"
     );
     let vectors = root().join("test-vectors/artifacts");
-    for name in ["small-signed.tic", "small-encrypted.tic"] {
+    for name in [
+        "small-signed.tic",
+        "small-encrypted.tic",
+        "packed-signed.tic",
+    ] {
         let b = std::fs::read(vectors.join(name)).unwrap();
         let pre: &[u8; PREAMBLE_LEN] = b[..PREAMBLE_LEN].try_into().unwrap();
         let p = Preamble::parse(pre, b.len() as u64).unwrap();

@@ -49,7 +49,7 @@ pub enum StError {
         dtype: String,
         supported: String,
     },
-    #[error("tensor `{0}`: the shape's element count overflows 64 bits")]
+    #[error("tensor `{0}`: the shape's element count, or its size in bits, overflows 64 bits")]
     ShapeOverflow(String),
     #[error("tensor `{tensor}`: {elements} elements of {dtype} ({} bits each) do not fill whole bytes; safetensors stores packed dtypes in whole bytes, so the shape is wrong", dtype.bits())]
     PartialByte {
