@@ -103,6 +103,39 @@ def machine_info() -> dict:
     }
 
 
+def cpu_snapshot() -> dict | None:
+    """The machine's CPU time so far (all CPUs, /proc/stat: busy, and stolen
+    by the hypervisor) and this process's own, its waited-for children's
+    included, in seconds. None where /proc/stat is missing."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return {"wall": time.monotonic(), "busy": (user + nice + system + irq + softirq) / tick,
+            "steal": steal / tick,
+            "own": own.user + own.system + own.children_user + own.children_system}
+
+
+def others_cpu(start: dict | None, end: dict | None, cpus: int) -> dict | None:
+    """What the rest of the machine took between two snapshots: CPU seconds
+    other processes ran (all busy time less this benchmark's own, its tools
+    included) and the hypervisor stole, as a share of the usable CPUs over
+    the wall time. The load average cannot tell the benchmark's own threads
+    from others', so this is what decides whether the run was disturbed."""
+    if not start or not end or end["wall"] <= start["wall"]:
+        return None
+    wall = end["wall"] - start["wall"]
+    others = max(0.0, (end["busy"] - start["busy"]) - (end["own"] - start["own"]))
+    steal = end["steal"] - start["steal"]
+    return {"wall_s": round(wall, 1), "others_cpu_s": round(others, 1), "steal_s": round(steal, 1),
+            "share": round((others + steal) / (wall * cpus), 3)}
+
+
 def timed(fn, warmup: int, repeat: int, before=lambda: None) -> tuple[list[float], object]:
     """Run fn(before()) warmup + repeat times; before() is untimed (clearing
     outputs, copying buffers). Return the timed durations and the last result."""
@@ -526,13 +559,22 @@ def two_core_md(tc: dict | None) -> str:
             f"{tc['slowdown_max']:.2f}x; 1.00 = two full cores).")
 
 
+def others_md(o: dict | None) -> str:
+    if not o:
+        return ""
+    return (f" (the benchmark's own threads included); other processes ran {o['others_cpu_s']:.1f} CPU-s "
+            f"and the hypervisor stole {o['steal_s']:.1f} s of the {o['wall_s']:.0f} s run: "
+            f"{100 * o['share']:.1f}% of the usable CPUs")
+
+
 def render_md(report: dict) -> str:
     m = report["machine"]
     table = fmt_table(report["results"])
     out = ["# tic lossless benchmark", "",
            f"Machine: {m['cpu_model']}, nproc {m['nproc']} ({m['usable_cpus']} usable), "
            f"RAM {m['ram_gib']} GiB, kernel {m['kernel']}, Python {m['python']}; "
-           f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end; "
+           f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end"
+           f"{others_md(m.get('others_cpu'))}; "
            f"repo {m['repo_revision']}." + two_core_md(m.get("two_core_check")), "",
            f"Median of {report['settings']['repeat']} timed rounds after {report['settings']['warmup']} "
            f"warm-up round(s), every tool and thread count running once per round (so a slow phase of the "
@@ -589,6 +631,7 @@ def main() -> int:
 
     machine = machine_info()
     machine["two_core_check"] = two_core_check()
+    cpu_start = cpu_snapshot()
     all_t = max(1, args.threads)
     peer_threads = sorted({1, all_t})
     tic_threads = sorted({1, all_t} | ({2} if all_t >= 2 else set()))
@@ -706,11 +749,17 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     machine["loadavg_end"] = list(os.getloadavg())
-    busy = max(machine["loadavg_start"][0], machine["loadavg_end"][0])
-    if busy > 0.5 * machine["usable_cpus"]:
-        notes.append(f"the machine was busy (1-minute load average up to {busy:.1f} on "
-                     f"{machine['usable_cpus']} usable CPUs): other processes competed for the cores, so "
-                     "timings, multi-thread ones above all, are noisy; rerun on an idle machine for figures to quote")
+    others = others_cpu(cpu_start, cpu_snapshot(), machine["usable_cpus"])
+    machine["others_cpu"] = others
+    # The load average counts the benchmark's own threads (up to 1.5 at the
+    # end of an idle machine's run), so only what others took is judged.
+    if machine["loadavg_start"][0] > 0.5 * machine["usable_cpus"] or (others and others["share"] > 0.05):
+        took = (f"other processes and the hypervisor took {100 * others['share']:.0f}% of the usable CPUs "
+                "during the run" if others else "")
+        notes.append(f"the machine was busy (1-minute load average {machine['loadavg_start'][0]:.1f} at start on "
+                     f"{machine['usable_cpus']} usable CPUs{'; ' + took if took else ''}): other work competed "
+                     "for the cores, so timings, multi-thread ones above all, are noisy; rerun on an idle "
+                     "machine for figures to quote")
     if tc and tc["slowdown_median"] > 1.15:
         notes.append(f"two busy threads ran {tc['slowdown_median']:.2f}x (worst {tc['slowdown_max']:.2f}x) "
                      "as long as one after a short idle (two-core check, before the runs): the second core "
