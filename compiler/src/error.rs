@@ -55,6 +55,8 @@ pub enum CompileError {
     SymlinkedDirectory { path: PathBuf, rel: String },
     #[error("{}: a symbolic link to a file that is not there (a download that did not finish?); fetch the file again, or leave the link out with --exclude {rel}", path.display())]
     DanglingLink { path: PathBuf, rel: String },
+    #[error("{}: a symbolic link that leads back to itself (a loop of links, too many levels to follow); point it at the file it stands for, or leave it out with --exclude {rel}", path.display())]
+    LinkLoop { path: PathBuf, rel: String },
     #[error("{path} is a Hugging Face cache folder (blobs/, snapshots/), which keeps every downloaded revision and each weight file twice; compile one revision's snapshot instead: {}", snapshots.iter().map(|s| path.join("snapshots").join(s).display().to_string()).collect::<Vec<_>>().join(" or "))]
     HfCacheFolder {
         path: PathBuf,

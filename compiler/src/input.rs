@@ -457,6 +457,34 @@ fn tally(dir: &Path, rel: &str, exclude: &[Exclude], used: &mut [bool]) -> (u64,
     (files, bytes)
 }
 
+/// Whether `e` is ELOOP, too many levels of symbolic links (`ErrorKind`
+/// names it only on nightly).
+fn is_link_loop(e: &std::io::Error) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const ELOOP: Option<i32> = Some(40);
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    const ELOOP: Option<i32> = Some(62);
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    const ELOOP: Option<i32> = None;
+    ELOOP.is_some() && e.raw_os_error() == ELOOP
+}
+
 /// Whether the file at `path` begins with the tic magic (an artifact).
 fn starts_with_magic(path: &Path) -> bool {
     let mut first = [0u8; 8];
@@ -537,6 +565,10 @@ fn walk(
         if let Some(target) = target {
             let target = target.map_err(|source| match source.kind() {
                 std::io::ErrorKind::NotFound => CompileError::DanglingLink {
+                    path: path.clone(),
+                    rel: rel.clone(),
+                },
+                _ if is_link_loop(&source) => CompileError::LinkLoop {
                     path: path.clone(),
                     rel: rel.clone(),
                 },

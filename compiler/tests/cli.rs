@@ -2065,6 +2065,25 @@ fn other_weight_formats_are_named_and_exclude_leaves_them_out() {
     expect_code(&o, 0);
     std::fs::remove_file(m.join("unfinished.bin")).unwrap();
 
+    // Two links that point at each other: named as a loop, not as an I/O
+    // error, and --exclude leaves them out.
+    std::os::unix::fs::symlink("loop-b.bin", m.join("loop-a.bin")).unwrap();
+    std::os::unix::fs::symlink("loop-a.bin", m.join("loop-b.bin")).unwrap();
+    let o = compile_excluding(&d.join("loop.tic"), &["onnx"]);
+    expect_code(&o, 2);
+    let want = format!(
+        "{}: a symbolic link that leads back to itself (a loop of links, too many levels to \
+         follow); point it at the file it stands for, or leave it out with --exclude loop-a.bin",
+        m.join("loop-a.bin").display()
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    assert!(!d.join("loop.tic").exists());
+    let o = compile_excluding(&d.join("loop.tic"), &["onnx", "loop-?.bin"]);
+    expect_code(&o, 0);
+    for link in ["loop-a.bin", "loop-b.bin"] {
+        std::fs::remove_file(m.join(link)).unwrap();
+    }
+
     // Refused, with nothing written.
     let o = compile_excluding(&d.join("linked.tic"), &["*.bin"]);
     expect_code(&o, 2);
