@@ -460,29 +460,18 @@ fn tally(dir: &Path, rel: &str, exclude: &[Exclude], used: &mut [bool]) -> (u64,
 /// Whether `e` is ELOOP, too many levels of symbolic links (`ErrorKind`
 /// names it only on nightly).
 fn is_link_loop(e: &std::io::Error) -> bool {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const ELOOP: Option<i32> = Some(40);
-    #[cfg(any(
-        target_os = "macos",
-        target_os = "ios",
+    let eloop = if cfg!(any(target_os = "linux", target_os = "android")) {
+        40
+    } else if cfg!(any(
+        target_vendor = "apple",
         target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
-    const ELOOP: Option<i32> = Some(62);
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )))]
-    const ELOOP: Option<i32> = None;
-    ELOOP.is_some() && e.raw_os_error() == ELOOP
+        target_os = "openbsd"
+    )) {
+        62
+    } else {
+        return false;
+    };
+    e.raw_os_error() == Some(eloop)
 }
 
 /// Whether the file at `path` begins with the tic magic (an artifact).
